@@ -1,0 +1,1 @@
+"""The network, the data and the training loop. Knows nothing of Optuna."""

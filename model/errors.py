@@ -1,0 +1,19 @@
+"""Errors that mean "the user's input is wrong", as opposed to a bug. The CLI shows them in one line."""
+
+from model.config import ConfigError
+
+
+class DataError(ValueError):
+    """Data is missing, corrupt or not in the expected layout. The message says where and how to fix it."""
+
+
+class DivergedError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+    def __init__(self, epoch: int, loss: float) -> None:
+        super().__init__(f"loss became {loss} in epoch {epoch}")
+        self.epoch = epoch
+        self.loss = loss
+
+
+__all__ = ["ConfigError", "DataError", "DivergedError"]

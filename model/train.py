@@ -1,0 +1,184 @@
+"""The training loop: one config, E epochs, one device, data resident as tensors.
+
+Each epoch draws a seeded permutation on the device, trains, evaluates in large batches under
+inference_mode and then syncs with the host once to read all its numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.config import JsonConfig
+from model.errors import DivergedError
+from model.tasks import Preprocess, Task, TaskData
+
+
+@dataclass(frozen=True)
+class TrainConfig(JsonConfig):
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9  # SGD only
+    weight_decay: float = 0.0
+    batch_size: int = 100
+    epochs: int = 10
+    seed: int = 0  # seeds the initial weights, each epoch's permutation, dropout and augmentation
+    augment: bool = False  # random crop (4 px padding) + horizontal flip, on the device
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 elsewhere
+
+    def __post_init__(self) -> None:
+        self.check_types()
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+
+
+@dataclass
+class EpochStats:
+    epoch: int  # 1-based
+    train_loss: float  # mean cross-entropy over the epoch's batches, nats
+    train_acc: float  # fraction of training images classified right during the epoch (dropout on)
+    val_acc: float  # fraction right on the eval split ("val" in search, "test" in final)
+    seconds: float  # wall time of the epoch, training and evaluation
+    images_per_s: float  # training images / seconds
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def use_bf16(config: TrainConfig, device: torch.device) -> bool:
+    return config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    # Fused kernels on CUDA: one launch per step instead of one per parameter tensor.
+    extra: dict[str, Any] = {"fused": True} if device.type == "cuda" else {}
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **extra)
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                           weight_decay=config.weight_decay, **extra)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    # Each epoch's randomness depends only on (seed, epoch), so a resumed run repeats it exactly.
+    return (seed * 1_000_003 + epoch * 7919) % (2**63)
+
+
+class Trainer:
+    """Trains `model` on `data` with `config`. Iterate `epochs()` to run; `state_dict()` to checkpoint."""
+
+    def __init__(self, task: Task, model_config: JsonConfig, config: TrainConfig, data: TaskData,
+                 device: torch.device, eval_batch_size: int | None = None) -> None:
+        self.task, self.config, self.device = task, config, device
+        torch.manual_seed(config.seed)  # initial weights
+        model = task.build_model(model_config)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            model = model.to(device, memory_format=torch.channels_last)
+        self.model = model.to(device)
+        self.optimizer = make_optimizer(self.model, config, device)
+        self.train, self.eval = data.train.to(device), data.eval.to(device)
+        self.preprocess: Preprocess = task.make_preprocess(device)
+        self.bf16 = use_bf16(config, device)
+        self.eval_batch_size = eval_batch_size or (4096 if device.type == "cuda" else 1000)
+        self.epoch = 0  # epochs completed
+        self.history: list[dict[str, float]] = []
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    def _train_epoch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        self.model.train()
+        n = len(self.train)
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        perm = torch.randperm(n, device=self.device, generator=generator)
+        for idx in perm.split(self.config.batch_size):
+            x = self.train.x[idx]
+            if self.config.augment:
+                x = self.task.augment(x, generator)
+            x, y = self.preprocess(x), self.train.y[idx]
+            with self._autocast():
+                logits = self.model(x)
+                loss = F.cross_entropy(logits.float(), y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            loss_sum += loss.detach() * len(idx)
+            correct += (logits.argmax(1) == y).sum()
+        return loss_sum / n, correct
+
+    @torch.inference_mode()
+    def evaluate(self) -> torch.Tensor:
+        """Number of eval items classified right, as a device tensor (no sync)."""
+        self.model.eval()
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        for start in range(0, len(self.eval), self.eval_batch_size):
+            x = self.preprocess(self.eval.x[start:start + self.eval_batch_size])
+            with self._autocast():
+                pred = self.model(x).argmax(1)
+            correct += (pred == self.eval.y[start:start + self.eval_batch_size]).sum()
+        return correct
+
+    @torch.inference_mode()
+    def predict(self) -> torch.Tensor:
+        """Predicted class of every eval item, on the host."""
+        self.model.eval()
+        preds = []
+        for start in range(0, len(self.eval), self.eval_batch_size):
+            with self._autocast():
+                preds.append(self.model(self.preprocess(self.eval.x[start:start + self.eval_batch_size])).argmax(1))
+        return torch.cat(preds).cpu()
+
+    def epochs(self) -> Iterator[EpochStats]:
+        """Run the remaining epochs, yielding each one's stats. Raises DivergedError on a NaN/inf loss."""
+        while self.epoch < self.config.epochs:
+            epoch = self.epoch + 1
+            seed = _epoch_seed(self.config.seed, epoch)
+            torch.manual_seed(seed)  # dropout
+            generator = torch.Generator(device=self.device).manual_seed(seed)
+            start = time.perf_counter()
+            mean_loss, train_correct = self._train_epoch(generator)
+            eval_correct = self.evaluate()
+            # The one host sync of the epoch.
+            loss, tc, ec = torch.stack([mean_loss.double(), train_correct.double(), eval_correct.double()]).tolist()
+            seconds = time.perf_counter() - start
+            if not math.isfinite(loss):
+                raise DivergedError(epoch, loss)
+            stats = EpochStats(epoch, loss, tc / len(self.train), ec / len(self.eval), seconds,
+                               len(self.train) / seconds)
+            self.epoch = epoch
+            self.history.append(stats.as_dict())
+            yield stats
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "history": list(self.history),
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "torch_rng": torch.get_rng_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch = int(state["epoch"])
+        self.history = list(state["history"])
+        torch.set_rng_state(state["torch_rng"])
+
+
+def train(task: Task, model_config: JsonConfig, config: TrainConfig, data: TaskData,
+          device: torch.device) -> Iterator[EpochStats]:
+    """Train one config for config.epochs epochs on one device; yield each epoch's stats."""
+    return Trainer(task, model_config, config, data, device).epochs()

@@ -1,0 +1,1 @@
+"""The search: space, objective, pruning, workers, CLI, export, final and report."""

@@ -1,0 +1,20 @@
+"""Samplers: seeded TPE (default), grid over a categorical space, random."""
+
+from __future__ import annotations
+
+import optuna
+
+from search.space import Space
+
+SAMPLERS = ("tpe", "grid", "random")
+
+
+def make_sampler(kind: str, space: Space, seed: int) -> optuna.samplers.BaseSampler:
+    if kind == "tpe":
+        # constant_liar: running trials count as bad guesses, so parallel workers spread out.
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    if kind == "grid":
+        return optuna.samplers.GridSampler(space.grid(), seed=seed)
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ValueError(f"--sampler: unknown sampler {kind!r} (allowed: {', '.join(SAMPLERS)})")

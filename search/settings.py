@@ -1,0 +1,41 @@
+"""The settings of a search, as given on the command line. Saved on the study."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from model.config import JsonConfig
+from model.tasks import DataConfig
+from storage.url import DEFAULT_STORAGE
+
+DEFAULT_STUDY = "alexnet-cifar10"
+
+
+@dataclass(frozen=True)
+class SearchConfig(JsonConfig):
+    study: str = DEFAULT_STUDY
+    storage: str = DEFAULT_STORAGE
+    task: str = "alexnet-cifar10"
+    space: str | None = None  # a TOML file; None = the task's built-in space
+    trials: int = 20  # finished (complete or pruned) trials the whole study aims at
+    epochs: int = 10
+    sampler: Literal["tpe", "grid", "random"] = "tpe"
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    patience: int = 3  # epochs without improvement before a trial stops; 0 = never
+    warmup_epochs: int = 1  # epochs before the pruner may prune a trial
+    startup_trials: int = 3  # completed trials before the median pruner starts pruning
+    seed: int = 0  # seeds the sampler and every trial's training
+    device: str = "auto"
+    data: DataConfig = DataConfig()
+
+    def __post_init__(self) -> None:
+        self.check_types()
+        for name in ("trials", "epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name}: must be >= 1, got {getattr(self, name)}")
+        for name in ("patience", "warmup_epochs", "startup_trials"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')}: must be >= 0, got {getattr(self, name)}")
+        if not self.study.strip():
+            raise ValueError("--study: must not be empty")

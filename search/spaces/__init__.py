@@ -1,0 +1,1 @@
+"""Search-space TOML files shipped with alexsearch."""

@@ -1,0 +1,40 @@
+"""The worker loop: run trials until the whole study has reached its budget."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import optuna
+from optuna.trial import TrialState
+
+from search.space import Space
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+TAKEN = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+
+
+def finished_count(study: optuna.Study) -> int:
+    """Trials that count towards the budget: the study's, not this process's."""
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def space_exhausted(study: optuna.Study, space: Space) -> bool:
+    """True when every config of a categorical space is finished or being run."""
+    if not space.is_categorical():
+        return False
+    taken = {tuple(repr(t.params.get(n)) for n in space.names)
+             for t in study.get_trials(deepcopy=False, states=TAKEN) if set(space.names) <= set(t.params)}
+    return len(taken) >= space.grid_size()
+
+
+def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], budget: int, space: Space,
+               on_progress: Callable[[int], None] = lambda done: None) -> int:
+    """Run one trial at a time until `budget` trials of the study have finished. Returns trials run here."""
+    ran = 0
+    while True:
+        done = finished_count(study)
+        on_progress(done)
+        if done >= budget or space_exhausted(study, space):
+            return ran
+        study.optimize(objective, n_trials=1, catch=(), gc_after_trial=False)
+        ran += 1

@@ -1,0 +1,1 @@
+"""Opening studies: URL checks, SQLite settings, heartbeat and retry, checkpoints and artifacts."""

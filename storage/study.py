@@ -1,0 +1,87 @@
+"""Open or create an Optuna study from a SQLAlchemy URL, with the settings each engine needs."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import optuna
+import sqlalchemy
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+from storage import sqlite as sqlite_settings
+from storage.errors import StorageError
+from storage.url import parse_url, redact, sqlite_path
+
+# Defaults that suit trials of minutes to hours: a beat each minute, declared dead after 10 minutes
+# of silence (a long evaluation or a checkpoint write on a slow disk never takes that long).
+HEARTBEAT_INTERVAL_S = 60
+GRACE_PERIOD_S = 600
+MAX_RETRY = 2
+POOL_RECYCLE_S = 1800  # reconnect before servers and firewalls drop idle connections (~1 h seen)
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    interval_s: int = HEARTBEAT_INTERVAL_S
+    grace_period_s: int = GRACE_PERIOD_S
+    max_retry: int = MAX_RETRY
+
+
+def open_storage(url: str, *, create: bool, heartbeat: Heartbeat | None = None) -> RDBStorage:
+    """An RDBStorage for url.
+
+    create=False is for read-only commands: the database must already exist and hold Optuna's
+    tables, and nothing is created or written by opening it.
+    """
+    parsed = parse_url(url)
+    path = sqlite_path(parsed)
+    kwargs: dict = {}
+    if path is not None:
+        sqlite_settings.check_sqlite_file(path)
+        if not create:
+            if not path.exists():
+                raise StorageError(f"--storage: no database at {path} (check the path, or run "
+                                   "`alexsearch search` first to create one)")
+            if not sqlite_settings.has_optuna_tables(path):
+                raise StorageError(f"--storage: {path} is a SQLite database but holds no Optuna study")
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sqlite_settings.enable_wal(path)
+        kwargs.update(sqlite_settings.engine_kwargs())
+    else:
+        kwargs.update(pool_pre_ping=True, pool_recycle=POOL_RECYCLE_S)
+    hb: dict = {}
+    if heartbeat is not None:
+        hb = dict(heartbeat_interval=heartbeat.interval_s, grace_period=heartbeat.grace_period_s,
+                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=heartbeat.max_retry))
+    try:
+        storage = RDBStorage(url, engine_kwargs=kwargs, skip_table_creation=not create, **hb)
+    except sqlalchemy.exc.OperationalError as e:
+        raise StorageError(f"--storage: cannot open {redact(url)}: {str(e.orig).strip().splitlines()[0]}") from None
+    except sqlalchemy.exc.DatabaseError as e:
+        raise StorageError(f"--storage: {redact(url)} is not a usable database: "
+                           f"{str(e.orig).strip().splitlines()[0]}") from None
+    if path is not None and create:
+        sqlite_settings.use_immediate_transactions(storage.engine)
+    if path is None and not create and not sqlalchemy.inspect(storage.engine).has_table("studies"):
+        raise StorageError(f"--storage: {redact(url)} holds no Optuna study")
+    return storage
+
+
+def study_names(storage: RDBStorage) -> list[str]:
+    return [s.study_name for s in storage.get_all_studies()]
+
+
+def load_study(storage: RDBStorage, name: str, **kwargs) -> optuna.Study:
+    """Load an existing study, or fail with the list of studies that exist."""
+    names = study_names(storage)
+    if name not in names:
+        have = ", ".join(names) if names else "none"
+        raise StorageError(f"--study: no study named {name!r} in this storage (studies: {have})")
+    return optuna.load_study(study_name=name, storage=storage, **kwargs)
+
+
+def quiet_optuna() -> None:
+    """Our own progress output replaces Optuna's per-trial log lines."""
+    optuna.logging.set_verbosity(logging.WARNING)

@@ -1,0 +1,129 @@
+"""The CLI end to end on a real SQLite study, and every bad input: one line, exit 2, database unchanged."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from search.cli import main
+
+QUICK = ["--epochs", "2", "--train-size", "200", "--val-size", "100", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def study_db(tiny_data, tmp_path_factory) -> Path:
+    """A real study of 4 trials, 2 epochs, made through the CLI."""
+    db = tmp_path_factory.mktemp("e2e") / "runs" / "study.db"  # parent folder does not exist yet
+    rc = main(["search", "--storage", f"sqlite:///{db}", "--data", str(tiny_data), "--trials", "4", *QUICK])
+    assert rc == 0
+    return db
+
+
+def test_search_writes_trials_intermediate_values_and_user_attrs(study_db):
+    con = sqlite3.connect(study_db)
+    states = [r[0] for r in con.execute("SELECT state FROM trials")]
+    assert len(states) == 4 and set(states) <= {"COMPLETE", "PRUNED"}
+    steps = con.execute("SELECT COUNT(*) FROM trial_intermediate_values").fetchone()[0]
+    assert steps >= 4 * 1
+    keys = {r[0] for r in con.execute("SELECT DISTINCT key FROM trial_user_attributes")}
+    assert {"train_acc", "val_acc", "train_loss", "best_epoch", "epoch_seconds", "images_per_s", "device",
+            "versions", "seed", "config"} <= keys
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_status_shows_the_study(study_db, capsys):
+    assert main(["status", "--storage", f"sqlite:///{study_db}"]) == 0
+    out = capsys.readouterr().out
+    assert "study alexnet-cifar10: 4 trials" in out and "best: trial" in out and "batch_norm=" in out
+
+
+def test_rerun_resumes_towards_the_total(study_db, tiny_data, capsys):
+    copy = study_db.parent / "resume.db"
+    with sqlite3.connect(study_db) as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)  # a plain file copy would miss what is still in the -wal file
+    url = f"sqlite:///{copy}"
+    capsys.readouterr()
+    assert main(["search", "--storage", url, "--data", str(tiny_data), "--trials", "4", *QUICK]) == 0
+    assert "already has 4 finished trials" in capsys.readouterr().out
+    assert main(["search", "--storage", url, "--data", str(tiny_data), "--trials", "5", *QUICK]) == 0
+    assert sqlite3.connect(copy).execute("SELECT COUNT(*) FROM trials").fetchone()[0] == 5
+
+
+def digest(path: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(path.parent.glob(path.name + "*")):  # the db and its -wal/-shm files
+        if p.suffix != "-shm" and not p.name.endswith("-shm"):
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+BAD = [
+    (["search", "--trials", "0"], "argument --trials: must be a positive integer, got '0'"),
+    (["search", "--trials", "many"], "argument --trials: must be a positive integer, got 'many'"),
+    (["search", "--epochs", "-1"], "argument --epochs: must be a positive integer"),
+    (["search", "--sampler", "cmaes"], "argument --sampler: invalid choice: 'cmaes'"),
+    (["search", "--pruner", "x"], "argument --pruner: invalid choice: 'x'"),
+    (["search", "--patience", "-2"], "argument --patience: must be an integer >= 0"),
+    (["search", "--task", "resnet"], "--task: unknown task 'resnet' (allowed: alexnet-cifar10"),
+    (["search", "--space", "MISSING.toml"], "--space: no file at"),
+    (["search", "--space", "BAD.toml"], "params.lr: low (0.1) > high (0.01)"),
+    (["search", "--sampler", "grid"], "--sampler grid needs choices for every parameter; params.lr is a range"),
+    (["search", "--device", "cuda:7"], "device: 'cuda:7'"),
+    (["search", "--device", "tpu"], "device: 'tpu'"),
+    (["search", "--data", "NODATA"], "CIFAR-10 not found"),
+    (["search", "--val-size", "0"], "argument --val-size: must be a positive integer"),
+    (["search", "--val-size", "400", "--data", "DATA"], "--val-size: must be less than the 400 training images"),
+    (["search", "--storage", "not a url"], "--storage: cannot parse 'not a url'"),
+    (["search", "--storage", "nosuchdb://x"], "--storage: unknown database kind 'nosuchdb'"),
+    (["status", "--study", "nope"], "--study: no study named 'nope' in this storage (studies: alexnet-cifar10)"),
+    (["status", "--storage", "sqlite:///MISSING.db"], "--storage: no database at"),
+    (["status", "--storage", "sqlite:///NOTADB"], "is not a SQLite database"),
+    (["frobnicate"], "argument COMMAND: invalid choice: 'frobnicate'"),
+]
+
+
+@pytest.mark.parametrize("argv, fragment", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_one_line_exit_2_database_unchanged(argv, fragment, study_db, tiny_data, tmp_path, capsys):
+    bad_space = tmp_path / "BAD.toml"
+    bad_space.write_text("[params]\nlr = { low = 0.1, high = 0.01 }\n")
+    (tmp_path / "NOTADB").write_text("hello, not a database")
+    subs = {"MISSING.toml": str(tmp_path / "missing.toml"), "BAD.toml": str(bad_space),
+            "NODATA": str(tmp_path / "nodata"), "sqlite:///MISSING.db": f"sqlite:///{tmp_path / 'missing.db'}",
+            "sqlite:///NOTADB": f"sqlite:///{tmp_path / 'NOTADB'}", "DATA": str(tiny_data)}
+    argv = [subs.get(a, a) for a in argv]
+    if "--storage" not in argv and argv[0] in ("search", "status"):
+        argv += ["--storage", f"sqlite:///{study_db}"]
+    if argv[0] == "search" and "--data" not in argv:
+        argv += ["--data", str(tiny_data), "--val-size", "100"]
+        argv += ["--trials" if "--trials" not in argv else "--epochs", "9"]
+    before = digest(study_db)
+    capsys.readouterr()
+    rc = run_cli(argv)
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert fragment in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert digest(study_db) == before
+    assert not (tmp_path / "missing.db").exists()
+
+
+def run_cli(argv: list[str]) -> int:
+    """main() returns the exit code; argparse's own errors leave through SystemExit."""
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return e.code
+
+
+def test_console_script_prints_no_traceback(tmp_path):
+    exe = Path(sys.executable).parent / "alexsearch"
+    r = subprocess.run([str(exe), "status", "--storage", f"sqlite:///{tmp_path / 'none.db'}"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "no database at" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "none.db").exists()
