@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
+import pkgutil
 import sys
 import warnings
 from collections.abc import Sequence
 
+import search.commands
 from model.errors import ConfigError, DataError
-from search.commands import search_cmd, status
 from search.space import SpaceError
 from storage.errors import StorageError
 
-COMMANDS = [search_cmd, status]
+
+def command_modules() -> list:
+    """Every module in search/commands that defines NAME is a subcommand, listed by its ORDER."""
+    modules = [importlib.import_module(f"search.commands.{m.name}")
+               for m in pkgutil.iter_modules(search.commands.__path__)]
+    return sorted((m for m in modules if hasattr(m, "NAME")), key=lambda m: (getattr(m, "ORDER", 99), m.NAME))
 USAGE_ERRORS = (ConfigError, DataError, SpaceError, StorageError, ValueError)
 
 
@@ -24,7 +32,7 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="alexsearch", description="Optuna hyperparameter search for AlexNet on CIFAR-10.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser, required=True)
-    for command in COMMANDS:
+    for command in command_modules():
         command.add_parser(sub)
     return parser
 
@@ -35,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except USAGE_ERRORS as e:
+        if os.environ.get("ALEXSEARCH_DEBUG"):
+            raise
         print(f"alexsearch {args.command}: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
               file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ class SearchConfig(JsonConfig):
     space: str | None = None  # a TOML file; None = the task's built-in space
     trials: int = 20  # finished (complete or pruned) trials the whole study aims at
     epochs: int = 10
+    strategy: Literal["optuna", "stepwise"] = "optuna"  # stepwise: the report's Table 1 protocol
     sampler: Literal["tpe", "grid", "random"] = "tpe"
     pruner: Literal["median", "hyperband", "none"] = "median"
     patience: int = 3  # epochs without improvement before a trial stops; 0 = never

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 import optuna
 from optuna.trial import TrialState
@@ -11,6 +12,14 @@ from search.space import Space
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 TAKEN = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+
+
+class Strategy(Protocol):
+    """A plan that enqueues trials itself (e.g. the report's stepwise protocol)."""
+
+    def prepare(self, study: optuna.Study) -> bool:
+        """Called before each trial: enqueue what should run next. False = the plan has nothing left."""
+        ...
 
 
 def finished_count(study: optuna.Study) -> int:
@@ -28,13 +37,15 @@ def space_exhausted(study: optuna.Study, space: Space) -> bool:
 
 
 def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], budget: int, space: Space,
-               on_progress: Callable[[int], None] = lambda done: None) -> int:
+               on_progress: Callable[[int], None] = lambda done: None, strategy: Strategy | None = None) -> int:
     """Run one trial at a time until `budget` trials of the study have finished. Returns trials run here."""
     ran = 0
     while True:
         done = finished_count(study)
         on_progress(done)
         if done >= budget or space_exhausted(study, space):
+            return ran
+        if strategy is not None and not strategy.prepare(study):
             return ran
         study.optimize(objective, n_trials=1, catch=(), gc_after_trial=False)
         ran += 1

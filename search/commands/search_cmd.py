@@ -17,11 +17,13 @@ from search.pruning import PRUNERS, make_pruner
 from search.samplers import SAMPLERS, make_sampler
 from search.settings import SearchConfig
 from search.space import Space, load_space
+from search.stepwise import STRATEGIES, make_strategy
 from search.worker import finished_count, run_trials
 from storage.study import Heartbeat, open_storage, quiet_optuna
 from storage.url import parse_url, redact
 
 NAME = "search"
+ORDER = 1
 HELP = "create or resume a study and run trials until it has --trials finished trials"
 
 
@@ -33,6 +35,9 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials", type=positive_int, default=None,
                    help="finished trials the whole study aims at (default: 20; the grid size for --sampler grid)")
     p.add_argument("--epochs", type=positive_int, default=10, help="epochs per trial (default: 10)")
+    p.add_argument("--strategy", choices=STRATEGIES, default="optuna",
+                   help="optuna: the sampler and pruner choose; stepwise: the report's Table 1 protocol "
+                        "(default: optuna)")
     p.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="default: tpe")
     p.add_argument("--pruner", choices=PRUNERS, default="median", help="default: median")
     p.add_argument("--patience", type=non_negative_int, default=3,
@@ -67,7 +72,8 @@ def settings_from_args(args: argparse.Namespace) -> tuple[SearchConfig, Space]:
     data = DataConfig(root=args.data, download=args.download, val_size=args.val_size or task.default_val_size,
                       train_size=args.train_size)
     settings = SearchConfig(study=args.study, storage=args.storage, task=args.task, space=args.space,
-                            trials=trials, epochs=args.epochs, sampler=args.sampler, pruner=args.pruner,
+                            trials=trials, epochs=args.epochs, strategy=args.strategy, sampler=args.sampler,
+                            pruner=args.pruner,
                             patience=args.patience, warmup_epochs=args.warmup_epochs,
                             startup_trials=args.startup_trials, seed=args.seed, device=args.device, data=data)
     return settings, space
@@ -107,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
 
     objective = Objective(space, settings, data, device, log=bar.write)
     try:
-        run_trials(study, objective, settings.trials, space, progress)
+        run_trials(study, objective, settings.trials, space, progress, make_strategy(settings, space))
     finally:
         bar.close()
     print_best(study)

@@ -10,6 +10,7 @@ from search.commands.common import add_storage_args
 from storage.study import load_study, open_storage, quiet_optuna
 
 NAME = "status"
+ORDER = 7
 HELP = "print the study's trials (number, state, params, value, best epoch) and the best trial"
 
 

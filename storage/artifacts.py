@@ -1,0 +1,43 @@
+"""Where a study keeps files: Optuna artifacts (weights, figures) and per-trial checkpoints.
+
+For SQLite the folder sits next to the database: `runs/study.db` -> `runs/study-artifacts/`.
+For a server database, pass --artifacts DIR (default ./alexsearch-artifacts); every machine that
+writes or reads artifacts must see the same folder (a shared filesystem), as with any Optuna
+FileSystemArtifactStore.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from optuna.artifacts import FileSystemArtifactStore
+
+from storage.url import parse_url, sqlite_path
+
+DEFAULT_SERVER_ARTIFACTS = "alexsearch-artifacts"
+
+
+def artifact_dir(storage_url: str, override: str | None = None) -> Path:
+    if override:
+        return Path(override).expanduser()
+    path = sqlite_path(parse_url(storage_url))
+    if path is None:
+        return Path(DEFAULT_SERVER_ARTIFACTS)
+    return path.with_name(path.stem + "-artifacts")
+
+
+def artifact_store(folder: Path) -> FileSystemArtifactStore:
+    """Optuna's file artifact store in folder/optuna (what optuna-dashboard serves)."""
+    base = folder / "optuna"
+    base.mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(base)
+
+
+def safe_name(name: str) -> str:
+    """A study name as a folder name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "_"
+
+
+def checkpoint_dir(folder: Path, study_name: str) -> Path:
+    return folder / "checkpoints" / safe_name(study_name)
