@@ -73,9 +73,17 @@ def study_names(storage: RDBStorage) -> list[str]:
     return [s.study_name for s in storage.get_all_studies()]
 
 
-def load_study(storage: RDBStorage, name: str, **kwargs) -> optuna.Study:
-    """Load an existing study, or fail with the list of studies that exist."""
+def load_study(storage: RDBStorage, name: str | None, **kwargs) -> optuna.Study:
+    """Load an existing study, or fail with the list of studies that exist.
+
+    name=None picks the storage's only study.
+    """
     names = study_names(storage)
+    if name is None:
+        if len(names) != 1:
+            raise StorageError(f"--study: this storage holds {len(names)} studies; name one "
+                               f"(studies: {', '.join(names) or 'none'})")
+        name = names[0]
     if name not in names:
         have = ", ".join(names) if names else "none"
         raise StorageError(f"--study: no study named {name!r} in this storage (studies: {have})")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from search.settings import DEFAULT_STUDY
 from storage.url import DEFAULT_STORAGE
 
 
@@ -38,7 +37,9 @@ def any_int(text: str) -> int:
 def add_storage_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", default=DEFAULT_STORAGE,
                    help=f"SQLAlchemy URL of the study database (default: {DEFAULT_STORAGE})")
-    p.add_argument("--study", default=DEFAULT_STUDY, help=f"study name (default: {DEFAULT_STUDY})")
+    p.add_argument("--study", default=None,
+                   help="study name (default: for search, the task's name, e.g. alexnet-cifar10; "
+                        "for the other commands, the only study in the storage)")
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:

@@ -71,7 +71,7 @@ def settings_from_args(args: argparse.Namespace) -> tuple[SearchConfig, Space]:
     trials = args.trials or (space.grid_size() if args.sampler == "grid" else 20)
     data = DataConfig(root=args.data, download=args.download, val_size=args.val_size or task.default_val_size,
                       train_size=args.train_size)
-    settings = SearchConfig(study=args.study, storage=args.storage, task=args.task, space=args.space,
+    settings = SearchConfig(study=args.study or args.task, storage=args.storage, task=args.task, space=args.space,
                             trials=trials, epochs=args.epochs, strategy=args.strategy, sampler=args.sampler,
                             pruner=args.pruner,
                             patience=args.patience, warmup_epochs=args.warmup_epochs,
