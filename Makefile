@@ -31,8 +31,19 @@ search: install
 status: install
 	$(BIN)/alexsearch status --storage $(STORAGE) --study $(STUDY)
 
+# make dashboard: serve optuna-dashboard for the study on http://127.0.0.1:8080 (DASHBOARD_ARGS="--port 9000").
+DASHBOARD_ARGS ?=
+dashboard: install
+	$(BIN)/alexsearch dashboard --storage $(STORAGE) --study $(STUDY) $(DASHBOARD_ARGS)
+
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# make bench: the throughput table (Trainer vs DataLoader vs plain loop, ratios a/b and a/c). BENCH_ARGS passes
+# options, e.g. BENCH_ARGS="--data data --bf16", "--quick", or "--accuracy" for the same-accuracy check.
+BENCH_ARGS ?=
+bench: install
+	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,11 +1,17 @@
-"""The objective: train the sampled config, report validation accuracy each epoch, prune, return the best."""
+"""The objective: train the sampled config, report validation accuracy each epoch, prune, return the best.
+
+Around that thin core: a checkpoint after every epoch, resume of a retried trial from its original's
+last checkpoint, and no second training of a config that has already been trained.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import optuna
 import torch
+from optuna.trial import TrialState
 
 from model.device import device_name
 from model.errors import DivergedError
@@ -15,8 +21,13 @@ from search.pruning import Patience
 from search.settings import SearchConfig
 from search.space import Space
 from search.trial_config import TrialConfig, versions
+from storage.checkpoints import CheckpointStore
 
 Log = Callable[[str], None]
+CURVES = ("train_acc", "val_acc", "train_loss", "epoch_seconds", "images_per_s")
+_STAT_OF_CURVE = {"epoch_seconds": "seconds"}  # curve name -> EpochStats field where they differ
+# Called when a trial completes: (trial, value, trainer, curves). The best-trial artifacts hook.
+FinishHook = Callable[[optuna.Trial, float, Trainer, dict[str, list[float]]], None]
 
 
 def epoch_line(trial_number: int, epochs: int, s: EpochStats) -> str:
@@ -24,11 +35,29 @@ def epoch_line(trial_number: int, epochs: int, s: EpochStats) -> str:
             f"train_acc {s.train_acc:.4f} val_acc {s.val_acc:.4f} {s.seconds:.1f}s {s.images_per_s:.0f} img/s")
 
 
+def retry_root(trial: optuna.Trial) -> int:
+    """The number of the first trial in this trial's retry chain (itself if it is not a retry)."""
+    attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
+    return attrs.get("failed_trial", trial.number)
+
+
+def duplicate_of(trial: optuna.Trial) -> int | None:
+    """An earlier trial with the same params that finished or is running, if any."""
+    for t in trial.study.get_trials(deepcopy=False,
+                                    states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)):
+        if t.number < trial.number and t.params == trial.params and "duplicate_of" not in t.user_attrs:
+            return t.number
+    return None
+
+
 class Objective:
     def __init__(self, space: Space, settings: SearchConfig, data: TaskData, device: torch.device,
-                 log: Log = print) -> None:
+                 log: Log = print, checkpoints: CheckpointStore | None = None,
+                 on_complete: FinishHook | None = None) -> None:
         self.space, self.settings, self.data, self.device, self.log = space, settings, data, device, log
+        self.checkpoints, self.on_complete = checkpoints, on_complete
         self.versions = versions()
+        self.current_trial_id: int | None = None  # the trial this process is running, for signal cleanup
 
     def config_for(self, trial: optuna.Trial) -> TrialConfig:
         values = self.space.sample(trial)
@@ -36,33 +65,80 @@ class Objective:
         return TrialConfig(self.space.task.name, model.to_dict(), train, self.settings.data)
 
     def __call__(self, trial: optuna.Trial) -> float:
+        self.current_trial_id = trial._trial_id
         config = self.config_for(trial)
+        earlier = duplicate_of(trial)
+        if earlier is not None:
+            reason = f"duplicate of trial {earlier}: this config was already trained"
+            trial.set_user_attr("duplicate_of", earlier)
+            trial.set_user_attr("pruned_reason", reason)
+            self.log(f"trial {trial.number} skipped: {reason}")
+            raise optuna.TrialPruned(reason)
         trial.set_user_attr("config", config.to_dict())
         trial.set_user_attr("seed", config.train.seed)
         trial.set_user_attr("device", device_name(self.device))
         trial.set_user_attr("versions", self.versions)
+        root = retry_root(trial)
         trainer = Trainer(self.space.task, config.model_config(), config.train, self.data, self.device)
+        history = self._resume(trial, trainer, config, root)
         try:
-            return self._train(trial, trainer, config)
+            value, curves = self._train(trial, trainer, config, root, history)
         except DivergedError as e:
             reason = f"diverged: {e}"
             trial.set_user_attr("pruned_reason", reason)
             self.log(f"trial {trial.number} pruned: {reason}")
+            self._drop_checkpoint(root)
             raise optuna.TrialPruned(reason) from None
+        except optuna.TrialPruned:
+            self._drop_checkpoint(root)
+            raise
+        if self.on_complete is not None:
+            self.on_complete(trial, value, trainer, curves)
+        self._drop_checkpoint(root)
+        return value
 
-    def _train(self, trial: optuna.Trial, trainer: Trainer, config: TrialConfig) -> float:
+    def _resume(self, trial: optuna.Trial, trainer: Trainer, config: TrialConfig, root: int) -> list[dict]:
+        """Load the retry chain's checkpoint into trainer; return the epochs it already trained."""
+        if self.checkpoints is None or root == trial.number:
+            return []
+        state = self.checkpoints.load(root)
+        if state is None:
+            return []
+        if state.get("config") != config.to_dict():
+            self.log(f"trial {trial.number}: checkpoint of trial {root} has another config; starting over")
+            return []
+        trainer.load_state_dict(state)
+        trial.set_user_attr("resumed_from", {"trial": root, "epoch": trainer.epoch})
+        self.log(f"trial {trial.number}: resuming trial {root} after epoch {trainer.epoch}")
+        return list(state["history"])
+
+    def _checkpoint(self, root: int, trainer: Trainer, config: TrialConfig) -> None:
+        if self.checkpoints is not None:
+            self.checkpoints.save(root, {**trainer.state_dict(), "config": config.to_dict()})
+
+    def _drop_checkpoint(self, root: int) -> None:
+        if self.checkpoints is not None:
+            self.checkpoints.delete(root)
+
+    def _record(self, trial: optuna.Trial, curves: dict[str, list[float]], patience: Patience,
+                stats: dict[str, Any]) -> None:
+        for key in CURVES:
+            curves[key].append(stats[_STAT_OF_CURVE.get(key, key)])
+            trial.set_user_attr(key, curves[key])
+        patience.update(stats["epoch"], stats["val_acc"])
+        trial.set_user_attr("best_epoch", patience.best_epoch)
+        trial.report(stats["val_acc"], stats["epoch"])
+
+    def _train(self, trial: optuna.Trial, trainer: Trainer, config: TrialConfig, root: int,
+               history: list[dict]) -> tuple[float, dict[str, list[float]]]:
         epochs = config.train.epochs
         patience = Patience(self.settings.patience)
-        curves: dict[str, list[float]] = {"train_acc": [], "val_acc": [], "train_loss": [], "epoch_seconds": [],
-                                          "images_per_s": []}
+        curves: dict[str, list[float]] = {key: [] for key in CURVES}
+        for stats in history:  # a resumed trial carries its original's learning curve on
+            self._record(trial, curves, patience, stats)
         for s in trainer.epochs():
-            for key, values in zip(curves, (s.train_acc, s.val_acc, s.train_loss, s.seconds, s.images_per_s),
-                                   strict=True):
-                curves[key].append(values)
-                trial.set_user_attr(key, curves[key])
-            patience.update(s.epoch, s.val_acc)
-            trial.set_user_attr("best_epoch", patience.best_epoch)
-            trial.report(s.val_acc, s.epoch)
+            self._checkpoint(root, trainer, config)
+            self._record(trial, curves, patience, s.as_dict())
             self.log(epoch_line(trial.number, epochs, s))
             if trial.should_prune():
                 reason = (f"val_acc {s.val_acc:.4f} at epoch {s.epoch} fell below the "
@@ -76,4 +152,4 @@ class Objective:
                 trial.set_user_attr("stopped_reason", reason)
                 self.log(f"trial {trial.number} stopped: {reason}")
                 break
-        return patience.best
+        return patience.best, curves

@@ -7,6 +7,7 @@ from typing import Literal
 
 from model.config import JsonConfig
 from model.tasks import DataConfig
+from storage.study import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, MAX_RETRY
 from storage.url import DEFAULT_STORAGE
 
 DEFAULT_STUDY = "alexnet-cifar10"
@@ -29,13 +30,23 @@ class SearchConfig(JsonConfig):
     seed: int = 0  # seeds the sampler and every trial's training
     device: str = "auto"
     data: DataConfig = DataConfig()
+    heartbeat_interval: int = HEARTBEAT_INTERVAL_S  # seconds between a running trial's heartbeats
+    grace_period: int = GRACE_PERIOD_S  # seconds without a heartbeat before a trial counts as dead
+    max_retry: int = MAX_RETRY  # retries of a dead trial; each resumes from the last checkpoint
+    artifacts: str | None = None  # artifacts + checkpoints folder; None = next to the SQLite database
 
     def __post_init__(self) -> None:
         self.check_types()
         for name in ("trials", "epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name}: must be >= 1, got {getattr(self, name)}")
-        for name in ("patience", "warmup_epochs", "startup_trials"):
+        for name in ("heartbeat_interval", "grace_period"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')}: must be >= 1 second, got {getattr(self, name)}")
+        if self.grace_period <= self.heartbeat_interval:
+            raise ValueError(f"--grace-period: must be longer than --heartbeat-interval "
+                             f"({self.heartbeat_interval} s), got {self.grace_period}")
+        for name in ("patience", "warmup_epochs", "startup_trials", "max_retry"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')}: must be >= 0, got {getattr(self, name)}")
         if not self.study.strip():

@@ -23,8 +23,8 @@ class Strategy(Protocol):
 
 
 def finished_count(study: optuna.Study) -> int:
-    """Trials that count towards the budget: the study's, not this process's."""
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
+    """Trials that count towards the budget: the study's, not this process's. Skipped duplicates don't."""
+    return sum("duplicate_of" not in t.user_attrs for t in study.get_trials(deepcopy=False, states=FINISHED))
 
 
 def space_exhausted(study: optuna.Study, space: Space) -> bool:

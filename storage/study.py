@@ -11,6 +11,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from storage import sqlite as sqlite_settings
 from storage.errors import StorageError
+from storage.rdb import SteadyRDBStorage
 from storage.url import parse_url, redact, sqlite_path
 
 # Defaults that suit trials of minutes to hours: a beat each minute, declared dead after 10 minutes
@@ -56,7 +57,11 @@ def open_storage(url: str, *, create: bool, heartbeat: Heartbeat | None = None) 
         hb = dict(heartbeat_interval=heartbeat.interval_s, grace_period=heartbeat.grace_period_s,
                   heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=heartbeat.max_retry))
     try:
-        storage = RDBStorage(url, engine_kwargs=kwargs, skip_table_creation=not create, **hb)
+        # Checked before RDBStorage, which on a database without Optuna's tables fails inside its own session.
+        if path is None and not create and not _server_has_tables(url, kwargs):
+            raise StorageError(f"--storage: {redact(url)} holds no Optuna study")
+        # SteadyRDBStorage: a beat that fails on a dropped connection is skipped instead of ending the beats.
+        storage = SteadyRDBStorage(url, engine_kwargs=kwargs, skip_table_creation=not create, **hb)
     except sqlalchemy.exc.OperationalError as e:
         raise StorageError(f"--storage: cannot open {redact(url)}: {str(e.orig).strip().splitlines()[0]}") from None
     except sqlalchemy.exc.DatabaseError as e:
@@ -64,9 +69,15 @@ def open_storage(url: str, *, create: bool, heartbeat: Heartbeat | None = None) 
                            f"{str(e.orig).strip().splitlines()[0]}") from None
     if path is not None and create:
         sqlite_settings.use_immediate_transactions(storage.engine)
-    if path is None and not create and not sqlalchemy.inspect(storage.engine).has_table("studies"):
-        raise StorageError(f"--storage: {redact(url)} holds no Optuna study")
     return storage
+
+
+def _server_has_tables(url: str, engine_kwargs: dict) -> bool:
+    engine = sqlalchemy.create_engine(url, **engine_kwargs)
+    try:
+        return sqlalchemy.inspect(engine).has_table("studies")
+    finally:
+        engine.dispose()
 
 
 def study_names(storage: RDBStorage) -> list[str]:

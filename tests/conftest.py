@@ -8,8 +8,10 @@ import torch
 
 from tests.tiny_cifar import write_tiny_cifar
 
+pytest_plugins = ["tests.pg_server"]  # fixtures pg_server (one PostgreSQL per session) and pg_url (a fresh database)
+
 # Two cores on CI: one thread per test process keeps multi-process tests from oversubscribing.
-torch.set_num_threads(int(os.environ.get("ALEXSEARCH_TEST_THREADS", "2")))
+torch.set_num_threads(int(os.environ.get("ALEXSEARCH_TEST_THREADS", "1")))
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +23,12 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'study.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty study database on each backend, as Optuna tests its own storages: a SQLite file, and a fresh
+    database on the session's PostgreSQL server (tests/pg_server.py)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'study.db'}"
+    return request.getfixturevalue("pg_url")

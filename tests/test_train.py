@@ -51,3 +51,46 @@ def test_augment_keeps_shape_and_dtype(data):
     gen = torch.Generator().manual_seed(0)
     out = TASK.augment(data.train.x[:8], gen)
     assert out.shape == (8, 3, 32, 32) and out.dtype == torch.uint8
+
+
+def test_augment_is_a_padded_crop_with_optional_flip_per_image(data):
+    import torch.nn.functional as F
+
+    x = data.train.x[:16]
+    out = TASK.augment(x, torch.Generator().manual_seed(3))
+    padded = F.pad(x, (4, 4, 4, 4))
+    found = []
+    for i in range(len(x)):
+        matches = [(dy, dx, flip) for dy in range(9) for dx in range(9) for flip in (False, True)
+                   if torch.equal(out[i], (lambda c: c.flip(2) if flip else c)(padded[i, :, dy:dy + 32, dx:dx + 32]))]
+        assert matches, f"image {i} is not a crop of the 4-px padded image"
+        found.append(matches[0])
+    assert len({(dy, dx) for dy, dx, _ in found}) > 1  # offsets differ per image
+    assert 0 < sum(flip for _, _, flip in found) < len(found)  # some flipped, some not
+
+
+def test_optimizer_is_fused_on_cpu(data):
+    assert trainer(data).optimizer.defaults["fused"] is True
+    assert trainer(data, optimizer="sgd").optimizer.defaults["fused"] is True
+
+
+def test_bf16_on_cpu_trains(data):
+    t = trainer(data, epochs=1, batch_size=50, precision="bf16")
+    stats = next(t.epochs())
+    assert t.bf16 and stats.train_loss == stats.train_loss and 0 <= stats.val_acc <= 1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_epoch_has_no_host_sync_but_the_last(data):
+    cuda = torch.device("cuda")
+    t = Trainer(TASK, TASK.model_config(), TrainConfig(epochs=2, batch_size=20, augment=True), data, cuda)
+    assert t.bf16 and t.model.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    next(t.epochs())  # warm-up: cuDNN benchmark plans
+    torch.cuda.set_sync_debug_mode("error")  # any synchronising call inside raises
+    try:
+        loss, correct = t._train_epoch(torch.Generator(device=cuda).manual_seed(1))
+        t.evaluate()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(loss).item() and 0 <= correct.item() <= len(t.train)

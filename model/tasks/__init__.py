@@ -96,13 +96,18 @@ def register(task: Task) -> Task:
     return task
 
 
+_discovered = False  # a registry that is not empty may still miss tasks: importing one task module registers only it
+
+
 def _discover() -> None:
+    global _discovered
     for info in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{info.name}")
+    _discovered = True
 
 
 def all_tasks() -> dict[str, Task]:
-    if not _REGISTRY:
+    if not _discovered:
         _discover()
     return dict(_REGISTRY)
 

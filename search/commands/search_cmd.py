@@ -1,26 +1,21 @@
-"""`alexsearch search`: create or resume a study and run trials until it reaches its budget."""
+"""`alexsearch search`: create or resume a study and run N workers on it until it reaches its budget."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 
-import optuna
-import torch
-from tqdm import tqdm
-
-from model.device import device_name, resolve_device
+from model.device import resolve_device
 from model.tasks import DataConfig, all_tasks, get_task
 from search.commands.common import add_data_args, add_storage_args, non_negative_int, positive_int
-from search.objective import Objective
-from search.pruning import PRUNERS, make_pruner
-from search.samplers import SAMPLERS, make_sampler
+from search.launch import WorkerPlace, launch, run_worker
+from search.placement import cpu_cores, default_workers, threads_per_worker, visible_gpus
+from search.pruning import PRUNERS
+from search.samplers import SAMPLERS
 from search.settings import SearchConfig
 from search.space import Space, load_space
-from search.stepwise import STRATEGIES, make_strategy
-from search.worker import finished_count, run_trials
-from storage.study import Heartbeat, open_storage, quiet_optuna
-from storage.url import parse_url, redact
+from search.stepwise import STRATEGIES, apply_protocol
+from storage.study import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, MAX_RETRY
+from storage.url import parse_url
 
 NAME = "search"
 ORDER = 1
@@ -28,6 +23,7 @@ HELP = "create or resume a study and run trials until it has --trials finished t
 
 
 def add_search_args(p: argparse.ArgumentParser) -> None:
+    """The options of a study and its workers, shared by `search` and `worker`."""
     add_storage_args(p)
     add_data_args(p)
     p.add_argument("--task", default="alexnet-cifar10", help="what to train (default: alexnet-cifar10)")
@@ -48,22 +44,37 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
                    help="completed trials before the median pruner prunes (default: 3)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seeds the sampler and training (default: 0)")
     p.add_argument("--val-size", type=positive_int, default=None,
-                   help="validation hold-out taken from the training images (default: 5000)")
+                   help="validation hold-out taken from the training data (default: the task's, 5000 for CIFAR-10)")
     p.add_argument("--train-size", type=positive_int, default=None,
-                   help="use only this many training images, for quick runs (default: all that remain)")
+                   help="use only this many training items, for quick runs (default: all that remain)")
+    p.add_argument("--heartbeat-interval", type=positive_int, default=HEARTBEAT_INTERVAL_S,
+                   help=f"seconds between a running trial's heartbeats (default: {HEARTBEAT_INTERVAL_S})")
+    p.add_argument("--grace-period", type=positive_int, default=GRACE_PERIOD_S,
+                   help=f"seconds without a heartbeat before a trial is declared dead, failed and retried "
+                        f"(default: {GRACE_PERIOD_S})")
+    p.add_argument("--max-retry", type=non_negative_int, default=MAX_RETRY,
+                   help=f"retries of a dead trial, each resuming from its last checkpoint (default: {MAX_RETRY})")
+    p.add_argument("--artifacts", default=None,
+                   help="folder for checkpoints and artifacts (default: next to the SQLite file, "
+                        "DB-artifacts/; ./alexsearch-artifacts for a server database)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(NAME, help=HELP, description=HELP)
     add_search_args(p)
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help="worker processes on this machine (default: one per visible GPU, times --workers-per-gpu; "
+                        "1 on a CPU-only machine)")
+    p.add_argument("--workers-per-gpu", type=positive_int, default=1,
+                   help="workers sharing each GPU (default: 1)")
     p.set_defaults(run=run)
 
 
 def settings_from_args(args: argparse.Namespace) -> tuple[SearchConfig, Space]:
     """Validate every input; nothing touches the database until this returns."""
+    parse_url(args.storage)
     if args.task not in all_tasks():
         raise ValueError(f"--task: unknown task {args.task!r} (allowed: {', '.join(sorted(all_tasks()))})")
-    parse_url(args.storage)
     space = load_space(args.space, args.task)
     task = get_task(args.task)
     if args.sampler == "grid":
@@ -73,58 +84,20 @@ def settings_from_args(args: argparse.Namespace) -> tuple[SearchConfig, Space]:
                       train_size=args.train_size)
     settings = SearchConfig(study=args.study or args.task, storage=args.storage, task=args.task, space=args.space,
                             trials=trials, epochs=args.epochs, strategy=args.strategy, sampler=args.sampler,
-                            pruner=args.pruner,
-                            patience=args.patience, warmup_epochs=args.warmup_epochs,
-                            startup_trials=args.startup_trials, seed=args.seed, device=args.device, data=data)
-    return settings, space
-
-
-def create_study(settings: SearchConfig, space: Space, sampler_seed: int,
-                 heartbeat: Heartbeat | None = None) -> optuna.Study:
-    storage = open_storage(settings.storage, create=True, heartbeat=heartbeat)
-    study = optuna.create_study(
-        study_name=settings.study, storage=storage, direction="maximize", load_if_exists=True,
-        sampler=make_sampler(settings.sampler, space, sampler_seed),
-        pruner=make_pruner(settings.pruner, settings.epochs, settings.startup_trials, settings.warmup_epochs),
-    )
-    if "search_config" not in study.user_attrs:
-        study.set_user_attr("search_config", settings.replace(storage=redact(settings.storage)).to_dict())
-        study.set_user_attr("space", space.to_dict())
-    return study
+                            pruner=args.pruner, patience=args.patience, warmup_epochs=args.warmup_epochs,
+                            startup_trials=args.startup_trials, seed=args.seed, device=args.device, data=data,
+                            heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
+                            max_retry=args.max_retry, artifacts=args.artifacts)
+    resolve_device(settings.device)
+    return apply_protocol(settings, space, args.trials), space  # stepwise: no pruning, 7 trials by default
 
 
 def run(args: argparse.Namespace) -> int:
     settings, space = settings_from_args(args)
-    device = resolve_device(settings.device)
-    data = space.task.load_search_data(settings.data)  # fails with a clear message before the study exists
-    quiet_optuna()
-    study = create_study(settings, space, settings.seed)
-    done = finished_count(study)
-    if done >= settings.trials:
-        print(f"study {settings.study!r} already has {done} finished trials (budget {settings.trials}); nothing to do")
-        return 0
-    print(f"study {settings.study!r} in {redact(settings.storage)}: {done}/{settings.trials} trials finished; "
-          f"{len(data.train)} train / {len(data.eval)} val images on {device_name(device)} "
-          f"({torch.get_num_threads()} threads)", file=sys.stderr)
-    bar = tqdm(total=settings.trials, initial=done, desc="trials", unit="trial", dynamic_ncols=True, file=sys.stderr)
-
-    def progress(n: int) -> None:
-        bar.update(n - bar.n)
-
-    objective = Objective(space, settings, data, device, log=bar.write)
-    try:
-        run_trials(study, objective, settings.trials, space, progress, make_strategy(settings, space))
-    finally:
-        bar.close()
-    print_best(study)
-    return 0
-
-
-def print_best(study: optuna.Study) -> None:
-    try:
-        best = study.best_trial
-    except ValueError:
-        print("no trial has completed yet")
-        return
-    print(f"best trial {best.number}: val_acc {best.value:.4f} at epoch {best.user_attrs.get('best_epoch')} "
-          f"with {best.params}")
+    gpus = visible_gpus() if resolve_device(settings.device).type == "cuda" else 0
+    workers = args.workers or default_workers(gpus, args.workers_per_gpu)
+    if workers == 1:
+        return run_worker(settings, WorkerPlace(index=0))
+    space.task.load_search_data(settings.data)  # a missing or bad data folder fails here, once, in one line
+    threads = None if gpus else threads_per_worker(workers, cpu_cores())
+    return launch(settings, workers, gpus, threads)

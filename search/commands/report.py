@@ -1,0 +1,62 @@
+"""`alexsearch report`: figures, Optuna plots and a summary of a study, or several studies compared.
+
+Reads the storage only (never writes to it, never creates it) and never touches the data: every
+number comes from what the trials recorded. Works while workers are still running.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from search.commands.common import add_storage_args
+from search.report.build import write_report
+from search.report.compare import write_compare
+from search.report.figures import NeedsMoreTrials
+from storage.study import load_study, open_storage, quiet_optuna
+from storage.url import redact
+
+NAME = "report"
+ORDER = 6
+HELP = "write learning curves per parameter, Optuna plots, summary.md and index.html; or compare studies"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(NAME, help=HELP, description=HELP)
+    add_storage_args(p)
+    p.add_argument("--out", default="report", help="folder for the report's files (default: ./report)")
+    p.add_argument("--compare", nargs="+", metavar="STUDY", default=None,
+                   help="instead: draw these studies' best validation accuracy against epochs trained, "
+                        "in one figure (compare.png, compare.md)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.compare is not None:
+        if len(args.compare) < 2:
+            raise ValueError(f"--compare: give two or more studies, got {len(args.compare)}")
+        if args.study is not None:
+            raise ValueError("--study: not used with --compare; name the studies after --compare")
+    quiet_optuna()
+    storage = open_storage(args.storage, create=False)
+    out = Path(args.out)
+    if args.compare is not None:
+        studies = [load_study(storage, name) for name in args.compare]
+        try:
+            figure, lines = write_compare(studies, out)
+        except NeedsMoreTrials as e:
+            raise ValueError(f"--compare: {e}") from None
+        print("\n".join(lines))
+        print(f"wrote {figure} and {out / 'compare.md'}")
+        return 0
+    study = load_study(storage, args.study)
+    summary = write_report(study, out, source=redact(args.storage))
+    for line in summary.headline():
+        print(line)
+    print("best: " + "; ".join(summary.best_lines()))
+    for o in summary.outputs:
+        if not o.drawn:
+            print(f"not drawn: {o.file}: {o.note}")
+    drawn = sum(o.drawn for o in summary.outputs)
+    print(f"wrote {drawn} figures, summary.md and index.html to {out}/")
+    return 0

@@ -1,0 +1,97 @@
+"""Learning curves per searched parameter: the course report's Figures 3-6, drawn from a study.
+
+Left: training accuracy per epoch, right: validation accuracy per epoch, one line per trial. A parameter
+with few values (a choice, or a range that took at most MAX_LEGEND_VALUES values) gets one colour and
+line style per value, as the report's solid and dashed lines. A range that took more values (lr under
+TPE) is coloured by value on a colour bar, on a log scale when the parameter is searched on one.
+
+In a stepwise study each parameter's figure shows only the trials of its step, where the other
+parameters were held at the steps' best values, exactly as the report compared them. In any other
+study all trials are drawn, and the other parameters vary between lines.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from matplotlib import colormaps
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import LogNorm, Normalize
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from search.report.figures import NeedsMoreTrials, new_figure, save
+from search.report.trials import curves, fmt, fmt_params, is_duplicate
+from search.stepwise import PLAN_ATTR, Plan, replay
+
+MAX_LEGEND_VALUES = 5  # more distinct values than this: a colour bar instead of a legend
+STYLES = ("-", "--", ":", "-.")
+END_MARKERS = {TrialState.PRUNED: ("x", "pruned"), TrialState.RUNNING: (">", "still running")}
+
+
+def trials_for(param: str, trials: list[FrozenTrial], study_attrs: dict[str, Any]) -> tuple[list[FrozenTrial], str]:
+    """The trials that show this parameter's effect, and a caption saying which they are."""
+    drawable = [t for t in trials if param in t.params and curves(t) is not None and not is_duplicate(t)]
+    plan = study_attrs.get(PLAN_ATTR)
+    if plan is None:
+        return drawable, f"all {len(drawable)} trials with curves (the other parameters vary)"
+    views = replay(Plan.from_dict(plan), trials)
+    for number, view in enumerate(views, 1):
+        if view.step.name == param:
+            ids = {t.number for t in view.all_trials()}
+            return ([t for t in drawable if t.number in ids],
+                    f"stepwise step {number}, others at {fmt_params(view.base) or 'their fixed values'}")
+    return [], "its stepwise step has not started yet"
+
+
+def _sort_key(v: Any) -> tuple:
+    return (type(v).__name__, v) if isinstance(v, (bool, int, float, str)) else ("~", repr(v))
+
+
+def draw_param_curves(param: str, trials: list[FrozenTrial], caption: str, path: Path) -> Path:
+    if not trials:
+        raise NeedsMoreTrials(f"no trial has finished an epoch yet ({caption})")
+    fig = new_figure(10, 4)
+    ax_train, ax_val = fig.subplots(1, 2, sharey=True)
+    values = [t.params[param] for t in trials]
+    distinct = sorted(set(values), key=_sort_key)
+    dist = trials[0].distributions.get(param)
+    discrete = isinstance(dist, CategoricalDistribution) or len(distinct) <= MAX_LEGEND_VALUES
+    handles = []
+    if discrete:
+        style = {v: (f"C{i % 10}", STYLES[i % len(STYLES)]) for i, v in enumerate(distinct)}
+        handles = [Line2D([], [], color=c, linestyle=s, label=f"{param}={fmt(v)}") for v, (c, s) in style.items()]
+    else:
+        log = isinstance(dist, (FloatDistribution, IntDistribution)) and dist.log
+        norm = (LogNorm if log else Normalize)(vmin=min(values), vmax=max(values))
+        cmap = colormaps["viridis"]
+    ends = set()
+    for t, v in zip(trials, values, strict=True):
+        color, ls = style[v] if discrete else (cmap(norm(v)), "-")
+        marker = END_MARKERS.get(t.state)
+        for ax, acc in zip((ax_train, ax_val), curves(t), strict=True):
+            epochs = range(1, len(acc) + 1)
+            ax.plot(epochs, acc, color=color, linestyle=ls, linewidth=1.4, marker="o", markersize=3, alpha=0.9)
+            if marker:
+                ax.plot(epochs[-1], acc[-1], marker=marker[0], color=color, markersize=7, linestyle="none")
+        if marker:
+            ends.add(marker)
+    handles += [Line2D([], [], color="grey", marker=m, linestyle="none", label=label) for m, label in sorted(ends)]
+    longest = max(len(curves(t)[0]) for t in trials)
+    for ax, title in ((ax_train, "training accuracy"), (ax_val, "validation accuracy")):
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.set_xlim(0.7, longest + 0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax_train.set_ylabel("accuracy")
+    if handles:
+        fig.legend(handles=handles, fontsize=8, loc="outside right upper")
+    if not discrete:
+        label = f"{param} (log scale)" if log else param
+        fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=[ax_train, ax_val], label=label)
+    fig.suptitle(f"{param}: {caption}", fontsize=10)
+    return save(fig, path)

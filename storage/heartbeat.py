@@ -1,0 +1,51 @@
+"""Reaping dead trials: Optuna's heartbeat finds trials whose beat stopped; this also finds trials
+that died before their first beat, which Optuna leaves RUNNING for ever."""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.trial import FrozenTrial, TrialState
+
+
+def retry(study: optuna.Study, trial: FrozenTrial, max_retry: int) -> None:
+    """Queue a WAITING copy of a failed trial, as Optuna's heartbeat retry does (up to max_retry times)."""
+    RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, trial)
+
+
+def reap_stale_trials(study: optuna.Study, grace_period_s: int, max_retry: int) -> list[int]:
+    """Fail and retry every RUNNING trial that is dead. Returns the numbers of the trials failed here.
+
+    A trial with a heartbeat is Optuna's business (fail_stale_trials). A trial with none at all is
+    dead if it started more than grace_period_s ago: live workers beat within one interval.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fail_stale_trials(study)
+    storage = study._storage
+    beating = set()
+    if hasattr(storage, "scoped_session"):  # RDBStorage: which running trials have ever beaten
+        from optuna.storages._rdb import models
+
+        with storage.scoped_session() as session:
+            beating = {row[0] for row in session.query(models.TrialHeartbeatModel.trial_id).all()}
+            session.commit()
+    now = dt.datetime.now()
+    reaped = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t._trial_id in beating:
+            continue
+        started = t.datetime_start or now
+        if (now - started).total_seconds() <= grace_period_s:
+            continue
+        try:
+            failed = storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker finished or reaped it first
+        if failed:
+            retry(study, storage.get_trial(t._trial_id), max_retry)
+            reaped.append(t.number)
+    return reaped

@@ -1,0 +1,326 @@
+"""Every command against a real PostgreSQL server (tests/pg_server.py), and dropped connections.
+
+The parallel-workers and kill-and-resume tests run on both backends through the `storage_url` fixture;
+this file covers what is PostgreSQL's own: the URL in each command, read-only commands on an empty or
+missing database, and connections the server drops under a running study.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy
+
+from model.tasks import all_tasks
+from search.cli import build_parser, main
+from search.space import load_space
+from search.worker import run_trials
+from storage.study import Heartbeat, load_study, open_storage, quiet_optuna
+from tests.pg_server import PgServer
+
+FAST_TASK = "mlp-synth"  # a small MLP on generated points: a trial takes well under a second
+
+
+def quick_args(tiny_data: Path) -> list[str]:
+    if FAST_TASK in all_tasks():
+        return ["--task", FAST_TASK, "--epochs", "2", "--train-size", "300", "--val-size", "200", "--device", "cpu"]
+    return ["--data", str(tiny_data), "--epochs", "1", "--train-size", "100", "--val-size", "100", "--device", "cpu"]
+
+
+def task_name() -> str:
+    return FAST_TASK if FAST_TASK in all_tasks() else "alexnet-cifar10"
+
+
+def database_of(url: str) -> str:
+    return sqlalchemy.engine.make_url(url).database
+
+
+def tables(url: str) -> list[str]:
+    engine = sqlalchemy.create_engine(url)
+    try:
+        return sqlalchemy.inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+
+
+def digest(url: str) -> str:
+    """A hash of every row of every table: equal digests = the database is unchanged."""
+    engine = sqlalchemy.create_engine(url)
+    h = hashlib.sha256()
+    try:
+        with engine.connect() as con:
+            for name in sorted(sqlalchemy.inspect(engine).get_table_names()):
+                for row in con.exec_driver_sql(f'SELECT * FROM "{name}" ORDER BY 1'):
+                    h.update(repr((name, tuple(row))).encode())
+    finally:
+        engine.dispose()
+    return h.hexdigest()
+
+
+def run_cli(argv: list[str], timeout_s: float = 60) -> int:
+    """main() in a thread, so a command that wrongly starts serving fails the test instead of hanging it."""
+    result: list[int] = []
+
+    def target() -> None:
+        try:
+            result.append(main(argv))
+        except SystemExit as e:
+            result.append(e.code)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    assert result, f"alexsearch {' '.join(argv)} still running after {timeout_s} s"
+    return result[0]
+
+
+@pytest.fixture(scope="module")
+def pg_study(pg_server: PgServer, tiny_data: Path) -> str:
+    """The URL of a database holding a real 3-trial study made by `alexsearch search`."""
+    url = pg_server.url(pg_server.create_database("study"))
+    assert main(["search", "--storage", url, "--trials", "3", *quick_args(tiny_data)]) == 0
+    return url
+
+
+def test_search_writes_the_study_to_postgres(pg_study):
+    engine = sqlalchemy.create_engine(pg_study)
+    try:
+        with engine.connect() as con:
+            states = [r[0] for r in con.exec_driver_sql("SELECT state FROM trials")]
+            steps = con.exec_driver_sql("SELECT COUNT(*) FROM trial_intermediate_values").scalar()
+            keys = {r[0] for r in con.exec_driver_sql("SELECT DISTINCT key FROM trial_user_attributes")}
+            study_keys = {r[0] for r in con.exec_driver_sql("SELECT key FROM study_user_attributes")}
+    finally:
+        engine.dispose()
+    assert len(states) == 3 and set(states) <= {"COMPLETE", "PRUNED"}
+    assert steps >= 3
+    assert {"config", "val_acc", "train_acc", "best_epoch", "versions", "seed"} <= keys
+    assert {"search_config", "space"} <= study_keys
+
+
+def test_status_and_rerun_on_postgres(pg_study, tiny_data, capsys):
+    assert main(["status", "--storage", pg_study]) == 0
+    out = capsys.readouterr().out
+    assert f"study {task_name()}: 3 trials" in out and "best: trial" in out
+    assert main(["search", "--storage", pg_study, "--trials", "3", *quick_args(tiny_data)]) == 0
+    assert "already has 3 finished trials" in capsys.readouterr().out
+
+
+def test_export_and_final_on_postgres(pg_study, tmp_path, capsys):
+    if not {"export", "final"} <= set(command_names()) or FAST_TASK not in all_tasks():
+        pytest.skip("needs the export and final commands and the fast task")
+    out = tmp_path / "best.json"
+    assert main(["export", "--storage", pg_study, "--out", str(out)]) == 0
+    exported = json.loads(out.read_text())
+    assert exported["provenance"]["storage"] == pg_study  # no password in this URL, so nothing was redacted
+    rc = main(["final", "--config", str(out), "--seeds", "1", "--train-size", "300", "--device", "cpu",
+               "--out", str(tmp_path / "final"), "--artifacts", str(tmp_path / "artifacts")])
+    assert rc == 0
+    storage = open_storage(pg_study, create=False)
+    try:
+        assert "final_result" in load_study(storage, None).user_attrs  # recorded on the study in PostgreSQL
+    finally:
+        storage.engine.dispose()
+
+
+def test_report_on_postgres(pg_study, tmp_path):
+    if "report" not in command_names():
+        pytest.skip("no report command yet")
+    assert main(["report", "--storage", pg_study, "--out", str(tmp_path / "report")]) == 0
+    assert (tmp_path / "report" / "summary.md").exists()
+
+
+def test_dashboard_serves_the_postgres_study(pg_study, tmp_path):
+    if "dashboard" not in command_names():
+        pytest.skip("no dashboard command yet")
+    proc = subprocess.Popen([sys.executable, "-m", "search.cli", "dashboard", "--storage", pg_study, "--port", "0",
+                             "--artifacts", str(tmp_path / "artifacts")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()  # "dashboard for URL, study 'NAME': http://127.0.0.1:PORT/dashboard/..."
+        port = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        assert port, f"no URL in {line!r}"
+        base = f"http://127.0.0.1:{port.group(1)}/api/studies"
+        with urllib.request.urlopen(base, timeout=30) as r:
+            studies = json.load(r)["study_summaries"]
+        assert [s["study_name"] for s in studies] == [task_name()]
+        with urllib.request.urlopen(f"{base}/{studies[0]['study_id']}", timeout=30) as r:
+            assert len(json.load(r)["trials"]) == 3
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def command_names() -> list[str]:
+    return list(build_parser()._subparsers._group_actions[0].choices)
+
+
+# Commands that only read the study. search (and worker) create one; final reads an exported file and records
+# on the study only if it can.
+READ_ONLY = [c for c in command_names() if c not in ("search", "worker", "final")]
+EXTRA = {"export": ["--out", "{tmp}/best.json"], "dashboard": ["--port", "0", "--artifacts", "{tmp}/artifacts"],
+         "report": ["--out", "{tmp}/report"]}
+
+
+def read_only_argv(command: str, url: str, tmp_path: Path) -> list[str]:
+    return [command, "--storage", url, *(a.format(tmp=tmp_path) for a in EXTRA.get(command, []))]
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("command", READ_ONLY)
+def test_read_only_command_on_empty_database_creates_no_tables(command, pg_url, tmp_path, capsys):
+    capsys.readouterr()
+    assert run_cli(read_only_argv(command, pg_url, tmp_path)) == 2
+    assert "holds no Optuna study" in one_line_error(capsys)
+    assert tables(pg_url) == []
+
+
+@pytest.mark.parametrize("command", READ_ONLY)
+def test_read_only_command_on_unknown_study_changes_nothing(command, pg_study, tmp_path, capsys):
+    before = digest(pg_study)
+    capsys.readouterr()
+    assert run_cli([*read_only_argv(command, pg_study, tmp_path), "--study", "nope"]) == 2
+    assert f"no study named 'nope' in this storage (studies: {task_name()})" in one_line_error(capsys)
+    assert digest(pg_study) == before
+
+
+def test_missing_database_or_server_is_one_line_and_creates_nothing(pg_server, capsys):
+    capsys.readouterr()
+    assert run_cli(["status", "--storage", pg_server.url("no_such_db")]) == 2
+    err = one_line_error(capsys)
+    assert "cannot open" in err and 'database "no_such_db" does not exist' in err
+    with pg_server.admin_connection() as con:
+        assert con.execute("SELECT COUNT(*) FROM pg_database WHERE datname = 'no_such_db'").fetchone()[0] == 0
+    assert run_cli(["status", "--storage", "postgresql+psycopg://postgres@127.0.0.1:1/x"]) == 2  # nothing on port 1
+    assert "cannot open" in one_line_error(capsys)
+
+
+def test_connections_dropped_between_storage_calls_are_replaced(pg_server, pg_url):
+    """Kill every connection of the study's database in the middle of each trial (while the worker's connection
+    is back in the pool, as when a server or firewall drops an idle one): pool_pre_ping replaces it, the heartbeat
+    thread's too, and every trial completes."""
+    quiet_optuna()
+    db = database_of(pg_url)
+    storage = open_storage(pg_url, create=True, heartbeat=Heartbeat(interval_s=1, grace_period_s=60, max_retry=0))
+    study = optuna.create_study(study_name="drops", storage=storage, direction="maximize")
+    space = load_space(None, task_name())
+    killed = []
+
+    def objective(trial: optuna.Trial) -> float:
+        values = space.sample(trial)
+        trial.report(0.1, 1)
+        killed.append(pg_server.terminate_backends(db))
+        time.sleep(0.6)  # the heartbeat thread beats (and reconnects) once in a while
+        trial.set_user_attr("params_seen", len(values))
+        trial.report(0.2, 2)
+        killed.append(pg_server.terminate_backends(db))
+        return 0.2 + 0.01 * trial.number
+
+    try:
+        assert run_trials(study, objective, 4, space) == 4
+        states = [t.state for t in study.get_trials(deepcopy=False)]
+    finally:
+        storage.engine.dispose()
+    assert states == [optuna.trial.TrialState.COMPLETE] * 4
+    assert sum(killed) >= len(killed)  # every kill found at least the worker's pooled connection
+
+
+def test_connection_dropped_mid_beat_keeps_the_heartbeat_alive(pg_server, pg_url, caplog):
+    """A beat in flight when the connection drops is skipped, and the next beat lands (Optuna's own heartbeat
+    thread would end there, and the live trial would later be failed as stale and run twice)."""
+    quiet_optuna()
+    db = database_of(pg_url)
+    storage = open_storage(pg_url, create=True, heartbeat=Heartbeat(interval_s=1, grace_period_s=60, max_retry=0))
+    study = optuna.create_study(study_name="beats", storage=storage)
+    armed = threading.Event()
+
+    @sqlalchemy.event.listens_for(storage.engine, "before_cursor_execute")
+    def drop_during_a_beat(conn, cursor, statement, parameters, context, executemany) -> None:
+        if armed.is_set() and "trial_heartbeats" in statement:
+            armed.clear()
+            pg_server.terminate_backends(db)
+
+    beats = []
+    reader = sqlalchemy.create_engine(pg_url)  # not storage.engine, whose statements the listener watches
+
+    def last_beat() -> object:
+        with reader.connect() as con:
+            return con.exec_driver_sql("SELECT MAX(heartbeat) FROM trial_heartbeats").scalar()
+
+    def objective(trial: optuna.Trial) -> float:
+        time.sleep(0.3)
+        armed.set()
+        time.sleep(2.5)  # the armed beat fails; the one after it must land
+        beats.append(last_beat())
+        time.sleep(1.2)
+        beats.append(last_beat())
+        return 1.0
+
+    try:
+        with caplog.at_level("WARNING", logger="storage.rdb"):
+            study.optimize(objective, n_trials=1)
+        state = study.trials[0].state
+    finally:
+        storage.engine.dispose()
+        reader.dispose()
+    assert not armed.is_set()  # the drop happened
+    assert beats[1] > beats[0]  # still beating after the drop
+    assert any("heartbeat of trial id" in r.getMessage() for r in caplog.records)
+    assert state == optuna.trial.TrialState.COMPLETE
+
+
+def test_connection_dropped_mid_call_fails_only_that_call(pg_server, pg_url):
+    """The documented limit: a storage call in flight when its connection drops fails (it is not retried: a write
+    may already have committed); the pool replaces the connection, so the next call works."""
+    db = database_of(pg_url)
+    storage = open_storage(pg_url, create=True)
+    study = optuna.create_study(study_name="mid-call", storage=storage)
+    trial = study.ask()
+    armed = threading.Event()
+
+    @sqlalchemy.event.listens_for(storage.engine, "before_cursor_execute")
+    def drop_now(conn, cursor, statement, parameters, context, executemany) -> None:
+        if armed.is_set():
+            armed.clear()
+            pg_server.terminate_backends(db)
+
+    try:
+        armed.set()
+        with pytest.raises(optuna.exceptions.StorageInternalError):
+            trial.set_user_attr("a", 1)
+        trial.set_user_attr("a", 2)
+        study.tell(trial, 1.0)
+        assert study.trials[0].user_attrs == {"a": 2} and study.trials[0].value == 1.0
+    finally:
+        storage.engine.dispose()
+
+
+def test_storage_url_fixture_gives_each_backend_a_fresh_database(storage_url, capsys):
+    """The fixture the multi-worker tests use: an empty database per test on each backend, usable by the CLI."""
+    quiet_optuna()
+    storage = open_storage(storage_url, create=True)
+    try:
+        assert storage.get_all_studies() == []
+        study = optuna.create_study(study_name="fresh", storage=storage, direction="maximize")
+        space = load_space(None, task_name())
+        assert run_trials(study, lambda t: len(space.sample(t)) / 10, 3, space) == 3
+    finally:
+        storage.engine.dispose()
+    capsys.readouterr()
+    assert main(["status", "--storage", storage_url]) == 0
+    assert "study fresh: 3 trials" in capsys.readouterr().out
