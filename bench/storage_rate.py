@@ -1,22 +1,26 @@
 """Trials per second of a no-train objective with N worker processes, on SQLite and on PostgreSQL, in one run.
 
-    python -m bench.storage_rate [--workers 8] [--trials 300] [--backends sqlite,postgresql] [--sampler random]
+    python -m bench.storage_rate [--workers 8] [--trials 300] [--rounds 2] [--backends sqlite,postgresql]
 
 What a trial costs the storage here is what it costs in a real search, minus the training: each worker is a
 spawned process that opens its own storage with storage.study.open_storage(create=True) and the default
 heartbeat, and runs search.worker.run_trials (which counts the study's finished trials before each trial);
-the objective samples the task's four parameters, reports two intermediate values and returns a float. The
-workers start together at a barrier; the rate is the study's finished trials over the span from that start
-to the last worker's end. PostgreSQL is a temporary server (tests/pg_server.py) with its durable defaults
-(fsync on), as SQLite keeps its own (WAL, synchronous FULL). Every error a worker meets is counted, and
-"database is locked" errors separately: there must be none.
+the objective samples the task's four parameters, reports two intermediate values and returns a float.
+The same N processes measure every backend, in alternating rounds (sqlite, postgresql, sqlite, ...) on a
+fresh study each time, so a machine whose load drifts does not favour one backend. In a round the workers
+start together at a barrier; its rate is the study's finished trials over the span from that start to the
+last worker's end. PostgreSQL is a temporary server (tests/pg_server.py) with its durable defaults (fsync
+on), as SQLite keeps its own (WAL, synchronous FULL). Every error a worker meets is counted, and "database
+is locked" errors separately: there must be none.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -34,7 +38,16 @@ from storage.study import Heartbeat, open_storage, quiet_optuna
 
 TIMEOUT_S = 600
 TASK = "alexnet-cifar10"
+STUDY = "rate"
 LOCKED = "database is locked"
+BACKENDS = ("sqlite", "postgresql")
+
+
+@dataclass(frozen=True)
+class Job:
+    url: str
+    budget: int
+    sampler: str
 
 
 @dataclass
@@ -46,12 +59,9 @@ class WorkerResult:
     locked: int  # "database is locked" errors the driver raised, including any Optuna caught itself
 
 
-def worker(rank: int, url: str, budget: int, sampler: str, barrier, results) -> None:
-    torch.set_num_threads(1)
-    quiet_optuna()
-    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat's notices
+def run_job(rank: int, job: Job, barrier) -> WorkerResult:
     space = load_space(None, TASK)
-    storage = open_storage(url, create=True, heartbeat=Heartbeat())
+    storage = open_storage(job.url, create=True, heartbeat=Heartbeat())
     locked = [0]
 
     @sqlalchemy.event.listens_for(storage.engine, "handle_error")
@@ -59,9 +69,8 @@ def worker(rank: int, url: str, budget: int, sampler: str, barrier, results) -> 
         if LOCKED in str(context.original_exception):
             locked[0] += 1
 
-    make_sampler = {"random": optuna.samplers.RandomSampler, "tpe": optuna.samplers.TPESampler}[sampler]
-    study = optuna.create_study(study_name="rate", storage=storage, direction="maximize", load_if_exists=True,
-                                sampler=make_sampler(seed=rank))
+    make_sampler = {"random": optuna.samplers.RandomSampler, "tpe": optuna.samplers.TPESampler}[job.sampler]
+    study = optuna.load_study(study_name=STUDY, storage=storage, sampler=make_sampler(seed=rank))
     rng = random.Random(rank)
 
     def objective(trial: optuna.Trial) -> float:
@@ -73,22 +82,34 @@ def worker(rank: int, url: str, budget: int, sampler: str, barrier, results) -> 
 
     barrier.wait(timeout=TIMEOUT_S)
     start, ran, errors = time.time(), 0, []
-    while True:
+    while len(errors) <= 20:
         try:
-            ran += run_trials(study, objective, budget, space)
+            ran += run_trials(study, objective, job.budget, space)
             break
         except Exception as e:  # count it and go on: the rate must include what errors cost
             errors.append(f"{type(e).__name__}: {str(e.__cause__ or e).strip().splitlines()[0][:200]}")
-            if len(errors) > 20:
-                break
-    results.put((rank, WorkerResult(ran, start, time.time(), errors, locked[0])))
+    end = time.time()
     storage.engine.dispose()
+    return WorkerResult(ran, start, end, errors, locked[0])
+
+
+def worker(rank: int, jobs, barrier, results) -> None:
+    """Run each job the parent sends, until it sends None."""
+    torch.set_num_threads(1)
+    quiet_optuna()
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat's notices
+    while (job := jobs.get()) is not None:
+        try:
+            result = run_job(rank, job, barrier)
+        except Exception as e:  # e.g. the storage did not open: release the others from the barrier
+            barrier.abort()
+            result = WorkerResult(0, 0.0, 0.0, [f"{type(e).__name__}: {str(e).strip()[:300]}"], 0)
+        results.put((rank, result))
 
 
 @dataclass
 class Rate:
     backend: str
-    workers: int
     trials: int  # finished trials in the study
     seconds: float
     errors: list[str]
@@ -99,34 +120,37 @@ class Rate:
         return self.trials / self.seconds
 
 
-def measure(backend: str, url: str, workers: int, budget: int, sampler: str) -> Rate:
-    ctx = mp.get_context("spawn")
-    # The study is created once here, so the workers never race to create it.
-    storage = open_storage(url, create=True)
-    optuna.create_study(study_name="rate", storage=storage, direction="maximize")
-    storage.engine.dispose()
-    barrier, results = ctx.Barrier(workers), ctx.Queue()
-    procs = [ctx.Process(target=worker, args=(r, url, budget, sampler, barrier, results)) for r in range(workers)]
-    for p in procs:
-        p.start()
-    got = dict(results.get(timeout=TIMEOUT_S) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
+def finished_trials(url: str) -> int:
     storage = open_storage(url, create=False)
-    study = optuna.load_study(study_name="rate", storage=storage)
-    finished = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+    try:
+        study = optuna.load_study(study_name=STUDY, storage=storage)
+        return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
                                                             optuna.trial.TrialState.PRUNED)))
+    finally:
+        storage.engine.dispose()
+
+
+def measure(backend: str, url: str, workers: int, job_args: dict, jobs, results) -> Rate:
+    # The study is created here, so the workers never race to create it.
+    storage = open_storage(url, create=True)
+    optuna.create_study(study_name=STUDY, storage=storage, direction="maximize")
     storage.engine.dispose()
+    for _ in range(workers):
+        jobs.put(Job(url, **job_args))  # a worker blocks at the barrier after one job, so each takes one
+    got = dict(results.get(timeout=TIMEOUT_S) for _ in range(workers))
+    if any(r.start == 0.0 for r in got.values()):
+        raise RuntimeError(f"{backend}: a worker failed: {[e for r in got.values() for e in r.errors][:3]}")
     span = max(r.end for r in got.values()) - min(r.start for r in got.values())
-    errors = [e for r in got.values() for e in r.errors]
-    return Rate(backend, workers, finished, span, errors, sum(r.locked for r in got.values()))
+    return Rate(backend, finished_trials(url), span, [e for r in got.values() for e in r.errors],
+                sum(r.locked for r in got.values()))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.storage_rate", description=__doc__.splitlines()[0])
-    p.add_argument("--workers", type=int, default=8, help="worker processes per backend (default: 8)")
-    p.add_argument("--trials", type=int, default=300, help="the study's trial budget per backend (default: 300)")
-    p.add_argument("--backends", default="sqlite,postgresql", help="comma-separated (default: sqlite,postgresql)")
+    p.add_argument("--workers", type=int, default=8, help="worker processes (default: 8)")
+    p.add_argument("--trials", type=int, default=300, help="the trial budget of each study (default: 300)")
+    p.add_argument("--rounds", type=int, default=2, help="studies per backend, alternating (default: 2)")
+    p.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated (default: sqlite,postgresql)")
     p.add_argument("--sampler", choices=("random", "tpe"), default="random",
                    help="random keeps the sampler's own CPU time out of the storage rate (default: random)")
     return p.parse_args(argv)
@@ -134,43 +158,63 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    quiet_optuna()
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    unknown = set(backends) - {"sqlite", "postgresql"}
+    unknown = set(backends) - set(BACKENDS)
     if unknown:
-        print(f"--backends: unknown {', '.join(sorted(unknown))} (allowed: sqlite, postgresql)", file=sys.stderr)
+        print(f"--backends: unknown {', '.join(sorted(unknown))} (allowed: {', '.join(BACKENDS)})", file=sys.stderr)
         return 2
+    quiet_optuna()
     rates: list[Rate] = []
-    with tempfile.TemporaryDirectory(prefix="storage-rate-") as tmp:
-        if "sqlite" in backends:
-            rates.append(measure("sqlite", f"sqlite:///{Path(tmp) / 'rate.db'}", args.workers, args.trials,
-                                 args.sampler))
+    ctx = mp.get_context("spawn")
+    jobs, results, barrier = ctx.Queue(), ctx.Queue(), ctx.Barrier(args.workers)
+    procs = [ctx.Process(target=worker, args=(r, jobs, barrier, results)) for r in range(args.workers)]
+    with tempfile.TemporaryDirectory(prefix="storage-rate-") as tmp, contextlib.ExitStack() as stack:
+        server = None
         if "postgresql" in backends:
             from tests.pg_server import PgServer, find_pg_bin, missing_reason
 
             reason = missing_reason()
             if reason is not None:
                 print(f"postgresql: skipped: {reason}", file=sys.stderr)
+                backends.remove("postgresql")
             else:
-                with PgServer(find_pg_bin(), fast=False) as server:
-                    url = server.url(server.create_database("rate"))
-                    rates.append(measure("postgresql", url, args.workers, args.trials, args.sampler))
-    print(f"{args.workers} workers, no-train objective (4 params, 2 intermediate values), {args.sampler} sampler, "
-          f"budget {args.trials} trials per backend")
-    print(f"{'backend':<11} {'workers':>7} {'trials':>6} {'seconds':>8} {'trials/s':>9} {'errors':>6} "
-          f"{'locked':>6}")
-    for r in rates:
-        print(f"{r.backend:<11} {r.workers:>7} {r.trials:>6} {r.seconds:>8.2f} {r.per_s:>9.1f} {len(r.errors):>6} "
-              f"{r.locked:>6}")
+                server = stack.enter_context(PgServer(find_pg_bin(), fast=False))
+        for p in procs:
+            p.start()
+        try:
+            for round_ in range(args.rounds):
+                for backend in backends:
+                    url = (f"sqlite:///{Path(tmp) / f'rate-{round_}.db'}" if backend == "sqlite"
+                           else server.url(server.create_database("rate")))
+                    rates.append(measure(backend, url, args.workers,
+                                         dict(budget=args.trials, sampler=args.sampler), jobs, results))
+                    print(f"round {round_ + 1} {backend}: {rates[-1].per_s:.1f} trials/s", file=sys.stderr)
+        finally:
+            for _ in procs:
+                jobs.put(None)
+            for p in procs:
+                p.join(timeout=60)
+    report(args, backends, rates)
+    return 1 if any(r.locked or r.errors for r in rates) else 0
+
+
+def report(args: argparse.Namespace, backends: list[str], rates: list[Rate]) -> None:
+    print(f"{args.workers} worker processes, no-train objective (4 params, 2 intermediate values), {args.sampler} "
+          f"sampler, {args.rounds} round(s) of a {args.trials}-trial study per backend")
+    print(f"{'backend':<11} {'trials/s':>9}  {'per round':<24} {'trials':>6} {'errors':>6} {'locked':>6}")
+    median = {}
+    for backend in backends:
+        mine = [r for r in rates if r.backend == backend]
+        median[backend] = statistics.median(r.per_s for r in mine)
+        rounds = ", ".join(f"{r.per_s:.1f}" for r in mine)
+        print(f"{backend:<11} {median[backend]:>9.1f}  {rounds:<24} {sum(r.trials for r in mine):>6} "
+              f"{sum(len(r.errors) for r in mine):>6} {sum(r.locked for r in mine):>6}")
     for r in rates:
         for e in sorted(set(r.errors)):
             print(f"{r.backend} error: {e}")
-    by = {r.backend: r for r in rates}
-    if len(by) == 2:
-        print(f"ratio postgresql/sqlite trials/s: {by['postgresql'].per_s / by['sqlite'].per_s:.2f}")
-    locked = sum(r.locked for r in rates)
-    print(f'"{LOCKED}" errors: {locked}')
-    return 1 if locked or any(r.errors for r in rates) else 0
+    if len(median) == 2:
+        print(f"ratio postgresql/sqlite (median trials/s): {median['postgresql'] / median['sqlite']:.2f}")
+    print(f'"{LOCKED}" errors: {sum(r.locked for r in rates)}')
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+import optuna
+
 import search.commands
 from model.errors import ConfigError, DataError
 from search.space import SpaceError
@@ -37,8 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def silence_optuna_warnings() -> None:
+    """Optuna's experimental-feature notices are for developers, not for users of alexsearch."""
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", module="optuna")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    warnings.filterwarnings("ignore", module="optuna")  # experimental-feature notices are not for users
+    silence_optuna_warnings()
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

@@ -145,8 +145,9 @@ def print_best(study: optuna.Study) -> None:
 
 
 def _child_main(settings: dict[str, Any], place: dict[str, Any]) -> None:
-    from search.cli import USAGE_ERRORS
+    from search.cli import USAGE_ERRORS, silence_optuna_warnings
 
+    silence_optuna_warnings()
     try:
         code = run_worker(SearchConfig.from_dict(settings), WorkerPlace(**place))
     except KeyboardInterrupt:  # stopped before the trial loop began
@@ -159,6 +160,9 @@ def _child_main(settings: dict[str, Any], place: dict[str, Any]) -> None:
 
 def launch(settings: SearchConfig, workers: int, gpus: int, threads: int | None) -> int:
     """Spawn `workers` processes on the study, show the study's progress, stop them all on SIGINT/SIGTERM."""
+    # Create the study (and the database's tables) here, so the workers only ever open it.
+    create_study(settings, load_space(settings.space, settings.task), settings.seed,
+                 device_label=f"{workers} x {device_name(resolve_device(settings.device))}")
     ctx = mp.get_context("spawn")
     procs = []
     for i in range(workers):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -10,6 +12,7 @@ from optuna.trial import TrialState
 
 from search.space import Space
 
+STORAGE_ERROR_PAUSE_S = 5.0
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 TAKEN = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 
@@ -47,5 +50,11 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
             return ran
         if strategy is not None and not strategy.prepare(study):
             return ran
-        study.optimize(objective, n_trials=1, catch=(), gc_after_trial=False)
+        try:
+            study.optimize(objective, n_trials=1, catch=(), gc_after_trial=False)
+        except optuna.exceptions.StorageInternalError as e:
+            # The database connection dropped mid-call. The pool reconnects on the next call; the
+            # trial, if left RUNNING, stops beating and is retried from its checkpoint by the heartbeat.
+            print(f"storage error, going on after {STORAGE_ERROR_PAUSE_S:.0f} s: {e.__cause__ or e}", file=sys.stderr)
+            time.sleep(STORAGE_ERROR_PAUSE_S)
         ran += 1

@@ -13,7 +13,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 def retry(study: optuna.Study, trial: FrozenTrial, max_retry: int) -> None:
     """Queue a WAITING copy of a failed trial, as Optuna's heartbeat retry does (up to max_retry times)."""
-    RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, trial)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, trial)
 
 
 def reap_stale_trials(study: optuna.Study, grace_period_s: int, max_retry: int) -> list[int]:

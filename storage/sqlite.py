@@ -18,19 +18,26 @@ from sqlalchemy.engine import Engine
 from storage.errors import StorageError
 
 BUSY_TIMEOUT_S = 120.0  # how long a writer waits for the lock; transactions last milliseconds
-SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def check_sqlite_file(path: Path) -> None:
-    """Raise StorageError if path exists but is not a SQLite database."""
+    """Raise StorageError if path exists but is not a SQLite database.
+
+    Asks SQLite itself rather than reading the header with open(): closing any descriptor of a database
+    file drops every POSIX lock this process holds on it, which lets other processes corrupt it
+    (sqlite.org/howtocorrupt.html, section 2.2).
+    """
     if not path.exists():
         return
     if path.is_dir():
         raise StorageError(f"--storage: {path} is a folder, not a database file")
-    with open(path, "rb") as f:
-        head = f.read(len(SQLITE_MAGIC))
-    if head and head != SQLITE_MAGIC:
-        raise StorageError(f"--storage: {path} is not a SQLite database")
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        con.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.DatabaseError:
+        raise StorageError(f"--storage: {path} is not a SQLite database") from None
+    finally:
+        con.close()
 
 
 def has_optuna_tables(path: Path) -> bool:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+import warnings
 from dataclasses import dataclass
 
 import optuna
@@ -19,6 +21,7 @@ from storage.url import parse_url, redact, sqlite_path
 HEARTBEAT_INTERVAL_S = 60
 GRACE_PERIOD_S = 600
 MAX_RETRY = 2
+SCHEMA_RACE_RETRIES = 5
 POOL_RECYCLE_S = 1800  # reconnect before servers and firewalls drop idle connections (~1 h seen)
 
 
@@ -60,8 +63,7 @@ def open_storage(url: str, *, create: bool, heartbeat: Heartbeat | None = None) 
         # Checked before RDBStorage, which on a database without Optuna's tables fails inside its own session.
         if path is None and not create and not _server_has_tables(url, kwargs):
             raise StorageError(f"--storage: {redact(url)} holds no Optuna study")
-        # SteadyRDBStorage: a beat that fails on a dropped connection is skipped instead of ending the beats.
-        storage = SteadyRDBStorage(url, engine_kwargs=kwargs, skip_table_creation=not create, **hb)
+        storage = _create_rdb_storage(url, kwargs, skip_table_creation=not create, **hb)
     except sqlalchemy.exc.OperationalError as e:
         raise StorageError(f"--storage: cannot open {redact(url)}: {str(e.orig).strip().splitlines()[0]}") from None
     except sqlalchemy.exc.DatabaseError as e:
@@ -70,6 +72,25 @@ def open_storage(url: str, *, create: bool, heartbeat: Heartbeat | None = None) 
     if path is not None and create:
         sqlite_settings.use_immediate_transactions(storage.engine)
     return storage
+
+
+def _create_rdb_storage(url: str, engine_kwargs: dict, **kwargs) -> RDBStorage:
+    """SteadyRDBStorage: a beat that fails on a dropped connection is skipped instead of ending the beats.
+
+    Workers that start together on a new database all create Optuna's tables at once; the losers of
+    that race see "already exists" (SQLite) or a duplicate key (PostgreSQL), and simply open it again.
+    """
+    for attempt in range(SCHEMA_RACE_RETRIES):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
+                return SteadyRDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        except sqlalchemy.exc.DBAPIError as e:
+            text = str(e.orig).lower()
+            if attempt + 1 == SCHEMA_RACE_RETRIES or ("already exists" not in text and "duplicate key" not in text):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _server_has_tables(url: str, engine_kwargs: dict) -> bool:

@@ -116,6 +116,19 @@ def test_status_and_rerun_on_postgres(pg_study, tiny_data, capsys):
     assert "already has 3 finished trials" in capsys.readouterr().out
 
 
+def test_worker_on_postgres(pg_url, tiny_data, tmp_path):
+    if "worker" not in command_names():
+        pytest.skip("no worker command yet")
+    argv = ["worker", "--storage", pg_url, "--trials", "2", "--artifacts", str(tmp_path / "artifacts")]
+    assert main([*argv, *quick_args(tiny_data)]) == 0
+    storage = open_storage(pg_url, create=False)
+    try:
+        trials = load_study(storage, None).get_trials(deepcopy=False)
+    finally:
+        storage.engine.dispose()
+    assert len(trials) == 2 and {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
+
+
 def test_export_and_final_on_postgres(pg_study, tmp_path, capsys):
     if not {"export", "final"} <= set(command_names()) or FAST_TASK not in all_tasks():
         pytest.skip("needs the export and final commands and the fast task")
@@ -324,3 +337,15 @@ def test_storage_url_fixture_gives_each_backend_a_fresh_database(storage_url, ca
     capsys.readouterr()
     assert main(["status", "--storage", storage_url]) == 0
     assert "study fresh: 3 trials" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_storage_rate_bench_runs_on_both_backends_without_lock_errors(pg_server, capsys):
+    from bench import storage_rate
+
+    assert storage_rate.main(["--workers", "2", "--trials", "8", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()[:1] in (["sqlite"],
+                                                                                            ["postgresql"])}
+    assert set(rows) == {"sqlite", "postgresql"} and all(float(r[1]) > 0 for r in rows.values())
+    assert "ratio postgresql/sqlite" in out and '"database is locked" errors: 0' in out

@@ -1,0 +1,185 @@
+"""Parallel workers on one study: a global budget, crash recovery from checkpoints, clean stops, exactly once.
+
+The multi-process tests run on SQLite and PostgreSQL through the `storage_url` fixture."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from search.placement import default_workers, gpu_for, threads_per_worker
+from storage.checkpoints import CheckpointStore
+from storage.heartbeat import reap_stale_trials
+from storage.study import Heartbeat, open_storage
+from tests.worker_helpers import take_enqueued
+
+ALEXSEARCH = str(Path(sys.executable).parent / "alexsearch")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def load(url: str, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=open_storage(url, create=False))
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+# --- placement and checkpoints: plain functions -------------------------------------------------------
+
+def test_gpu_placement_is_i_mod_g_and_packs_k_per_gpu():
+    assert [gpu_for(i, 4) for i in range(8)] == [0, 1, 2, 3, 0, 1, 2, 3]
+    assert gpu_for(3, 0) is None
+    assert default_workers(gpus=4, workers_per_gpu=2) == 8 and default_workers(gpus=0, workers_per_gpu=2) == 1
+    assert threads_per_worker(4, 16) == 4 and threads_per_worker(8, 2) == 1
+
+
+def test_checkpoint_is_atomic_and_loads_weights_only(tmp_path):
+    store = CheckpointStore(tmp_path / "ck")
+    state = {"epoch": 3, "model": {"w": torch.ones(2)}, "history": [{"val_acc": 0.5}], "config": {"a": 1}}
+    store.save(7, state)
+    assert [p.name for p in (tmp_path / "ck").iterdir()] == ["trial-7.pt"]  # no temp file left behind
+    loaded = store.load(7)
+    assert loaded["epoch"] == 3 and torch.equal(loaded["model"]["w"], torch.ones(2))
+    store.path(7).write_bytes(b"torn")
+    with pytest.warns(UserWarning, match="ignoring unreadable checkpoint"):
+        assert store.load(7) is None
+    store.delete(7)
+    assert store.load(7) is None
+
+
+def test_trial_that_died_before_its_first_heartbeat_is_reaped(storage_url):
+    storage = open_storage(storage_url, create=True, heartbeat=Heartbeat(1, 2, 2))
+    study = optuna.create_study(study_name="s", storage=storage)
+    dead = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})  # RUNNING, never beats
+    assert reap_stale_trials(study, grace_period_s=60, max_retry=2) == []  # too young to call dead
+    time.sleep(2.2)
+    assert reap_stale_trials(study, grace_period_s=2, max_retry=2) == [dead.number]
+    states = [t.state for t in study.get_trials()]
+    assert states == [TrialState.FAIL, TrialState.WAITING]
+    assert study.get_trials()[1].system_attrs["failed_trial"] == dead.number
+
+
+# --- multi-process -------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_four_workers_share_one_budget(storage_url, tmp_path):
+    r = subprocess.run([ALEXSEARCH, "search", "--task", "mlp-synth", "--storage", storage_url, "--study", "par",
+                        "--workers", "4", "--trials", "24", "--epochs", "2", "--train-size", "1000",
+                        "--val-size", "300", "--device", "cpu", "--artifacts", str(tmp_path / "art")],
+                       capture_output=True, text=True, timeout=600, env=ENV)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "database is locked" not in r.stderr + r.stdout
+    trials = load(storage_url, "par").get_trials()
+    states = Counter(t.state for t in trials)
+    assert set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}, states
+    counted = [t for t in trials if "duplicate_of" not in t.user_attrs]
+    assert 24 <= len(counted) <= 24 + 3  # overshoot at most the other workers' running trials
+
+
+def _worker_cmd(url: str, art: Path, data: Path, *extra: str) -> list[str]:
+    return [ALEXSEARCH, *extra, "--storage", url, "--study", "crash", "--data", str(data), "--trials", "2",
+            "--epochs", "4", "--train-size", "200", "--val-size", "100", "--device", "cpu", "--pruner", "none",
+            "--patience", "0", "--heartbeat-interval", "1", "--grace-period", "3", "--artifacts", str(art)]
+
+
+@pytest.mark.slow
+def test_sigkill_mid_trial_then_resume_from_checkpoint(storage_url, tmp_path, tiny_data):
+    art = tmp_path / "art"
+    ckpt = art / "checkpoints" / "crash" / "trial-0.pt"
+    worker = subprocess.Popen(_worker_cmd(storage_url, art, tiny_data, "worker", "--worker-index", "0"),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    try:
+        wait_until(ckpt.exists, 120, "the first checkpoint")
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+    saved_epoch = torch.load(ckpt, weights_only=True)["epoch"]
+    assert 1 <= saved_epoch < 4
+    assert load(storage_url, "crash").get_trials()[0].state == TrialState.RUNNING  # left behind by the kill
+
+    time.sleep(3.5)  # past the grace period: the dead trial's heartbeat is stale now
+    started = time.monotonic()
+    r = subprocess.run(_worker_cmd(storage_url, art, tiny_data, "search"), capture_output=True, text=True,
+                       timeout=300, env=ENV)
+    assert r.returncode == 0, r.stderr[-3000:]
+    trials = load(storage_url, "crash").get_trials()
+    assert trials[0].state == TrialState.FAIL
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == 0]
+    assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
+    assert retried[0].user_attrs["resumed_from"] == {"trial": 0, "epoch": saved_epoch}
+    assert sorted(retried[0].intermediate_values) == [1, 2, 3, 4]  # the learning curve carries on
+    assert f"resuming trial 0 after epoch {saved_epoch}" in r.stdout + r.stderr
+    trained = [line for line in (r.stdout + r.stderr).splitlines() if f"trial {retried[0].number} epoch" in line]
+    assert trained[0].split("epoch ")[1].startswith(f"{saved_epoch + 1}/4")  # only the lost epoch was redone
+    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 2  # the budget
+    assert not ckpt.exists()  # finished trials leave no checkpoint
+    if storage_url.startswith("sqlite"):
+        con = sqlite3.connect(storage_url.removeprefix("sqlite:///"))
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    print(f"kill-and-resume: resume run took {time.monotonic() - started:.1f} s")
+
+
+@pytest.mark.slow
+def test_sigterm_stops_all_workers_and_leaves_nothing_running(tmp_path, tiny_data, db_url):
+    art = tmp_path / "art"
+    cmd = _worker_cmd(db_url, art, tiny_data, "search", "--workers", "2")
+    cmd[cmd.index("--epochs") + 1] = "50"
+    search = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
+    folder = art / "checkpoints" / "crash"
+    try:
+        wait_until(lambda: folder.exists() and len(list(folder.glob("trial-*.pt"))) == 2, 180,
+                   "both workers to checkpoint an epoch")
+        sent = time.monotonic()
+        search.send_signal(signal.SIGTERM)
+        search.wait(timeout=30)
+        took = time.monotonic() - sent
+    finally:
+        if search.poll() is None:
+            search.kill()
+    assert took < 15, f"workers took {took:.1f} s to stop"
+    assert search.returncode == 128 + signal.SIGTERM
+    trials = load(db_url, "crash").get_trials()
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(failed) == 2
+    assert {t.system_attrs.get("failed_trial") for t in trials if t.state == TrialState.WAITING} == {
+        t.number for t in failed}  # each stopped trial is queued for retry
+    assert len(list(folder.glob("trial-*.pt"))) == 2  # and its checkpoint survives
+
+
+@pytest.mark.slow
+def test_each_enqueued_trial_runs_exactly_once(storage_url, tmp_path):
+    ctx = mp.get_context("spawn")
+    for round_ in range(3):
+        name, log = f"once-{round_}", tmp_path / f"log-{round_}.txt"
+        study = optuna.create_study(study_name=name, storage=open_storage(storage_url, create=True))
+        for k in range(20):
+            study.enqueue_trial({"k": k})
+        procs = [ctx.Process(target=take_enqueued, args=(storage_url, name, str(log), 0.05)) for _ in range(6)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(120)
+        assert all(p.exitcode == 0 for p in procs)
+        runs = Counter(int(line.split()[0]) for line in log.read_text().splitlines())
+        assert runs == Counter(range(20)), f"round {round_}: {runs}"
+        enqueued = [t for t in study.get_trials() if "fixed_params" in t.system_attrs]
+        assert len(enqueued) == 20 and all(t.state == TrialState.COMPLETE for t in enqueued)
