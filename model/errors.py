@@ -16,4 +16,8 @@ class DivergedError(RuntimeError):
         self.loss = loss
 
 
-__all__ = ["ConfigError", "DataError", "DivergedError"]
+class Interrupted(KeyboardInterrupt):
+    """Training was asked to stop (the caller's should_stop said so) before a training step."""
+
+
+__all__ = ["ConfigError", "DataError", "DivergedError", "Interrupted"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.config import JsonConfig
-from model.errors import DivergedError
+from model.errors import DivergedError, Interrupted
 from model.tasks import Preprocess, Task, TaskData
 
 
@@ -88,11 +88,12 @@ class Trainer:
 
     def __init__(self, task: Task, model_config: JsonConfig, config: TrainConfig, data: TaskData,
                  device: torch.device, eval_batch_size: int | None = None, evaluate_each_epoch: bool = True,
-                 compile: bool = False) -> None:
+                 compile: bool = False, should_stop: Callable[[], bool] | None = None) -> None:
         # evaluate_each_epoch=False: epochs() skips the eval split and reports val_acc as NaN (the final run
         # touches the test set once, through predict(), after the last epoch).
         self.evaluate_each_epoch = evaluate_each_epoch
         self.task, self.config, self.device = task, config, device
+        self.should_stop = should_stop  # checked before each step; True -> raise Interrupted
         torch.manual_seed(config.seed)  # initial weights
         model = task.build_model(model_config)
         if device.type == "cuda":
@@ -121,6 +122,8 @@ class Trainer:
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         perm = torch.randperm(n, device=self.device, generator=generator)
         for idx in perm.split(self.config.batch_size):
+            if self.should_stop is not None and self.should_stop():  # a Python call per step: negligible
+                raise Interrupted(f"stopped in epoch {self.epoch + 1}")
             x = self.train.x[idx]
             if self.config.augment:
                 x = self.task.augment(x, generator)

@@ -21,7 +21,7 @@ from search.note import save_study_note, study_note
 from search.objective import Objective
 from search.samplers import make_sampler
 from search.settings import SearchConfig
-from search.signals import StopRequested, exit_code, install_stop_handlers
+from search.signals import exit_code, install_stop_handlers, requested_signal, stop_requested
 from search.space import Space, load_space
 from search.stepwise import make_strategy
 from search.worker import finished_count, run_trials
@@ -113,12 +113,14 @@ def run_worker(settings: SearchConfig, place: WorkerPlace = WorkerPlace()) -> in
                           on_complete=publish_best)
     try:
         run_trials(study, objective, settings.trials, space, lambda n: bar.update(n - bar.n),
-                   make_strategy(settings, space))
-    except StopRequested as stop:
+                   make_strategy(settings, space), should_stop=stop_requested)
+    except KeyboardInterrupt:  # a stop signal, raised by the trainer at a step boundary (or a second signal)
         bar.close()
         _requeue(study, objective, settings.max_retry, place.prefix)
-        return exit_code(stop.signum)
+        return exit_code(requested_signal())
     bar.close()
+    if stop_requested():  # stopped between trials
+        return exit_code(requested_signal())
     if place.progress_bar:
         print_best(study)
     return 0

@@ -19,6 +19,7 @@ from model.tasks import TaskData
 from model.train import EpochStats, Trainer
 from search.pruning import Patience
 from search.settings import SearchConfig
+from search.signals import stop_requested
 from search.space import Space
 from search.trial_config import TrialConfig, versions
 from storage.checkpoints import CheckpointStore
@@ -79,7 +80,8 @@ class Objective:
         trial.set_user_attr("device", device_name(self.device))
         trial.set_user_attr("versions", self.versions)
         root = retry_root(trial)
-        trainer = Trainer(self.space.task, config.model_config(), config.train, self.data, self.device)
+        trainer = Trainer(self.space.task, config.model_config(), config.train, self.data, self.device,
+                          should_stop=stop_requested)
         history = self._resume(trial, trainer, config, root)
         try:
             value, curves = self._train(trial, trainer, config, root, history)

@@ -1,14 +1,18 @@
-"""SIGTERM and Ctrl-C in a worker: stop the running trial now, as failed and retryable.
+"""SIGTERM and Ctrl-C in a worker: stop the running trial within one training step, as failed and retryable.
 
-The handler raises StopRequested, a KeyboardInterrupt, in the main thread. Optuna marks the
-running trial FAIL and re-raises it; the worker then queues the trial's retry and exits. Database
-writes are transactions, so an interrupted one rolls back, and the last checkpoint stays on disk.
+The first signal only sets a flag. The trainer checks it before each batch and raises Interrupted (a
+KeyboardInterrupt) from that known point, never from inside a database call or a torch kernel; Optuna
+marks the trial FAIL and re-raises it, and the worker queues the retry and exits. The worker loop also
+checks the flag between trials. A second signal raises at once, for a user who wants out now.
 """
 
 from __future__ import annotations
 
+import logging
 import signal
 from types import FrameType
+
+_requested = 0  # the first stop signal received, 0 while none
 
 
 class StopRequested(KeyboardInterrupt):
@@ -17,16 +21,34 @@ class StopRequested(KeyboardInterrupt):
         self.signum = signum
 
 
-def _raise_stop(signum: int, _frame: FrameType | None) -> None:
-    # One stop is enough: ignore repeats while the worker cleans up.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise StopRequested(signum)
+def stop_requested() -> bool:
+    return _requested != 0
+
+
+def requested_signal() -> int:
+    return _requested or signal.SIGINT
+
+
+def _on_signal(signum: int, _frame: FrameType | None) -> None:
+    global _requested
+    if _requested:
+        raise StopRequested(signum)
+    _requested = signum
+
+
+class _HideStopTracebacks(logging.Filter):
+    """Optuna logs every failed trial with its traceback; a requested stop is not an error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt))
 
 
 def install_stop_handlers() -> None:
-    signal.signal(signal.SIGINT, _raise_stop)
-    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    for handler in logging.getLogger("optuna").handlers:  # logger filters don't reach child loggers; handlers do
+        if not any(isinstance(f, _HideStopTracebacks) for f in handler.filters):
+            handler.addFilter(_HideStopTracebacks())
 
 
 def exit_code(signum: int) -> int:

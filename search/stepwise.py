@@ -34,6 +34,7 @@ PROTOCOL = ("batch_norm", "optimizer", "batch_size", "lr")
 DEFAULTS: dict[str, Any] = {"batch_norm": False, "optimizer": "adam", "batch_size": 100, "lr": 1e-3}
 TABLE1_SPACE = "alexnet-cifar10-table1.toml"  # step values for a parameter the space gives as a range
 POLL_S = 10.0  # how often a waiting worker looks again; trials last minutes
+ORPHAN_S = 60.0  # a trial WAITING this long was enqueued by a worker that died before taking it
 FAIL_LIMIT = 3  # a config whose trial failed this many times is given up (a crash, not a slow trial)
 PLAN_ATTR = "stepwise_plan"  # study user attr: the steps, so the report can draw one figure per step
 
@@ -190,9 +191,16 @@ def plan_done(plan: Plan, trials: Sequence[FrozenTrial]) -> bool:
 class Stepwise:
     """Enqueues the protocol's next config before each trial (see the module docstring)."""
 
-    def __init__(self, plan: Plan, poll_s: float = POLL_S, log: Callable[[str], None] | None = None) -> None:
-        self.plan, self.poll_s = plan, poll_s
+    def __init__(self, plan: Plan, poll_s: float = POLL_S, orphan_s: float = ORPHAN_S,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.plan, self.poll_s, self.orphan_s = plan, poll_s, orphan_s
         self.log = log or (lambda line: print(line, file=sys.stderr))
+        self.waiting_since: dict[int, float] = {}  # trial number -> when this worker first saw it WAITING
+
+    def _orphaned(self, t: FrozenTrial) -> bool:
+        """A worker takes the trial it enqueued within milliseconds; one left WAITING this long has no owner."""
+        now = time.monotonic()
+        return now - self.waiting_since.setdefault(t.number, now) >= self.orphan_s
 
     def prepare(self, study: optuna.Study) -> bool:
         if PLAN_ATTR not in study.user_attrs:
@@ -209,8 +217,9 @@ class Stepwise:
                 ts = view.trials[i]
                 if view.finished(i) or _fails(ts) >= FAIL_LIMIT:
                     continue
-                if any(t.state == TrialState.WAITING and "failed_trial" in t.system_attrs for t in ts):
-                    return True  # a retry of a crashed trial waits for a worker: take it
+                waiting = [t for t in ts if t.state == TrialState.WAITING]
+                if any("failed_trial" in t.system_attrs or self._orphaned(t) for t in waiting):
+                    return True  # a retry of a crashed trial, or one whose enqueuer died before taking it
                 if not any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in ts):
                     # Enqueue exactly one per trial this worker is about to take, so a pop never finds
                     # the queue empty and falls back to the sampler.

@@ -40,7 +40,8 @@ def space_exhausted(study: optuna.Study, space: Space) -> bool:
 
 
 def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], budget: int, space: Space,
-               on_progress: Callable[[int], None] = lambda done: None, strategy: Strategy | None = None) -> int:
+               on_progress: Callable[[int], None] = lambda done: None, strategy: Strategy | None = None,
+               should_stop: Callable[[], bool] = lambda: False) -> int:
     """Run one trial at a time until `budget` trials of the study have finished. Returns trials run here."""
     ran = 0
     while True:
@@ -49,6 +50,8 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
         if done >= budget or space_exhausted(study, space):
             return ran
         if strategy is not None and not strategy.prepare(study):
+            return ran
+        if should_stop():
             return ran
         try:
             study.optimize(objective, n_trials=1, catch=(), gc_after_trial=False)

@@ -104,20 +104,22 @@ def test_two_workers_share_the_plan_and_wait_for_each_step(db_url):
         try:
             study = optuna.load_study(study_name="sw", storage=open_storage(db_url, create=True))
             run_trials(study, fake_objective(space, pause_s=0.3), 100, space,
-                       strategy=Stepwise(plan_for(space), poll_s=0.05, log=lambda line: None))
+                       strategy=Stepwise(plan_for(space), poll_s=0.05, orphan_s=5.0, log=lambda line: None))
         except Exception as e:  # surfaced below; a thread's exception would vanish
             errors.append(e)
 
-    threads = [threading.Thread(target=worker) for _ in range(2)]
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(2)]  # a hang must not block pytest
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=60)
-    assert not errors
     study = optuna.load_study(study_name="sw", storage=open_storage(db_url, create=False))
+    assert not errors
+    assert not any(t.is_alive() for t in threads), [(t.number, t.state.name, trial_values(t)) for t in study.trials]
     done = configs(study)
     assert sorted(done, key=EXPECTED.index) == EXPECTED  # the same 7 configs, none sampled by TPE, none twice
-    assert all("stepwise_step" in t.user_attrs for t in study.trials)
+    assert all("stepwise_step" in t.user_attrs for t in study.trials), [
+        (t.number, t.state.name, trial_values(t), sorted(t.user_attrs), t.datetime_start) for t in study.trials]
     assert len(study.trials) <= 9  # a rare simultaneous enqueue shows up as an instant duplicate_of skip
 
 
