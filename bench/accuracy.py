@@ -95,8 +95,8 @@ def format_runs(runs: list[AccuracyRun]) -> tuple[str, bool]:
     plain = by_name[PLAIN]
     plain_acc = statistics.mean(r.val_acc for r in plain)
     plain_speed = statistics.mean(r.images_per_s for r in plain)
-    lines = [f"{'run':<18} {'mean val acc':>12} {'diff (points)':>14} {'per-seed diffs':>20} {'img/s':>8} "
-             f"{'speed vs plain':>15}"]
+    lines = [f"{'run':<18} {'mean val acc':>12} {'diff (points)':>14} {'img/s':>8} {'speed vs plain':>15}"
+             f"{'':6}  per-seed diffs (points)"]
     ok = True
     for name in names:
         mine = by_name[name]
@@ -106,6 +106,6 @@ def format_runs(runs: list[AccuracyRun]) -> tuple[str, bool]:
         within = name == PLAIN or abs(acc - plain_acc) <= TOLERANCE + 1e-12
         ok = ok and within
         verdict = "" if name == PLAIN else ("  PASS" if within else "  FAIL")
-        lines.append(f"{name:<18} {acc:>12.4f} {100 * (acc - plain_acc):>+14.2f} {diffs:>20} {speed:>8.1f} "
-                     f"{speed / plain_speed:>14.2f}x{verdict}")
+        lines.append(f"{name:<18} {acc:>12.4f} {100 * (acc - plain_acc):>+14.2f} {speed:>8.1f} "
+                     f"{speed / plain_speed:>14.2f}x{verdict:<6}  {diffs}")
     return "\n".join(lines), ok

@@ -17,7 +17,7 @@ def synthetic_split(n: int, seed: int) -> Split:
     tints = torch.randint(0, 256, (10, 3), generator=torch.Generator().manual_seed(1234)).float()
     y = torch.arange(n) % 10
     y = y[torch.randperm(n, generator=gen)]
-    noise = torch.randint(0, 256, (n, 3, 32, 32), generator=gen).float()
+    noise = torch.randint(0, 256, (n, 3, 32, 32), generator=gen, dtype=torch.uint8).float()
     x = (0.35 * noise + 0.65 * tints[y][:, :, None, None]).to(torch.uint8)
     return Split(x, y)
 

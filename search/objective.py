@@ -62,7 +62,10 @@ class Objective:
 
     def config_for(self, trial: optuna.Trial) -> TrialConfig:
         values = self.space.sample(trial)
-        model, train = self.space.build(values, epochs=self.settings.epochs, seed=self.settings.seed)
+        overrides = {"epochs": self.settings.epochs, "seed": self.settings.seed}
+        if self.settings.precision is not None:
+            overrides["precision"] = self.settings.precision
+        model, train = self.space.build(values, **overrides)
         return TrialConfig(self.space.task.name, model.to_dict(), train, self.settings.data)
 
     def __call__(self, trial: optuna.Trial) -> float:

@@ -29,6 +29,7 @@ class SearchConfig(JsonConfig):
     startup_trials: int = 3  # completed trials before the median pruner starts pruning
     seed: int = 0  # seeds the sampler and every trial's training
     device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] | None = None  # None: the space file's, else auto
     data: DataConfig = DataConfig()
     heartbeat_interval: int = HEARTBEAT_INTERVAL_S  # seconds between a running trial's heartbeats
     grace_period: int = GRACE_PERIOD_S  # seconds without a heartbeat before a trial counts as dead

@@ -68,6 +68,8 @@ BAD = [
     (["search", "--epochs", "-1"], "argument --epochs: must be a positive integer"),
     (["search", "--sampler", "cmaes"], "argument --sampler: invalid choice: 'cmaes'"),
     (["search", "--pruner", "x"], "argument --pruner: invalid choice: 'x'"),
+    (["search", "--precision", "fp16"], "argument --precision: invalid choice: 'fp16'"),
+    (["search", "--grace-period", "5", "--heartbeat-interval", "10"], "--grace-period: must be longer than"),
     (["search", "--patience", "-2"], "argument --patience: must be an integer >= 0"),
     (["search", "--task", "resnet"], "--task: unknown task 'resnet' (allowed: alexnet-cifar10"),
     (["search", "--space", "MISSING.toml"], "--space: no file at"),
@@ -127,3 +129,12 @@ def test_console_script_prints_no_traceback(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "no database at" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "none.db").exists()
+
+
+def test_precision_flag_reaches_every_trial_config(tmp_path):
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    assert main(["search", "--task", "mlp-synth", "--storage", url, "--trials", "1", "--epochs", "1",
+                 "--train-size", "300", "--val-size", "100", "--device", "cpu", "--precision", "bf16"]) == 0
+    con = sqlite3.connect(tmp_path / "p.db")
+    (config,) = con.execute("SELECT value_json FROM trial_user_attributes WHERE key = 'config'").fetchone()
+    assert '"precision": "bf16"' in config
