@@ -24,6 +24,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.settings import SearchConfig
+from search.signals import stop_requested
 from search.space import Choice, Space, builtin_space_path, load_space
 from search.worker import Strategy
 
@@ -156,8 +157,7 @@ def replay(plan: Plan, trials: Sequence[FrozenTrial]) -> list[StepView]:
         view = StepView(step, {k: v for k, v in base.items() if k != step.name}, configs,
                         [[t for t in trials if matches(t, c)] for c in configs])
         views.append(view)
-        open_configs = [i for i in range(len(configs))
-                        if not view.finished(i) and _fails(view.trials[i]) < FAIL_LIMIT]
+        open_configs = [i for i in range(len(configs)) if not view.finished(i) and not _given_up(view.trials[i])]
         if open_configs:
             return views
         view.best = _best(view, base[step.name])
@@ -165,8 +165,10 @@ def replay(plan: Plan, trials: Sequence[FrozenTrial]) -> list[StepView]:
     return views
 
 
-def _fails(trials: list[FrozenTrial]) -> int:
-    return sum(t.state == TrialState.FAIL for t in trials)
+def _given_up(trials: list[FrozenTrial]) -> bool:
+    """FAIL_LIMIT failures and no retry queued or running: the config crashes, the plan goes on without it."""
+    active = any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
+    return not active and sum(t.state == TrialState.FAIL for t in trials) >= FAIL_LIMIT
 
 
 def _best(view: StepView, kept: Any) -> dict[str, Any]:
@@ -188,6 +190,32 @@ def plan_done(plan: Plan, trials: Sequence[FrozenTrial]) -> bool:
 
 # --- the strategy -------------------------------------------------------------------------------
 
+class StartSampler(optuna.samplers.BaseSampler):
+    """Never invents a config: any value not fixed by enqueue_trial is the protocol's starting value.
+
+    A worker takes the trial it enqueued, but Optuna's queue is not airtight between processes: rarely
+    a worker finds it empty and asks the sampler. That trial then repeats step 1's starting config,
+    which the objective skips at once as a duplicate (it does not count towards the budget), instead of
+    training a config outside the protocol.
+    """
+
+    def __init__(self, defaults: dict[str, Any]) -> None:
+        self.defaults = defaults
+        self.fallback = optuna.samplers.RandomSampler(seed=0)  # a parameter outside the plan (none today)
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict:
+        return {}
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict) -> dict:
+        return {}
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: optuna.distributions.BaseDistribution) -> Any:
+        if param_name in self.defaults:
+            return self.defaults[param_name]
+        return self.fallback.sample_independent(study, trial, param_name, param_distribution)
+
+
 class Stepwise:
     """Enqueues the protocol's next config before each trial (see the module docstring)."""
 
@@ -203,10 +231,14 @@ class Stepwise:
         return now - self.waiting_since.setdefault(t.number, now) >= self.orphan_s
 
     def prepare(self, study: optuna.Study) -> bool:
+        if not isinstance(study.sampler, StartSampler):
+            study.sampler = StartSampler(self.plan.defaults)  # see StartSampler: the plan alone picks configs
         if PLAN_ATTR not in study.user_attrs:
             study.set_user_attr(PLAN_ATTR, self.plan.to_dict())
         said = None
         while True:
+            if stop_requested():  # SIGTERM or Ctrl-C: enqueue nothing that no one would take
+                return False
             trials = study.get_trials(deepcopy=False)
             views = replay(self.plan, trials)
             view = views[-1] if views else None
@@ -215,7 +247,7 @@ class Stepwise:
             step_no = len(views)
             for i, config in enumerate(view.configs):
                 ts = view.trials[i]
-                if view.finished(i) or _fails(ts) >= FAIL_LIMIT:
+                if view.finished(i) or _given_up(ts):
                     continue
                 waiting = [t for t in ts if t.state == TrialState.WAITING]
                 if any("failed_trial" in t.system_attrs or self._orphaned(t) for t in waiting):
@@ -233,7 +265,9 @@ class Stepwise:
                 self.log(f"stepwise: step {step_no} ({view.step.name}) waits for trial(s) "
                          f"{', '.join(map(str, running))} in other workers")
                 said = running
-            time.sleep(self.poll_s)
+            deadline = time.monotonic() + self.poll_s
+            while time.monotonic() < deadline and not stop_requested():
+                time.sleep(min(1.0, self.poll_s))
             with warnings.catch_warnings():  # "experimental" since Optuna 2.9; the worker loop calls it too
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)  # a dead worker's trial becomes FAIL (with heartbeats)

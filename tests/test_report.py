@@ -121,13 +121,13 @@ def test_compare_draws_both_studies_against_epochs(tmp_path, capsys):
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert len(fig.axes) == 1 and len(labels) == 2
     assert labels[0].startswith("tpe (tpe + median pruner): best 0.700, 10 epochs")
-    assert labels[1].startswith("steps (stepwise (report's Table 1)): best 0.650, 9 epochs")
+    assert labels[1].startswith("steps (Table 1 protocol, no pruning): best 0.650, 9 epochs")
     out = tmp_path / "cmp"
     assert main(["report", "--storage", url, "--compare", "tpe", "steps", "--out", str(out)]) == 0
     assert_png(out / "compare.png")
     printed = capsys.readouterr().out
     assert "tpe (tpe + median pruner): best val_acc 0.7000" in printed and "reached after 8 epochs" in printed
-    assert "steps (stepwise" in (out / "compare.md").read_text()
+    assert "steps (Table 1 protocol, no pruning): best val_acc 0.6500" in (out / "compare.md").read_text()
 
 
 BAD = [

@@ -26,6 +26,7 @@ class CostCurve:
     epochs: list[int]  # cumulative epochs after each finished trial
     best: list[float | None]  # best validation accuracy so far after each finished trial
     best_trial: FrozenTrial | None
+    seconds: float  # training time of all finished trials (user attr epoch_seconds), to set epochs in scale
 
     @property
     def total_epochs(self) -> int:
@@ -48,7 +49,7 @@ def strategy_label(study: optuna.Study) -> str:
     if not s:
         return "unknown search"
     if s.get("strategy") == "stepwise":
-        return "stepwise (report's Table 1)"
+        return "Table 1 protocol, no pruning"
     pruner = s.get("pruner")
     pruning = "no pruning" if pruner == "none" else f"{pruner} pruner"
     return f"{s.get('sampler')} + {pruning}" + (f", patience {s['patience']}" if s.get("patience") else "")
@@ -59,6 +60,7 @@ def cost_curve(study: optuna.Study) -> CostCurve:
                 if not is_duplicate(t)]
     finished.sort(key=lambda t: (t.datetime_complete or datetime.max, t.number))
     total, best, best_trial = 0, None, None
+    seconds = sum(sum(t.user_attrs.get("epoch_seconds", [])) for t in finished)
     epochs, bests = [], []
     for t in finished:
         total += epochs_trained(t)
@@ -66,7 +68,7 @@ def cost_curve(study: optuna.Study) -> CostCurve:
             best, best_trial = t.value, t
         epochs.append(total)
         bests.append(best)
-    return CostCurve(study.study_name, strategy_label(study), epochs, bests, best_trial)
+    return CostCurve(study.study_name, strategy_label(study), epochs, bests, best_trial, seconds)
 
 
 def compare_figure(curves: list[CostCurve]) -> Figure:
@@ -102,7 +104,7 @@ def compare_lines(curves: list[CostCurve]) -> list[str]:
             continue
         lines.append(f"{c.study} ({c.label}): best val_acc {c.final_best:.4f} (trial {c.best_trial.number}, "
                      f"{fmt_params(c.best_trial.params)}), reached after {c.epochs_to_best} epochs; "
-                     f"{len(c.epochs)} trials, {c.total_epochs} epochs in all")
+                     f"{len(c.epochs)} trials, {c.total_epochs} epochs ({c.seconds:.0f} s of training) in all")
     return lines
 
 
