@@ -23,7 +23,8 @@ def command_modules() -> list:
     modules = [importlib.import_module(f"search.commands.{m.name}")
                for m in pkgutil.iter_modules(search.commands.__path__)]
     return sorted((m for m in modules if hasattr(m, "NAME")), key=lambda m: (getattr(m, "ORDER", 99), m.NAME))
-USAGE_ERRORS = (ConfigError, DataError, SpaceError, StorageError, ValueError)
+# OSError: a path the user gave cannot be read or written (a folder where a file should be, no permission).
+USAGE_ERRORS = (ConfigError, DataError, SpaceError, StorageError, ValueError, OSError)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -37,6 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
     for command in command_modules():
         command.add_parser(sub)
     return parser
+
+
+def one_line(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.filename is not None:
+        return f"{e.filename}: {e.strerror or type(e).__name__}"
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def silence_optuna_warnings() -> None:
@@ -53,8 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USAGE_ERRORS as e:
         if os.environ.get("ALEXSEARCH_DEBUG"):
             raise
-        print(f"alexsearch {args.command}: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
-              file=sys.stderr)
+        print(f"alexsearch {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"alexsearch {args.command}: interrupted", file=sys.stderr)

@@ -23,7 +23,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from model import cifar10
 from model.errors import DivergedError
 from model.tasks import DataConfig, Task, TaskData
 from model.train import EpochStats, Trainer
@@ -77,9 +76,7 @@ def num_classes(exported: ExportedConfig, data: TaskData) -> int:
 
 
 def class_names(task: Task, n: int) -> list[str]:
-    names = getattr(task, "class_names", None)
-    if names is None and "cifar10" in task.name and n == len(cifar10.CLASSES):
-        names = cifar10.CLASSES
+    names = task.class_names
     return list(names) if names is not None and len(names) == n else [str(i) for i in range(n)]
 
 

@@ -16,9 +16,11 @@ import torch
 from tqdm import tqdm
 
 from model.device import device_name, resolve_device
+from model.errors import ConfigError
 from search.best_artifacts import publish_if_best
 from search.note import save_study_note, study_note
 from search.objective import Objective
+from search.placement import gpu_for
 from search.samplers import make_sampler
 from search.settings import SearchConfig
 from search.signals import exit_code, install_stop_handlers, requested_signal, stop_requested
@@ -38,7 +40,8 @@ POLL_S = 2.0  # how often the parent reads the study to update its progress bar
 @dataclass(frozen=True)
 class WorkerPlace:
     index: int = 0  # distinct per worker: offsets the sampler seed
-    gpu: int | None = None  # CUDA device made the only visible one, before CUDA starts
+    gpu: str | None = None  # CUDA device id made the only visible one, before CUDA starts
+    ignore_sigint: bool = False  # spawned workers: Ctrl-C reaches the whole process group; the parent forwards it
     threads: int | None = None  # torch CPU threads
     prefix: str = ""  # put before each log line, e.g. "[w2] "
     progress_bar: bool = True
@@ -60,10 +63,18 @@ def create_study(settings: SearchConfig, space: Space, sampler_seed: int, heartb
         sampler=make_sampler(settings.sampler, space, sampler_seed),
         pruner=make_pruner(settings.pruner, settings.epochs, settings.startup_trials, settings.warmup_epochs),
     )
+    stored = study.user_attrs.get("search_config")
+    if stored is not None:
+        conflict = settings.conflict_with(stored)
+        if conflict is None and study.user_attrs.get("space") != space.to_dict():
+            conflict = (f"--space: study {settings.study!r} was created with another search space; resume it "
+                        "with the same space, or start a new study with --study")
+        if conflict is not None:
+            raise ConfigError(conflict)
     existing = len(study.get_trials(deepcopy=False))
     if existing:
         study.sampler = make_sampler(settings.sampler, space, sampler_seed + 7919 * existing)
-    if "search_config" not in study.user_attrs:
+    if stored is None:
         study.set_user_attr("search_config", settings.replace(storage=redact(settings.storage)).to_dict())
         study.set_user_attr("space", space.to_dict())
         save_study_note(study, study_note(settings, space, device_label))
@@ -73,10 +84,12 @@ def create_study(settings: SearchConfig, space: Space, sampler_seed: int, heartb
 def run_worker(settings: SearchConfig, place: WorkerPlace = WorkerPlace()) -> int:
     """One worker: run trials until the study reaches its budget. Returns the exit code."""
     if place.gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(place.gpu)  # before CUDA starts in this process
+        os.environ["CUDA_VISIBLE_DEVICES"] = place.gpu  # before CUDA starts in this process
     if place.threads:
         torch.set_num_threads(place.threads)
     install_stop_handlers()
+    if place.ignore_sigint:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     quiet_optuna()
     space = load_space(settings.space, settings.task)
     device = resolve_device(settings.device)
@@ -160,7 +173,7 @@ def _child_main(settings: dict[str, Any], place: dict[str, Any]) -> None:
     sys.exit(code)
 
 
-def launch(settings: SearchConfig, workers: int, gpus: int, threads: int | None) -> int:
+def launch(settings: SearchConfig, workers: int, gpu_ids: list[str], threads: int | None) -> int:
     """Spawn `workers` processes on the study, show the study's progress, stop them all on SIGINT/SIGTERM."""
     # Create the study (and the database's tables) here, so the workers only ever open it.
     create_study(settings, load_space(settings.space, settings.task), settings.seed,
@@ -168,8 +181,8 @@ def launch(settings: SearchConfig, workers: int, gpus: int, threads: int | None)
     ctx = mp.get_context("spawn")
     procs = []
     for i in range(workers):
-        gpu = i % gpus if gpus else None
-        place = WorkerPlace(index=i, gpu=gpu, threads=threads, prefix=f"[w{i}] ", progress_bar=False)
+        place = WorkerPlace(index=i, gpu=gpu_for(i, gpu_ids), threads=threads, prefix=f"[w{i}] ",
+                            progress_bar=False, ignore_sigint=True)
         p = ctx.Process(target=_child_main, args=(settings.to_dict(), place.__dict__), name=f"alexsearch-w{i}")
         p.start()
         procs.append(p)
@@ -207,7 +220,8 @@ def launch(settings: SearchConfig, workers: int, gpus: int, threads: int | None)
             signal.signal(s, handler)
     if stop["signum"]:
         return exit_code(stop["signum"])
-    failed = [p.exitcode for p in procs if p.exitcode not in (0, None)]
+    # A negative exitcode means killed by that signal: report it as the shell would (128 + signal).
+    failed = [p.exitcode if p.exitcode > 0 else 128 - p.exitcode for p in procs if p.exitcode not in (0, None)]
     if storage is not None:
         print_best(load_study(storage, settings.study))
     return failed[0] if failed else 0

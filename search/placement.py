@@ -5,11 +5,16 @@ from __future__ import annotations
 import os
 
 
-def visible_gpus() -> int:
-    """CUDA devices visible to this process, counted without starting CUDA here (children start it)."""
+def visible_gpu_ids() -> list[str]:
+    """The CUDA devices this process may use, as ids for a child's CUDA_VISIBLE_DEVICES.
+
+    Children see only their own GPU, so a user's CUDA_VISIBLE_DEVICES=2,3 must map to "2" and "3", not 0 and 1.
+    """
     import torch
 
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    listed = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return listed[:count] if listed else [str(i) for i in range(count)]
 
 
 def cpu_cores() -> int:
@@ -23,8 +28,9 @@ def default_workers(gpus: int, workers_per_gpu: int) -> int:
     return gpus * workers_per_gpu if gpus else 1
 
 
-def gpu_for(worker_index: int, gpus: int) -> int | None:
-    return worker_index % gpus if gpus else None
+def gpu_for(worker_index: int, gpu_ids: list[str]) -> str | None:
+    """Worker i gets GPU i mod G."""
+    return gpu_ids[worker_index % len(gpu_ids)] if gpu_ids else None
 
 
 def threads_per_worker(workers: int, cores: int) -> int:

@@ -10,6 +10,7 @@ SAMPLERS = ("tpe", "grid", "random")
 
 
 def make_sampler(kind: str, space: Space, seed: int) -> optuna.samplers.BaseSampler:
+    seed %= 2**32  # derived seeds (worker index, trials so far) may pass numpy's limit
     if kind == "tpe":
         # constant_liar: running trials count as bad guesses, so parallel workers spread out.
         return optuna.samplers.TPESampler(seed=seed, constant_liar=True)

@@ -36,6 +36,23 @@ class SearchConfig(JsonConfig):
     max_retry: int = MAX_RETRY  # retries of a dead trial; each resumes from the last checkpoint
     artifacts: str | None = None  # artifacts + checkpoints folder; None = next to the SQLite database
 
+    # What a study's trials must share to be comparable: resuming with another value is refused.
+    # (trials, device, precision, storage paths and heartbeat timing may change between runs.)
+    FIXED_FOR_STUDY = ("task", "epochs", "strategy", "sampler", "pruner", "patience", "warmup_epochs",
+                       "startup_trials", "seed")
+    FIXED_DATA_FOR_STUDY = ("val_size", "train_size", "split_seed")
+
+    def conflict_with(self, stored: dict) -> str | None:
+        """A one-line error naming the first setting that differs from the study's stored search_config."""
+        pairs = [(f"--{k.replace('_', '-')}", stored.get(k), getattr(self, k)) for k in self.FIXED_FOR_STUDY]
+        pairs += [(f"--{k.replace('_', '-')}", stored.get("data", {}).get(k), getattr(self.data, k))
+                  for k in self.FIXED_DATA_FOR_STUDY]
+        for option, was, now in pairs:
+            if was != now:
+                return (f"{option}: study {self.study!r} was created with {was}, not {now}; resume it with the "
+                        f"same value, or start a new study with --study")
+        return None
+
     def __post_init__(self) -> None:
         self.check_types()
         for name in ("trials", "epochs"):

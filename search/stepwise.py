@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import sys
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +26,8 @@ from search.settings import SearchConfig
 from search.signals import stop_requested
 from search.space import Choice, Space, builtin_space_path, load_space
 from search.worker import Strategy
+from storage.heartbeat import reap_stale_trials
+from storage.study import GRACE_PERIOD_S, MAX_RETRY
 
 STRATEGIES = ("optuna", "stepwise")
 
@@ -220,8 +221,10 @@ class Stepwise:
     """Enqueues the protocol's next config before each trial (see the module docstring)."""
 
     def __init__(self, plan: Plan, poll_s: float = POLL_S, orphan_s: float = ORPHAN_S,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, grace_period_s: int = GRACE_PERIOD_S,
+                 max_retry: int = MAX_RETRY) -> None:
         self.plan, self.poll_s, self.orphan_s = plan, poll_s, orphan_s
+        self.grace_period_s, self.max_retry = grace_period_s, max_retry
         self.log = log or (lambda line: print(line, file=sys.stderr))
         self.waiting_since: dict[int, float] = {}  # trial number -> when this worker first saw it WAITING
 
@@ -268,14 +271,13 @@ class Stepwise:
             deadline = time.monotonic() + self.poll_s
             while time.monotonic() < deadline and not stop_requested():
                 time.sleep(min(1.0, self.poll_s))
-            with warnings.catch_warnings():  # "experimental" since Optuna 2.9; the worker loop calls it too
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(study)  # a dead worker's trial becomes FAIL (with heartbeats)
+            # A dead worker's trial becomes FAIL and is retried, also one that died before its first beat.
+            reap_stale_trials(study, self.grace_period_s, self.max_retry)
 
 
 def make_strategy(settings: SearchConfig, space: Space) -> Strategy | None:
     if settings.strategy == "optuna":
         return None
     if settings.strategy == "stepwise":
-        return Stepwise(plan_for(space))
+        return Stepwise(plan_for(space), grace_period_s=settings.grace_period, max_retry=settings.max_retry)
     raise ValueError(f"--strategy: unknown strategy {settings.strategy!r} (allowed: {', '.join(STRATEGIES)})")

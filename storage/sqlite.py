@@ -20,6 +20,11 @@ from storage.errors import StorageError
 BUSY_TIMEOUT_S = 120.0  # how long a writer waits for the lock; transactions last milliseconds
 
 
+def _read_only_uri(path: Path) -> str:
+    # as_uri() percent-escapes '#' and '?', which would otherwise end the path and drop mode=ro
+    return path.resolve().as_uri() + "?mode=ro"
+
+
 def check_sqlite_file(path: Path) -> None:
     """Raise StorageError if path exists but is not a SQLite database.
 
@@ -31,7 +36,7 @@ def check_sqlite_file(path: Path) -> None:
         return
     if path.is_dir():
         raise StorageError(f"--storage: {path} is a folder, not a database file")
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    con = sqlite3.connect(_read_only_uri(path), uri=True)
     try:
         con.execute("PRAGMA schema_version").fetchone()
     except sqlite3.DatabaseError:
@@ -41,7 +46,7 @@ def check_sqlite_file(path: Path) -> None:
 
 
 def has_optuna_tables(path: Path) -> bool:
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    con = sqlite3.connect(_read_only_uri(path), uri=True)
     try:
         names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.DatabaseError as e:

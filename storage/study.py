@@ -66,6 +66,8 @@ def open_storage(url: str, *, create: bool, heartbeat: Heartbeat | None = None) 
         storage = _create_rdb_storage(url, kwargs, skip_table_creation=not create, **hb)
     except sqlalchemy.exc.OperationalError as e:
         raise StorageError(f"--storage: cannot open {redact(url)}: {str(e.orig).strip().splitlines()[0]}") from None
+    except RuntimeError as e:  # Optuna's schema check: a database from another Optuna version
+        raise StorageError(f"--storage: {redact(url)}: {str(e).strip().splitlines()[0]}") from None
     except sqlalchemy.exc.DatabaseError as e:
         raise StorageError(f"--storage: {redact(url)} is not a usable database: "
                            f"{str(e.orig).strip().splitlines()[0]}") from None

@@ -138,3 +138,13 @@ def test_precision_flag_reaches_every_trial_config(tmp_path):
     con = sqlite3.connect(tmp_path / "p.db")
     (config,) = con.execute("SELECT value_json FROM trial_user_attributes WHERE key = 'config'").fetchone()
     assert '"precision": "bf16"' in config
+
+
+def test_resume_with_other_settings_is_refused(study_db, tiny_data, capsys):
+    before = digest(study_db)
+    capsys.readouterr()
+    rc = main(["search", "--storage", f"sqlite:///{study_db}", "--data", str(tiny_data), "--trials", "5",
+               *[a if a != "2" else "3" for a in QUICK]])  # --epochs 3 instead of 2
+    err = capsys.readouterr().err
+    assert rc == 2 and "--epochs: study 'alexnet-cifar10' was created with 2, not 3" in err
+    assert digest(study_db) == before

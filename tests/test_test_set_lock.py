@@ -9,7 +9,6 @@ recorder does see `final` open it.
 from __future__ import annotations
 
 import builtins
-import importlib.util
 import io
 import shutil
 from pathlib import Path
@@ -72,9 +71,8 @@ def test_search_export_status_and_report_never_open_the_test_batch(no_test_data,
          "--sampler", "grid"],
         ["export", "--storage", url, "--out", str(tmp_path / "best.json"), "--top", "2"],
         ["status", "--storage", url],
+        ["report", "--storage", url, "--out", str(tmp_path / "report")],
     ]
-    if importlib.util.find_spec("search.commands.report") is not None:
-        runs.append(["report", "--storage", url, "--out", str(tmp_path / "report")])
     for argv in runs:
         opened.clear()
         assert main(argv) == 0, (argv, capsys.readouterr().err)

@@ -45,8 +45,9 @@ def wait_until(predicate, timeout: float, what: str) -> None:
 # --- placement and checkpoints: plain functions -------------------------------------------------------
 
 def test_gpu_placement_is_i_mod_g_and_packs_k_per_gpu():
-    assert [gpu_for(i, 4) for i in range(8)] == [0, 1, 2, 3, 0, 1, 2, 3]
-    assert gpu_for(3, 0) is None
+    assert [gpu_for(i, ["0", "1", "2", "3"]) for i in range(8)] == ["0", "1", "2", "3", "0", "1", "2", "3"]
+    assert [gpu_for(i, ["2", "5"]) for i in range(3)] == ["2", "5", "2"]  # a user's CUDA_VISIBLE_DEVICES=2,5
+    assert gpu_for(3, []) is None
     assert default_workers(gpus=4, workers_per_gpu=2) == 8 and default_workers(gpus=0, workers_per_gpu=2) == 1
     assert threads_per_worker(4, 16) == 4 and threads_per_worker(8, 2) == 1
 
@@ -138,17 +139,22 @@ def test_sigkill_mid_trial_then_resume_from_checkpoint(storage_url, tmp_path, ti
 
 
 @pytest.mark.slow
-def test_sigterm_stops_all_workers_and_leaves_nothing_running(tmp_path, tiny_data, db_url):
+@pytest.mark.parametrize("how", ["sigterm-to-search", "ctrl-c-to-process-group"])
+def test_stop_signal_stops_all_workers_and_leaves_nothing_running(how, tmp_path, tiny_data, db_url):
     art = tmp_path / "art"
     cmd = _worker_cmd(db_url, art, tiny_data, "search", "--workers", "2")
     cmd[cmd.index("--epochs") + 1] = "50"
-    search = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
+    search = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV,
+                              start_new_session=True)  # its own process group, as in a terminal
     folder = art / "checkpoints" / "crash"
     try:
         wait_until(lambda: folder.exists() and len(list(folder.glob("trial-*.pt"))) == 2, 180,
                    "both workers to checkpoint an epoch")
         sent = time.monotonic()
-        search.send_signal(signal.SIGTERM)
+        if how == "sigterm-to-search":
+            search.send_signal(signal.SIGTERM)
+        else:  # a terminal's Ctrl-C: SIGINT to every process of the group, workers included
+            os.killpg(search.pid, signal.SIGINT)
         search.wait(timeout=30)
         took = time.monotonic() - sent
     finally:
@@ -157,7 +163,7 @@ def test_sigterm_stops_all_workers_and_leaves_nothing_running(tmp_path, tiny_dat
     err = search.stderr.read()
     assert took < 15, f"workers took {took:.1f} s to stop"
     assert "Traceback" not in err, err[-3000:]  # a requested stop is not an error
-    assert search.returncode == 128 + signal.SIGTERM
+    assert search.returncode == 128 + (signal.SIGTERM if how == "sigterm-to-search" else signal.SIGINT)
     trials = load(db_url, "crash").get_trials()
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     failed = [t for t in trials if t.state == TrialState.FAIL]

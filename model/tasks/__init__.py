@@ -65,7 +65,7 @@ class Task(ABC):
     space_file: str  # default search space, in search/spaces/
     grid_space_file: str | None = None  # a categorical space for --sampler grid
     default_val_size: int
-    default_data_root: str = "data"
+    class_names: tuple[str, ...] | None = None  # for figures and per-class metrics; None = "0".."n-1"
 
     @abstractmethod
     def build_model(self, config: JsonConfig) -> nn.Module: ...

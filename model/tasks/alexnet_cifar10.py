@@ -21,6 +21,7 @@ class AlexNetCifar10(Task):
     space_file = "alexnet-cifar10.toml"
     grid_space_file = "alexnet-cifar10-table1.toml"
     default_val_size = 5000
+    class_names = cifar10.CLASSES
 
     def build_model(self, config: AlexNetConfig) -> nn.Module:
         return AlexNet(config)

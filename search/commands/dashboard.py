@@ -1,7 +1,7 @@
 """`alexsearch dashboard`: serve optuna-dashboard for a study's database and its artifact store.
 
 The dashboard reads the same database the workers write, so new trials and each epoch's validation
-accuracy show up as they land. It opens the database read-only (never creates one) and binds to
+accuracy show up as they land. It never creates a database (a typo gets an error), and binds to
 localhost unless asked otherwise: the dashboard can also edit and delete studies, so it should not
 face a network without a tunnel in front of it (see the README's SSH port forwarding).
 """

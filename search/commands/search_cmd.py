@@ -8,7 +8,7 @@ from model.device import resolve_device
 from model.tasks import DataConfig, all_tasks, get_task
 from search.commands.common import add_data_args, add_storage_args, non_negative_int, positive_int
 from search.launch import WorkerPlace, launch, run_worker
-from search.placement import cpu_cores, default_workers, threads_per_worker, visible_gpus
+from search.placement import cpu_cores, default_workers, threads_per_worker, visible_gpu_ids
 from search.pruning import PRUNERS
 from search.samplers import SAMPLERS
 from search.settings import SearchConfig
@@ -92,16 +92,21 @@ def settings_from_args(args: argparse.Namespace) -> tuple[SearchConfig, Space]:
                             precision=args.precision,
                             heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
                             max_retry=args.max_retry, artifacts=args.artifacts)
-    resolve_device(settings.device)
+    resolve_device(settings.device)  # fails here, before the database is touched
     return apply_protocol(settings, space, args.trials), space  # stepwise: no pruning, 7 trials by default
 
 
 def run(args: argparse.Namespace) -> int:
     settings, space = settings_from_args(args)
-    gpus = visible_gpus() if resolve_device(settings.device).type == "cuda" else 0
-    workers = args.workers or default_workers(gpus, args.workers_per_gpu)
+    device = resolve_device(settings.device)
+    gpu_ids = visible_gpu_ids() if device.type == "cuda" else []
+    if device.index is not None:  # --device cuda:K: every worker on that one GPU
+        gpu_ids = [gpu_ids[device.index]]
+    workers = args.workers or default_workers(len(gpu_ids), args.workers_per_gpu)
     if workers == 1:
         return run_worker(settings, WorkerPlace(index=0))
     space.task.load_search_data(settings.data)  # a missing or bad data folder fails here, once, in one line
-    threads = None if gpus else threads_per_worker(workers, cpu_cores())
-    return launch(settings, workers, gpus, threads)
+    if gpu_ids:
+        settings = settings.replace(device="cuda")  # each worker sees only its own GPU, as cuda:0
+    threads = None if gpu_ids else threads_per_worker(workers, cpu_cores())
+    return launch(settings, workers, gpu_ids, threads)

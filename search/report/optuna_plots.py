@@ -1,6 +1,6 @@
 """Optimization history and parameter importance as PNGs, and Optuna's own plotly figures as HTML.
 
-The HTML files embed plotly.js (about 3.5 MB each) so they open without internet: a CDN link would
+The HTML files embed plotly.js (about 4.8 MB each) so they open without internet: a CDN link would
 leave a blank page on an offline machine.
 """
 
