@@ -58,7 +58,8 @@ def download(root: str | Path) -> None:
     try:
         download_and_extract_archive(CIFAR10.url, str(root), filename=CIFAR10.filename, md5=CIFAR10.tgz_md5)
     except Exception as e:
-        raise DataError(f"could not download CIFAR-10 into {root}: {type(e).__name__}: {e}") from None
+        raise DataError(f"could not download CIFAR-10 into {root} ({type(e).__name__}: {e}); without internet, "
+                        f"put {FOLDER}/ there yourself and pass --data") from None
 
 
 def _ensure(root: str | Path, files: list[str], allow_download: bool) -> Path:
