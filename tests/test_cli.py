@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from search.cli import main
+from tests.db_digest import digest
 
 QUICK = ["--epochs", "2", "--train-size", "200", "--val-size", "100", "--device", "cpu"]
 
@@ -53,13 +53,6 @@ def test_rerun_resumes_towards_the_total(study_db, tiny_data, capsys):
     assert main(["search", "--storage", url, "--data", str(tiny_data), "--trials", "5", *QUICK]) == 0
     assert sqlite3.connect(copy).execute("SELECT COUNT(*) FROM trials").fetchone()[0] == 5
 
-
-def digest(path: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(path.parent.glob(path.name + "*")):  # the db and its -wal/-shm files
-        if p.suffix != "-shm" and not p.name.endswith("-shm"):
-            h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 BAD = [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from model.train import TrainConfig
 from search.cli import main
 from search.export import ExportedConfig, export_best, load_exported, rank_path
 from search.trial_config import TrialConfig
+from tests.db_digest import digest
 
 # Cheap trials: one batch of 20 images per epoch; a grid over lr so every trial is distinct and completes.
 SPACE = """task = "alexnet-cifar10"
@@ -45,13 +45,6 @@ def study_url(tiny_data, tmp_path_factory) -> str:
 def load(url: str) -> optuna.Study:
     return optuna.load_study(study_name="alexnet-cifar10", storage=url)
 
-
-def digest(db: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(db.parent.glob(db.name + "*")):
-        if not p.name.endswith("-shm"):
-            h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 def test_export_writes_the_best_complete_trial(study_url, tmp_path, capsys):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
@@ -15,18 +14,11 @@ from optuna.trial import TrialState, create_trial
 from search.cli import main
 from search.report.compare import compare_figure, cost_curve
 from storage.study import open_storage
+from tests.db_digest import digest
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PLOTS = ["history.html", "intermediate.html", "parallel.html", "importance.html"]
 
-
-def digest(db: Path) -> str:
-    """The database and its WAL, which a read-only report must leave byte for byte as they were."""
-    h = hashlib.sha256()
-    for p in sorted(db.parent.glob(db.name + "*")):
-        if not p.name.endswith("-shm"):
-            h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 def assert_png(path: Path) -> None:
