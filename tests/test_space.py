@@ -57,3 +57,8 @@ def test_grid_refuses_a_range():
 def test_missing_space_file(tmp_path):
     with pytest.raises(SpaceError, match="--space: no file at"):
         load_space(tmp_path / "nope.toml")
+
+
+def test_report_space_is_the_reports_final_config():
+    s = load_space(builtin_space_path("alexnet-cifar10-report.toml"))
+    assert s.grid() == {"batch_norm": [False], "optimizer": ["adam"], "batch_size": [100], "lr": [1e-3]}
