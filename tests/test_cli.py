@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
 
 from search.cli import main
@@ -141,3 +142,12 @@ def test_resume_with_other_settings_is_refused(study_db, tiny_data, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "--epochs: study 'alexnet-cifar10' was created with 2, not 3" in err
     assert digest(study_db) == before
+
+
+def test_search_keeps_the_best_trials_weights_and_curve_as_artifacts(study_db):
+    study = optuna.load_study(study_name="alexnet-cifar10", storage=f"sqlite:///{study_db}")
+    best = study.user_attrs["best_artifacts"]
+    assert best["trial"] == study.best_trial.number
+    stored = {p.name for p in (study_db.parent / "study-artifacts" / "optuna").iterdir()}
+    assert {best["weights_id"], best["curve_id"]} <= stored
+    assert not list((study_db.parent / "study-artifacts" / "checkpoints").rglob("*.pt"))  # finished: none left
