@@ -26,7 +26,7 @@ from search.settings import SearchConfig
 from search.signals import exit_code, install_stop_handlers, requested_signal, stop_requested
 from search.space import Space, load_space
 from search.stepwise import make_strategy
-from search.worker import finished_count, run_trials
+from search.worker import best_line, finished_count, run_trials
 from storage.artifacts import artifact_dir, checkpoint_dir
 from storage.checkpoints import CheckpointStore
 from storage.heartbeat import reap_stale_trials, retry
@@ -150,13 +150,7 @@ def _requeue(study: optuna.Study, objective: Objective, max_retry: int, prefix: 
 
 
 def print_best(study: optuna.Study) -> None:
-    try:
-        best = study.best_trial
-    except ValueError:
-        print("no trial has completed yet")
-        return
-    print(f"best trial {best.number}: val_acc {best.value:.4f} at epoch {best.user_attrs.get('best_epoch')} "
-          f"with {best.params}")
+    print(best_line(study))
 
 
 def _child_main(settings: dict[str, Any], place: dict[str, Any]) -> None:

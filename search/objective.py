@@ -22,6 +22,7 @@ from search.settings import SearchConfig
 from search.signals import stop_requested
 from search.space import Space
 from search.trial_config import TrialConfig, versions
+from search.worker import is_duplicate
 from storage.checkpoints import CheckpointStore
 
 Log = Callable[[str], None]
@@ -46,7 +47,7 @@ def duplicate_of(trial: optuna.Trial) -> int | None:
     """An earlier trial with the same params that finished or is running, if any."""
     for t in trial.study.get_trials(deepcopy=False,
                                     states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)):
-        if t.number < trial.number and t.params == trial.params and "duplicate_of" not in t.user_attrs:
+        if t.number < trial.number and t.params == trial.params and not is_duplicate(t):
             return t.number
     return None
 

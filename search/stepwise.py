@@ -25,7 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search.settings import SearchConfig
 from search.signals import stop_requested
 from search.space import Choice, Space, builtin_space_path, load_space
-from search.worker import Strategy
+from search.worker import Strategy, is_duplicate
 from storage.heartbeat import reap_stale_trials
 from storage.study import GRACE_PERIOD_S, MAX_RETRY
 
@@ -143,7 +143,7 @@ class StepView:
         # A trial the objective skipped as a duplicate (user attr duplicate_of) says nothing about
         # the config: its original may still be running.
         return [t for t in self.trials[i]
-                if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and "duplicate_of" not in t.user_attrs]
+                if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not is_duplicate(t)]
 
     def all_trials(self) -> list[FrozenTrial]:
         return [t for ts in self.trials for t in ts]

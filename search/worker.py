@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from search.space import Space
 
@@ -25,9 +25,23 @@ class Strategy(Protocol):
         ...
 
 
+def is_duplicate(t: FrozenTrial) -> bool:
+    """A trial the objective skipped because its config had already been trained."""
+    return "duplicate_of" in t.user_attrs
+
+
+def best_line(study: optuna.Study) -> str:
+    try:
+        best = study.best_trial
+    except ValueError:
+        return "best: none yet (no complete trial)"
+    return (f"best: trial {best.number}, val_acc {best.value:.4f} at epoch {best.user_attrs.get('best_epoch')}, "
+            f"{best.params}")
+
+
 def finished_count(study: optuna.Study) -> int:
     """Trials that count towards the budget: the study's, not this process's. Skipped duplicates don't."""
-    return sum("duplicate_of" not in t.user_attrs for t in study.get_trials(deepcopy=False, states=FINISHED))
+    return sum(not is_duplicate(t) for t in study.get_trials(deepcopy=False, states=FINISHED))
 
 
 def space_exhausted(study: optuna.Study, space: Space) -> bool:

@@ -7,6 +7,7 @@ import argparse
 import optuna
 
 from search.commands.common import add_storage_args
+from search.worker import best_line
 from storage.study import load_study, open_storage, quiet_optuna
 
 NAME = "status"
@@ -55,10 +56,5 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         counts[r[1]] = counts.get(r[1], 0) + 1
     print("states: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
-    try:
-        best = study.best_trial
-        print(f"best: trial {best.number}, val_acc {best.value:.4f} at epoch {best.user_attrs.get('best_epoch')}, "
-              f"{best.params}")
-    except ValueError:
-        print("best: none yet (no complete trial)")
+    print(best_line(study))
     return 0

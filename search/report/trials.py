@@ -8,15 +8,12 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search.worker import is_duplicate
+
 
 def epochs_trained(t: FrozenTrial) -> int:
     """Epochs this trial trained: one intermediate value (validation accuracy) per epoch."""
     return len(t.intermediate_values)
-
-
-def is_duplicate(t: FrozenTrial) -> bool:
-    """A trial the objective skipped because its config had already been trained."""
-    return "duplicate_of" in t.user_attrs
 
 
 def is_stopped(t: FrozenTrial) -> bool:
