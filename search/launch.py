@@ -21,6 +21,7 @@ from search.best_artifacts import publish_if_best
 from search.note import save_study_note, study_note
 from search.objective import Objective
 from search.placement import gpu_for
+from search.pruning import make_pruner
 from search.samplers import make_sampler
 from search.settings import SearchConfig
 from search.signals import exit_code, install_stop_handlers, requested_signal, stop_requested
@@ -55,8 +56,6 @@ def create_study(settings: SearchConfig, space: Space, sampler_seed: int, heartb
                  device_label: str = "unknown") -> optuna.Study:
     """Create the study, or load it to resume; the sampler seed also moves on with the trials already run,
     so a resumed study does not propose its first configs again."""
-    from search.pruning import make_pruner
-
     storage = open_storage(settings.storage, create=True, heartbeat=heartbeat)
     study = optuna.create_study(
         study_name=settings.study, storage=storage, direction="maximize", load_if_exists=True,
