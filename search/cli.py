@@ -16,6 +16,7 @@ import search.commands
 from model.errors import ConfigError, DataError
 from search.space import SpaceError
 from storage.errors import StorageError
+from storage.url import redact_text
 
 
 def command_modules() -> list:
@@ -61,7 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USAGE_ERRORS as e:
         if os.environ.get("ALEXSEARCH_DEBUG"):
             raise
-        print(f"alexsearch {args.command}: error: {one_line(e)}", file=sys.stderr)
+        message = redact_text(one_line(e), getattr(args, "storage", None))  # no error may quote a password
+        print(f"alexsearch {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"alexsearch {args.command}: interrupted", file=sys.stderr)

@@ -32,7 +32,7 @@ from storage.artifacts import artifact_dir, checkpoint_dir
 from storage.checkpoints import CheckpointStore
 from storage.heartbeat import reap_stale_trials, retry
 from storage.study import Heartbeat, load_study, open_storage, quiet_optuna
-from storage.url import redact
+from storage.url import redact, redact_text
 
 STOP_WAIT_S = 30.0  # how long the parent waits for stopped workers before killing them
 POLL_S = 2.0  # how often the parent reads the study to update its progress bar
@@ -161,7 +161,7 @@ def _child_main(settings: dict[str, Any], place: dict[str, Any]) -> None:
     except KeyboardInterrupt:  # stopped before the trial loop began
         code = 130
     except USAGE_ERRORS as e:
-        print(f"{place['prefix']}error: {e}", file=sys.stderr)
+        print(f"{place['prefix']}error: {redact_text(str(e), settings.get('storage'))}", file=sys.stderr)
         code = 2
     sys.exit(code)
 
