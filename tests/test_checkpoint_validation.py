@@ -11,11 +11,11 @@ from optuna.trial import TrialState
 
 from model.tasks import DataConfig
 from model.train import EpochStats, Trainer
-from search.launch import create_study
-from search.objective import Objective
 from search.settings import SearchConfig
-from search.space import parse_space
-from search.worker import run_trials
+from search.space.space import parse_space
+from search.study.create import create_study
+from search.trials.objective import Objective
+from search.workers.loop import run_trials
 from storage.checkpoints import CheckpointError, CheckpointStore, check_resumable
 from storage.heartbeat import retry
 

@@ -23,7 +23,7 @@ from model.tasks import DataConfig
 from model.train import TrainConfig
 from search.cli import main
 from search.export import ExportedConfig
-from search.trial_config import TrialConfig
+from search.trials.trial_config import TrialConfig
 from storage.artifacts import checkpoint_dir
 from storage.url import redact, redact_text
 from tests.db_digest import digest
@@ -221,7 +221,8 @@ def test_bad_study_names_are_refused(name, fragment, command, study_db, capsys):
 
 SPACE_HEAD = 'task = "mlp-synth"\n[params]\nlr = { low = 1e-3, high = 1e-1, log = true }\n'
 BAD_SPACES = [
-    ("[fixed]\naugment = true\n", "fixed.augment: True is not allowed (augment: task mlp-synth has no augmentation (allowed: false))"),
+    ("[fixed]\naugment = true\n",
+     "fixed.augment: True is not allowed (augment: task mlp-synth has no augmentation (allowed: false))"),
     ("hidden = { choices = [16, 100000000000] }\n", "params.hidden = 100000000000: the model's training state"),
     ("hidden = { low = 16, high = 1000000000000 }\ndepth = { choices = [2, 3] }\n",
      "params.hidden = 1000000000000, params.depth = 3: the model cannot be built"),
@@ -314,7 +315,7 @@ def ro_folder(tmp_path):
     folder = tmp_path / "ro"
     folder.mkdir()
     yield folder
-    subprocess.run(["umount", str(folder)], capture_output=True)
+    subprocess.run(["umount", "-l", str(folder)], capture_output=True)  # -l: an engine this process left open
 
 
 def test_a_wal_database_on_read_only_media_is_read(ro_folder, capsys):
