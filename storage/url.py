@@ -20,7 +20,8 @@ SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "sslpassword", "password1", "p
 _SECRET_QUERY = re.compile(rf"((?:^|[?&;])(?:{'|'.join(SECRET_QUERY_KEYS)})=)[^&;#\s]*", re.IGNORECASE)
 # Shorter secrets are hidden only where they stand in a URL: replacing every "p" would garble the message.
 MIN_LITERAL_SECRET = 4
-_USERINFO = re.compile(r"(://[^:/?#@\s]*:)[^/?#\s]*@")
+# user:secret@ after a scheme, also in text that is not a well-formed URL ("postgresql:/u:secret@host").
+_USERINFO = re.compile(r"(:/*[^:/?#@\s]*:)([^/?#\s]*)@")
 
 
 def parse_url(url: str) -> URL:
@@ -54,7 +55,7 @@ def sqlite_path(url: URL) -> Path | None:
 def secrets_of(url: str) -> list[str]:
     """The secrets a URL holds (its password and secret query values), as written and percent-decoded."""
     found = [m.group(0).split("=", 1)[1] for m in _SECRET_QUERY.finditer(url)]
-    found += [m.group(1).split(":", 1)[1] for m in re.finditer(r"://([^/?#\s]*)@", url) if ":" in m.group(1)]
+    found += [m.group(2) for m in _USERINFO.finditer(url)]
     try:
         parsed = make_url(url)
         found.append(parsed.password or "")

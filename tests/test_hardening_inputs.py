@@ -134,7 +134,7 @@ SECRET = "s3cretPW"
 @pytest.mark.parametrize("url", [
     f"postgresq://u:{SECRET}@localhost/db",  # a mistyped driver
     f"postgresql+psycopg://u:{SECRET}@localhost:port/db",  # a port that is not a number
-    f"postgresql+psycopg://u:{SECRET}@local host:5432/db",  # unparsable
+    f"postgresql+psycopg:/u:{SECRET}@localhost/db",  # unparsable
     f"mysql://u:{SECRET}@localhost/db",  # a driver that is not installed
     f"postgresql+psycopg://u@localhost:1/db?password={SECRET}",  # nothing listens on port 1
 ])
@@ -160,6 +160,8 @@ def test_redact_hides_query_passwords_and_userinfo_everywhere():
     assert redact(f"postgresql://u:{SECRET}@h/db?sslmode=require&PassWord={SECRET}") == \
         "postgresql://u:***@h/db?sslmode=require&PassWord=***"
     assert redact(f"not a url://u:{SECRET}@") == "not a url://u:***@"
+    assert redact(f"postgresql:/u:{SECRET}@h/db") == "postgresql:/u:***@h/db"
+    assert redact(f"postgresql://u:p@{SECRET}@h/db") == "postgresql://u:***@h/db"
     assert SECRET not in redact_text(f"auth failed with {SECRET}", f"postgresql://u@h/db?password={SECRET}")
 
 
