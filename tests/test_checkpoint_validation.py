@@ -54,32 +54,32 @@ def setup(db_url, tmp_path):
 def spoil(state: dict, what: str) -> dict:
     state = {**state, "model": dict(state["model"]), "optimizer": {**state["optimizer"]}}
     first = next(iter(state["model"]))
-    if what == "missing key":
+    if what == "missing-key":
         del state["optimizer"]
-    elif what == "wrong shape":
+    elif what == "wrong-shape":
         state["model"][first] = torch.zeros(3, 3)
-    elif what == "missing tensor":
+    elif what == "missing-tensor":
         del state["model"][first]
-    elif what == "another config":
+    elif what == "another-config":
         state["config"] = {**state["config"], "task": "alexnet-cifar10"}
-    elif what == "epoch 999":
+    elif what == "epoch-999":
         state["epoch"] = 999
-    elif what == "epoch 0":
+    elif what == "epoch-0":
         state["epoch"] = 0
-    elif what == "short history":
+    elif what == "short-history":
         state["history"] = []
-    elif what == "optimizer state shape":
+    elif what == "optimizer-state-shape":
         pid, entry = next(iter(state["optimizer"]["state"].items()))
         state["optimizer"]["state"] = {pid: {**entry, "exp_avg": torch.zeros(7)}}
     elif what == "rng":
         state["torch_rng"] = torch.zeros(3, dtype=torch.uint8)
-    elif what == "not a dict":
+    elif what == "not-a-dict":
         state = [1, 2, 3]
     return state
 
 
-BAD = ["missing key", "wrong shape", "missing tensor", "another config", "epoch 999", "epoch 0", "short history",
-       "optimizer state shape", "rng", "not a dict"]
+BAD = ["missing-key", "wrong-shape", "missing-tensor", "another-config", "epoch-999", "epoch-0", "short-history",
+       "optimizer-state-shape", "rng", "not-a-dict"]
 
 
 @pytest.mark.parametrize("what", BAD)
