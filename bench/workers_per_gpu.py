@@ -5,7 +5,8 @@
 Each worker is a spawned process, as a search worker is: it loads its own data, builds alexsearch's Trainer,
 warms up, waits at a barrier with the others, then trains one epoch of `steps` batches. Total images/s is all
 workers' images over the span from the first start to the last finish. On CPU the workers share the cores
-(threads per worker = cores // K), so the total stays flat: the cores are already saturated by one trial.
+(threads per worker = cores // K, as `alexsearch search` sets them), so the total tops out once the cores are
+saturated: on 2 cores, two single-threaded workers beat one worker with two threads (bench/RESULTS.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Errors that mean "the user's input is wrong", as opposed to a bug. The CLI shows them in one line."""
+"""The errors model/ raises on purpose: bad input (ConfigError, DataError: the CLI shows them in one line), a
+training loss that diverged (DivergedError), and a stop the caller asked for (Interrupted)."""
 
 from model.config import ConfigError
 
