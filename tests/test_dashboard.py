@@ -167,6 +167,7 @@ def test_dashboard_reads_never_fail_the_search_and_show_it_live(live):
 
 
 def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
+    assert CHROMIUM is not None  # its callers skip without it
     return subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
                           capture_output=True, text=True, timeout=90)
 

@@ -7,6 +7,7 @@ missing database, and connections the server drops under a running study.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import re
@@ -32,7 +33,9 @@ QUICK_ARGS = ["--task", FAST_TASK, "--epochs", "2", "--train-size", "300", "--va
 
 
 def database_of(url: str) -> str:
-    return sqlalchemy.engine.make_url(url).database
+    name = sqlalchemy.engine.make_url(url).database
+    assert name, url
+    return name
 
 
 def tables(url: str) -> list[str]:
@@ -157,7 +160,8 @@ def test_dashboard_serves_the_postgres_study(pg_study, tmp_path):
 
 
 def command_names() -> list[str]:
-    return list(build_parser()._subparsers._group_actions[0].choices)
+    subcommands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return list(subcommands.choices)
 
 
 # Commands that only read the study. search (and worker) create one; final reads an exported file and records

@@ -15,7 +15,7 @@ from model.tasks import DataConfig, Preprocess, Split, Task, TaskData, register
 PAD = 4  # pixels of zero padding for the random crop, as in the usual CIFAR-10 recipe
 
 
-class AlexNetCifar10(Task):
+class AlexNetCifar10(Task[AlexNetConfig]):
     name = "alexnet-cifar10"
     model_config = AlexNetConfig
     space_file = "alexnet-cifar10.toml"

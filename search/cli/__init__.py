@@ -9,6 +9,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from search.cli import dashboard, export, final, report, search, status, worker
 from search.errors import USAGE_ERRORS, one_line, silence_optuna_warnings
@@ -17,7 +18,7 @@ COMMANDS = [search, worker, dashboard, export, final, report, status]  # in the 
 
 
 class OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse prints usage over several lines; we print one
+    def error(self, message: str) -> NoReturn:  # argparse prints usage over several lines; we print one
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 

@@ -28,9 +28,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
     lines = []
-    for config in exports:
+    for rank, config in enumerate(exports, start=1):  # export_best numbers them the same way, best first
         p = config.provenance
-        path = rank_path(out, p.rank)
+        path = rank_path(out, rank)
         path.write_text(config.to_json() + "\n")
         lines.append(f"wrote {path}: rank {p.rank}, trial {p.trial}, val_acc {p.val_acc:.4f}, "
                      f"epochs {config.trial_config.train.epochs} (best of {p.search_epochs})")

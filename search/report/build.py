@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import optuna
@@ -16,6 +17,10 @@ from search.report.trials import best_trial, searched_params, state_counts, tota
 
 FIXED_FILES = ("history.png", "importance.png", "history.html", "intermediate.html", "parallel.html",
                "importance.html", "summary.md", "index.html")
+
+
+def _write_figure(build: Callable[[], object], path: Path) -> Path:
+    return write_html(build(), path)
 
 
 def _remove_old(out: Path) -> None:
@@ -44,7 +49,7 @@ def write_report(study: optuna.Study, out: Path, source: str = "") -> Summary:
         file = f"curves-{param}.png"
         chosen, caption = trials_for(param, trials, study.user_attrs)
         outputs.append(_try(file, f"{param}: training and validation accuracy per epoch",
-                            lambda p=param, c=chosen, cap=caption, f=file: draw_param_curves(p, c, cap, out / f),
+                            partial(draw_param_curves, param, chosen, caption, out / file),
                             caption))
     outputs.append(_try("history.png", "optimization history", lambda: draw_history(trials, out / "history.png"),
                         "validation accuracy of each trial and the best so far"))
@@ -52,7 +57,7 @@ def write_report(study: optuna.Study, out: Path, source: str = "") -> Summary:
                         lambda: draw_importance(importances(study, trials), out / "importance.png"),
                         "Optuna's PED-ANOVA importance for validation accuracy"))
     for file, (title, build) in plotly_figures(study, trials).items():
-        outputs.append(_try(file, title, lambda b=build, f=file: write_html(b(), out / f)))
+        outputs.append(_try(file, title, partial(_write_figure, build, out / file)))
     summary = Summary(study=study.study_name, source=source, search=study.user_attrs.get("search_config", {}),
                       written_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), counts=state_counts(trials),
                       epochs=total_epochs(trials), best=best_trial(trials), trials=trials, outputs=outputs)

@@ -20,6 +20,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
+from matplotlib.typing import LineStyleType
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
@@ -28,7 +29,7 @@ from search.report.trials import curves, fmt, fmt_params, is_duplicate
 from search.trials.stepwise import PLAN_ATTR, Plan, replay
 
 MAX_LEGEND_VALUES = 5  # more distinct values than this: a colour bar instead of a legend
-STYLES = ("-", "--", ":", "-.")
+STYLES: tuple[LineStyleType, ...] = ("-", "--", ":", "-.")
 END_MARKERS = {TrialState.PRUNED: ("x", "pruned"), TrialState.RUNNING: (">", "still running")}
 
 
@@ -49,6 +50,13 @@ def trials_for(param: str, trials: list[FrozenTrial], study_attrs: dict[str, Any
 
 def _sort_key(v: Any) -> tuple:
     return (type(v).__name__, v) if isinstance(v, (bool, int, float, str)) else ("~", repr(v))
+
+
+def _curves(t: FrozenTrial) -> tuple[list[float], list[float]]:
+    """The curves of a trial that trials_for chose: it keeps only trials that have them."""
+    c = curves(t)
+    assert c is not None, f"trial {t.number} has no curves"
+    return c
 
 
 def draw_param_curves(param: str, trials: list[FrozenTrial], caption: str, path: Path) -> Path:
@@ -72,7 +80,7 @@ def draw_param_curves(param: str, trials: list[FrozenTrial], caption: str, path:
     for t, v in zip(trials, values, strict=True):
         color, ls = style[v] if discrete else (cmap(norm(v)), "-")
         marker = END_MARKERS.get(t.state)
-        for ax, acc in zip((ax_train, ax_val), curves(t), strict=True):
+        for ax, acc in zip((ax_train, ax_val), _curves(t), strict=True):
             epochs = range(1, len(acc) + 1)
             ax.plot(epochs, acc, color=color, linestyle=ls, linewidth=1.4, marker="o", markersize=3, alpha=0.9)
             if marker:
@@ -80,7 +88,7 @@ def draw_param_curves(param: str, trials: list[FrozenTrial], caption: str, path:
         if marker:
             ends.add(marker)
     handles += [Line2D([], [], color="grey", marker=m, linestyle="none", label=label) for m, label in sorted(ends)]
-    longest = max(len(curves(t)[0]) for t in trials)
+    longest = max(len(_curves(t)[0]) for t in trials)
     for ax, title in ((ax_train, "training accuracy"), (ax_val, "validation accuracy")):
         ax.set_title(title)
         ax.set_xlabel("epoch")

@@ -9,12 +9,13 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.report.figures import NeedsMoreTrials, new_figure, save
-from search.report.trials import complete, is_duplicate
+from search.report.trials import complete, is_duplicate, value
 
 # Parameter importance from fewer complete trials is noise (Optuna's PED-ANOVA wants far more).
 MIN_IMPORTANCE_TRIALS = 5
@@ -27,14 +28,15 @@ def draw_history(trials: list[FrozenTrial], path: Path) -> Path:
         raise NeedsMoreTrials("needs 1 complete trial, the study has none yet")
     fig = new_figure(8, 4)
     ax = fig.subplots()
-    ax.plot([t.number for t in done], [t.value for t in done], "o", color="C0", label="complete trial")
+    ax.plot([t.number for t in done], [value(t) for t in done], "o", color="C0", label="complete trial")
     pruned = [t for t in trials if t.state == TrialState.PRUNED and t.intermediate_values and not is_duplicate(t)]
     if pruned:
-        ax.plot([t.number for t in pruned], [t.intermediate_values[t.last_step] for t in pruned], "x", color="grey",
+        when_pruned = [t.intermediate_values[max(t.intermediate_values)] for t in pruned]  # at the last step reported
+        ax.plot([t.number for t in pruned], when_pruned, "x", color="grey",
                 label="pruned (value when pruned)")
     best, xs, ys = float("-inf"), [], []
     for t in sorted(done, key=lambda t: t.number):
-        best = max(best, t.value)
+        best = max(best, value(t))
         xs.append(t.number)
         ys.append(best)
     last = max(t.number for t in trials)
@@ -104,7 +106,7 @@ def plotly_figures(study: optuna.Study, trials: list[FrozenTrial]) -> dict[str, 
     }
 
 
-def write_html(fig: object, path: Path) -> Path:
+def write_html(fig: Any, path: Path) -> Path:  # a plotly Figure
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fig.write_html(path, include_plotlyjs=True, full_html=True)  # plotly.js inline: works offline

@@ -64,7 +64,7 @@ class Objective:
 
     def config_for(self, trial: optuna.Trial) -> TrialConfig:
         values = self.space.sample(trial)
-        overrides = {"epochs": self.settings.epochs, "seed": self.settings.seed}
+        overrides: dict[str, Any] = {"epochs": self.settings.epochs, "seed": self.settings.seed}
         if self.settings.precision is not None:
             overrides["precision"] = self.settings.precision
         model, train = self.space.build(values, **overrides)
