@@ -1,287 +1,207 @@
-"""Workers as a Slurm job array: the sbatch script as text (no Slurm needed), then real jobs on a real
-single-node Slurm (tests/slurm_cluster.py): a 2-task array filling a study, a requeue mid-trial, a bad partition."""
+"""`alexsearch search --launcher slurm` on a real single-node Slurm (tests/slurm_cluster.py): a 2-task array fills
+a study on SQLite and PostgreSQL; `scontrol requeue` mid-trial resumes the trial from its checkpoint; `scancel`
+of the array queues the stopped trials, and the next submission finishes them; --detach and Ctrl-C, then
+re-attach; a bad partition is one line, exit 2, nothing queued, the study unchanged."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from model.config import ConfigError
-from search.cli import build_parser
-from search.commands.search_cmd import settings_from_args
-from search.settings import SearchConfig
-from search.workers.launchers.slurm import (
-    STORAGE_ENV,
-    ArrayJob,
-    SlurmConfig,
-    SlurmError,
-    check_submission,
-    is_active,
-    run_place,
-    sbatch_script,
-    state_summary,
-    submit,
-    task_states,
-    time_limit_s,
-    worker_args,
-    write_script,
-)
+from search.workers.launchers.slurm import JOB_ATTR, is_active, task_states
 from storage.study import open_storage
+from tests.db_digest import digest
 
-if TYPE_CHECKING:
-    from tests.slurm_cluster import SlurmCluster
+pytestmark = pytest.mark.slow
 
-pytest_plugins = ["tests.slurm_cluster"]  # the slurm_cluster fixture (phase 2: move to conftest.py)
-
-QUICK = SearchConfig(study="arr", storage="sqlite:///study.db", task="mlp-synth", trials=4, epochs=2,
-                     device="cpu", pruner="none", patience=0, heartbeat_interval=1, grace_period=3)
-
-
-def settings_for(storage: str, tmp_path: Path, **changes) -> SearchConfig:
-    data = QUICK.data.replace(root=str(tmp_path / "data"), train_size=400, val_size=100)
-    return QUICK.replace(storage=storage, artifacts=str(tmp_path / "art"), data=data, **changes)
+ALEXSEARCH = str(Path(sys.executable).parent / "alexsearch")
+# mlp-synth on the CPU: 400 points train an epoch in milliseconds; 40,000 take about a second, long enough to
+# stop a trial in its middle.
+QUICK = ["--task", "mlp-synth", "--device", "cpu", "--epochs", "2", "--train-size", "400", "--val-size", "100",
+         "--pruner", "none", "--patience", "0", "--heartbeat-interval", "1", "--grace-period", "3"]
+SLOW_EPOCHS = ["--epochs", "6", "--train-size", "40000"]
 
 
-def script_of(settings: SearchConfig = QUICK, tasks: int = 2, workers_per_gpu: int = 1, **slurm) -> str:
-    return sbatch_script(ArrayJob(settings, SlurmConfig(**slurm), tasks, workers_per_gpu, Path("/runs"),
-                                  Path("/runs/art/slurm")))
+def env() -> dict[str, str]:
+    return {**os.environ, "PYTHONUNBUFFERED": "1"}  # now: the slurm_cluster fixture sets SLURM_CONF
 
 
-def sbatch_options(script: str) -> list[str]:
-    return [line.removeprefix("#SBATCH ") for line in script.splitlines() if line.startswith("#SBATCH ")]
+def search(tmp_path: Path, storage: str, *extra: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`alexsearch search --launcher slurm` run from tmp_path (the jobs' working folder), as a user would."""
+    return subprocess.run([ALEXSEARCH, "search", "--launcher", "slurm", "--storage", storage, "--study", "arr",
+                           *QUICK, "--artifacts", str(tmp_path / "art"), *extra], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=timeout, env=env())
 
 
-# --- SlurmConfig ----------------------------------------------------------------------------------------------
-
-def test_slurm_config_round_trips_json_and_rejects_unknown_keys():
-    cfg = SlurmConfig(partition="gpu", time="1-12:00:00", gpus_per_worker=1, cpus_per_worker=8, mem="32G",
-                      account="lab", sbatch_args=("--qos=high", "--constraint=a100"))
-    assert SlurmConfig.from_json(cfg.to_json()) == cfg
-    assert SlurmConfig.from_dict({"sbatch_args": ["--qos=low"]}).sbatch_args == ("--qos=low",)
-    with pytest.raises(ConfigError, match="unknown key 'gpus'"):
-        SlurmConfig.from_dict({"gpus": 1})
-
-
-@pytest.mark.parametrize("changes, message", [
-    ({"time": "soon"}, "--slurm-time: 'soon' is not a Slurm time limit"),
-    ({"mem": "lots"}, "--slurm-mem: 'lots' is not an sbatch memory size"),
-    ({"gpus_per_worker": -1}, "--slurm-gpus-per-worker: must be >= 0"),
-    ({"cpus_per_worker": 0}, "--slurm-cpus-per-worker: must be >= 1"),
-    ({"partition": "a b"}, "--slurm-partition: 'a b' is not a Slurm partition name"),
-    ({"sbatch_args": ("qos=high",)}, "--slurm-arg: 'qos=high' is not one sbatch option"),
-    ({"sbatch_args": ("--array=0-99",)}, "--slurm-arg: --array is set by alexsearch itself"),
-    ({"sbatch_args": ("-o", )}, "--slurm-arg: -o is set by alexsearch itself"),
-    ({"sbatch_args": "--qos=high"}, "--slurm-arg: expected a list of strings"),
-])
-def test_slurm_config_rejects_bad_values_in_one_line_naming_the_option(changes, message):
-    with pytest.raises(ConfigError, match=message) as e:
-        SlurmConfig(**changes)
-    assert "\n" not in str(e.value)
-
-
-def test_time_limits_in_every_sbatch_format():
-    assert [time_limit_s(t) for t in ("30", "30:15", "2:00:00", "1-0", "1-2:30", "1-0:0:5")] == [
-        1800, 1815, 7200, 86400, 86400 + 2 * 3600 + 30 * 60, 86405]
-
-
-# --- the worker's argv ----------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("settings", [
-    QUICK,
-    QUICK.replace(space="search/spaces/mlp-synth.toml", precision="fp32", artifacts="/shared/art", strategy="optuna",
-                  sampler="random", pruner="hyperband", data=QUICK.data.replace(download=True, train_size=300,
-                                                                                 val_size=50)),
-])
-def test_worker_args_give_the_worker_exactly_the_search_settings(settings):
-    """The argv goes through the real `alexsearch worker` parser and back to the same SearchConfig."""
-    settings = settings.replace(data=settings.data.replace(val_size=settings.data.val_size or 5000))
-    args = build_parser().parse_args(["worker", *worker_args(settings), "--worker-index", "3"])
-    assert args.worker_index == 3
-    assert settings_from_args(args)[0] == settings
-
-
-def test_worker_args_refuse_a_setting_the_cli_cannot_carry():
-    with pytest.raises(ConfigError, match="split seed 7 has no command-line option"):
-        worker_args(QUICK.replace(data=QUICK.data.replace(split_seed=7)))
-
-
-# --- the script as text ---------------------------------------------------------------------------------------
-
-def test_cpu_script_asks_for_no_gpu_and_runs_one_worker_per_task_on_the_cpu():
-    script = script_of(QUICK.replace(device="auto"), tasks=3, partition="debug", time="30:00", mem="2G")
-    opts = sbatch_options(script)
-    assert opts[:2] == ["--job-name=alexsearch-arr", "--array=0-2"]
-    assert {"--partition=debug", "--time=30:00", "--mem=2G", "--cpus-per-task=1", "--requeue",
-            "--signal=B:USR1@120", "--chdir=/runs", "--output=/runs/art/slurm/alexsearch-arr-%A_%a.out",
-            "--open-mode=append"} <= set(opts)
-    assert not any("gpu" in o for o in opts)
-    assert " --device cpu " in script  # auto would take a GPU the task was not given
-    assert script.count(" worker \\\n") == 1 and '--worker-index "$SLURM_ARRAY_TASK_ID" &' in script
-    assert "exec " not in script  # the shell outlives its workers so it can requeue the task
-
-
-def test_gpu_script_has_gres_and_spreads_k_workers_per_gpu():
-    script = script_of(QUICK.replace(device="cuda:1"), tasks=4, workers_per_gpu=2, gpus_per_worker=2,
-                       cpus_per_worker=8)
-    opts = sbatch_options(script)
-    assert "--gres=gpu:2" in opts and "--cpus-per-task=8" in opts and "--array=0-3" in opts
-    assert "for k in $(seq 0 3); do" in script  # 2 workers per GPU x 2 GPUs
-    assert 'CUDA_VISIBLE_DEVICES="${gpus[k % 2]}"' in script
-    assert '--worker-index "$((SLURM_ARRAY_TASK_ID * 4 + k))"' in script  # distinct across all tasks
-    assert " --device cuda " in script  # Slurm makes the task's GPUs the only visible ones: cuda:1 -> cuda
-    assert "OMP_NUM_THREADS=$(( ${SLURM_CPUS_PER_TASK:-1} / 4" in script
-
-
-def test_slurm_args_become_sbatch_lines_after_ours():
-    opts = sbatch_options(script_of(account="lab", sbatch_args=("--qos=high", "--constraint=a100")))
-    assert opts[-2:] == ["--qos=high", "--constraint=a100"]
-    assert "--account=lab" in opts
-
-
-def test_a_short_time_limit_signals_at_half_the_limit():
-    assert "--signal=B:USR1@60" in sbatch_options(script_of(time="2"))
-
-
-def test_a_password_never_lands_in_the_script():
-    settings = QUICK.replace(storage="postgresql+psycopg://me:s3cret@db.example:5432/studies")
-    job = ArrayJob(settings, SlurmConfig(), 2)
-    script = sbatch_script(job)
-    assert "s3cret" not in script
-    assert f'--storage "${STORAGE_ENV}"' in script and job.submit_env() == {STORAGE_ENV: settings.storage}
-
-
-@pytest.mark.parametrize("device, gpus, message", [
-    ("cuda", 0, "--device cuda: the array tasks get no GPU"),
-    ("cpu", 1, "--slurm-gpus-per-worker 1: GPUs asked for, but --device cpu"),
-])
-def test_device_and_gpus_must_agree(device, gpus, message):
-    with pytest.raises(ConfigError, match=message):
-        script_of(QUICK.replace(device=device), gpus_per_worker=gpus)
-
-
-@pytest.mark.parametrize("kwargs", [{}, {"gpus_per_worker": 1, "workers_per_gpu": 3}])
-def test_script_is_valid_bash(kwargs, tmp_path):
-    workers_per_gpu = kwargs.pop("workers_per_gpu", 1)
-    settings = QUICK.replace(device="auto") if kwargs else QUICK
-    path = tmp_path / "job.sh"
-    path.write_text(script_of(settings, workers_per_gpu=workers_per_gpu, **kwargs))
-    r = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-
-
-def test_run_place_reads_slurm_variables():
-    env = {"SLURM_JOB_ID": "41", "SLURM_ARRAY_JOB_ID": "40", "SLURM_ARRAY_TASK_ID": "1", "SLURMD_NODENAME": "gpu7",
-           "SLURM_RESTART_COUNT": "2"}
-    assert run_place(env) == {"host": "gpu7", "slurm_job_id": "40_1", "slurm_array_task_id": "1",
-                              "slurm_restart_count": "2"}
-    assert set(run_place({})) == {"host"}  # outside Slurm: only the host
-
-
-def test_no_sbatch_on_path_is_one_line(tmp_path, monkeypatch):
-    monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(SlurmError, match="sbatch not found on PATH; run this on a Slurm login node"):
-        submit(tmp_path / "job.sh")
-
-
-# --- a real Slurm ---------------------------------------------------------------------------------------------
-
-def load(url: str, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=open_storage(url, create=False))
+def load(url: str) -> optuna.Study:
+    return optuna.load_study(study_name="arr", storage=open_storage(url, create=False))
 
 
 def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
 
 
-def make_job(settings: SearchConfig, tmp_path: Path, tasks: int = 2) -> tuple[ArrayJob, Path]:
-    folder = Path(settings.artifacts)
-    job = ArrayJob(settings, SlurmConfig(), tasks, workdir=tmp_path, log_dir=folder / "slurm")
-    return job, write_script(job, folder / "slurm" / "job.sh")
+def job_of(url: str) -> str:
+    return load(url).user_attrs[JOB_ATTR]["job_id"]
 
 
-def job_output(job: ArrayJob) -> str:
-    return "\n".join(p.read_text(errors="replace") for p in sorted(job.log_dir.glob("*.out")))
+def logs(tmp_path: Path) -> str:
+    return "\n".join(p.read_text(errors="replace") for p in sorted((tmp_path / "art" / "slurm").glob("*.out")))
 
 
-def wait_array_ended(cluster: SlurmCluster, job_id: str, job: ArrayJob, timeout: float) -> None:
+def wait_ended(cluster, job_id: str, tmp_path: Path, timeout: float = 90) -> None:
     try:
         cluster.wait_for(lambda: not is_active(task_states(job_id)), timeout, f"array {job_id} to end")
     except TimeoutError as e:
-        raise AssertionError(f"{e}\n--- job output\n{job_output(job)[-4000:]}") from None
+        raise AssertionError(f"{e}\n--- job output\n{logs(tmp_path)[-4000:]}") from None
 
 
-@pytest.mark.slow
-def test_bad_partition_is_one_line_quoting_slurm_and_queues_nothing(slurm_cluster, tmp_path):
-    job = ArrayJob(settings_for(f"sqlite:///{tmp_path / 'study.db'}", tmp_path), SlurmConfig(partition="nope"), 2,
-                   workdir=tmp_path, log_dir=tmp_path / "logs")
-    script = write_script(job, tmp_path / "job.sh")
-    with pytest.raises(SlurmError) as e:
-        check_submission(script)  # sbatch --test-only: Slurm checks, queues nothing, keeps no record
-    assert str(e.value) == ("--launcher slurm: sbatch rejected the job: invalid partition specified: nope; "
-                            "allocation failure: Invalid partition name specified")
-    with pytest.raises(SlurmError) as e:
-        submit(script)
-    assert str(e.value) == ("--launcher slurm: sbatch rejected the job: invalid partition specified: nope; "
-                            "Batch job submission failed: Invalid partition name specified")
-    assert slurm_cluster.jobs() == []
-    assert not (tmp_path / "study.db").exists()
+def arrays(cluster) -> set[str]:
+    """Every array job id the controller has seen (finished ones too)."""
+    return {job.split("_")[0] for job, _ in cluster.jobs()}
 
 
-@pytest.mark.slow
-def test_two_task_array_of_real_workers_fills_the_study(slurm_cluster, tmp_path, storage_url):
-    settings = settings_for(storage_url, tmp_path)
-    job, script = make_job(settings, tmp_path)
+def test_bad_partition_is_one_line_exit_2_nothing_queued_study_unchanged(slurm_cluster, tmp_path):
+    db = tmp_path / "study.db"
+    url = f"sqlite:///{db}"
+    r = search(tmp_path, url, "--slurm-partition", "nope")
+    assert r.returncode == 2 and r.stderr == (
+        "alexsearch search: error: --launcher slurm: sbatch rejected the job: invalid partition specified: nope; "
+        "allocation failure: Invalid partition name specified\n")
+    assert not db.exists()  # nothing created
+    optuna.create_study(study_name="arr", storage=open_storage(url, create=True))
+    before = digest(db)
+    r = search(tmp_path, url, "--slurm-partition", "nope", "--detach")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Invalid partition name" in r.stderr
+    assert digest(db) == before  # an existing study is left as it was
+    assert slurm_cluster.jobs() == []  # sbatch --test-only queues nothing and keeps no record
+
+
+def test_two_task_array_fills_the_study_and_each_trial_names_its_job(slurm_cluster, tmp_path, storage_url):
     started = time.monotonic()
-    check_submission(script)
-    job_id = submit(script)
-    assert job_id.isdigit()
-    wait_array_ended(slurm_cluster, job_id, job, 90)
+    r = search(tmp_path, storage_url, "--workers", "2", "--trials", "4")
     took = time.monotonic() - started
-    states = task_states(job_id)
-    assert states == {f"{job_id}_0": "COMPLETED", f"{job_id}_1": "COMPLETED"}, job_output(job)[-3000:]
-    assert state_summary(job_id, states) == f"slurm job {job_id}: COMPLETED 2"
-    study = load(storage_url, "arr")
-    assert 4 <= len(finished(study)) <= 5  # the budget; one more at most from the other task's last trial
-    assert not [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
-    out = job_output(job)
-    assert f"task {job_id}_0" in out and f"task {job_id}_1" in out
-    print(f"2-task array on {storage_url.split(':')[0]}: {took:.1f} s from submission to both tasks COMPLETED")
+    assert r.returncode == 0, r.stdout + r.stderr + logs(tmp_path)[-3000:]
+    job_id = job_of(storage_url)
+    script = tmp_path / "art" / "slurm" / "arr-array.sh"
+    assert f"submitted Slurm job {job_id}: 2 array tasks x 1 workers" in r.stdout
+    assert f"script: {script}" in r.stdout and "best: trial" in r.stdout
+    assert ("warning: --launcher slurm with SQLite" in r.stderr) == storage_url.startswith("sqlite")
+    assert "#SBATCH --array=0-1" in script.read_text()
+    study = load(storage_url)
+    done = finished(study)
+    assert 4 <= len(done) <= 5  # the budget; one more at most from the other task's last trial
+    assert {t.user_attrs["slurm_job_id"] for t in done} <= {f"{job_id}_0", f"{job_id}_1"}
+    assert all(t.user_attrs["host"] == slurm_cluster.node for t in done)
+    assert {t.user_attrs["slurm_array_task_id"] for t in done} <= {"0", "1"}
+    wait_ended(slurm_cluster, job_id, tmp_path)
+    assert not [t for t in load(storage_url).get_trials() if t.state == TrialState.RUNNING]
+    assert set(task_states(job_id).values()) == {"COMPLETED"}
+    status = subprocess.run([ALEXSEARCH, "status", "--storage", storage_url, "--study", "arr"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60, env=env())
+    assert f"slurm: job {job_id}, 2 array tasks: COMPLETED 2; script {script}" in status.stdout
+    print(f"2-task array on {storage_url.split(':')[0]}: `search --launcher slurm --workers 2 --trials 4` "
+          f"took {took:.1f} s")
 
 
-@pytest.mark.slow
-def test_requeue_mid_trial_resumes_the_trial_from_its_checkpoint(slurm_cluster, tmp_path):
+def test_requeue_mid_trial_resumes_from_the_checkpoint(slurm_cluster, tmp_path):
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    settings = settings_for(url, tmp_path, trials=1, epochs=6)  # about 1 s per epoch on 40,000 points
-    settings = settings.replace(data=settings.data.replace(train_size=40_000))
-    job, script = make_job(settings, tmp_path, tasks=1)
-    ckpt = Path(settings.artifacts) / "checkpoints" / "arr" / "trial-0.pt"
     started = time.monotonic()
-    job_id = submit(script)
-    task = f"{job_id}_0"
+    r = search(tmp_path, url, "--workers", "1", "--trials", "1", *SLOW_EPOCHS, "--detach")
+    assert r.returncode == 0, r.stderr
+    job_id = job_of(url)
+    assert "detached: run the same command again to watch it" in r.stdout
+    ckpt = tmp_path / "art" / "checkpoints" / "arr" / "trial-0.pt"
     slurm_cluster.wait_for(ckpt.exists, 60, "the first checkpoint")
-    slurm_cluster.run("scontrol", "requeue", task)
-    wait_array_ended(slurm_cluster, job_id, job, 90)
+    slurm_cluster.run("scontrol", "requeue", f"{job_id}_0")  # as a preemption would: SIGTERM, then requeued
+    r = search(tmp_path, url, "--workers", "1", "--trials", "1", *SLOW_EPOCHS)  # re-attach and watch
     took = time.monotonic() - started
-    trials = load(url, "arr").get_trials()
-    first, *retries = trials
-    assert first.state == TrialState.FAIL, job_output(job)[-3000:]
+    assert r.returncode == 0, r.stdout + r.stderr + logs(tmp_path)[-3000:]
+    assert f"already has Slurm job {job_id} queued or running" in r.stdout
+    wait_ended(slurm_cluster, job_id, tmp_path)
+    first, *retries = load(url).get_trials()
+    assert first.state == TrialState.FAIL and first.user_attrs["slurm_restart_count"] == "0"
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
-    resumed = retries[0].user_attrs["resumed_from"]
-    saved_epoch = resumed["epoch"]
-    assert resumed["trial"] == 0 and 1 <= saved_epoch < 6
-    assert sorted(retries[0].intermediate_values) == [1, 2, 3, 4, 5, 6]
-    out = job_output(job)
+    retry = retries[0]
+    assert retry.user_attrs["slurm_job_id"] == f"{job_id}_0" and retry.user_attrs["slurm_restart_count"] == "1"
+    resumed_epoch = retry.user_attrs["resumed_from"]["epoch"]
+    assert retry.user_attrs["resumed_from"]["trial"] == 0 and 1 <= resumed_epoch < 6
+    assert sorted(retry.intermediate_values) == [1, 2, 3, 4, 5, 6]
+    out = logs(tmp_path)
     assert "stopped: trial 0 failed and queued for retry" in out
-    assert "restart 1" in out and f"resuming trial 0 after epoch {saved_epoch}" in out
-    assert task_states(job_id) == {task: "COMPLETED"}
+    assert f"resuming trial 0 after epoch {resumed_epoch}" in out
+    assert f"trial {retry.number} epoch {resumed_epoch + 1}/6" in out  # only the epoch in flight was redone
+    assert task_states(job_id) == {f"{job_id}_0": "COMPLETED"}
     assert not ckpt.exists()
-    print(f"requeue: trial 0 resumed as trial {retries[0].number} from epoch {saved_epoch + 1}; "
-          f"{took:.1f} s from submission to COMPLETED")
+    print(f"requeue: trial 0 resumed as trial {retry.number} from its epoch-{resumed_epoch} checkpoint "
+          f"(training on at epoch {resumed_epoch + 1}); {took:.1f} s from submission to the study complete")
 
 
+def test_scancel_of_the_array_queues_the_stopped_trials_and_the_next_submission_finishes_them(
+        slurm_cluster, tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    args = ["--workers", "2", "--trials", "2", *SLOW_EPOCHS, "--max-retry", "3"]
+    r = search(tmp_path, url, *args, "--detach")
+    assert r.returncode == 0, r.stderr
+    first_job = job_of(url)
+    folder = tmp_path / "art" / "checkpoints" / "arr"
+    slurm_cluster.wait_for(lambda: len(list(folder.glob("trial-*.pt"))) == 2, 60, "both trials to checkpoint")
+    slurm_cluster.run("scancel", first_job)
+    wait_ended(slurm_cluster, first_job, tmp_path)
+    trials = load(url).get_trials()
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    stopped = {t.number for t in trials if t.state == TrialState.FAIL}
+    assert len(stopped) == 2
+    assert {t.system_attrs.get("failed_trial") for t in trials if t.state == TrialState.WAITING} == stopped
+    assert set(task_states(first_job).values()) == {"CANCELLED"}
+
+    r = search(tmp_path, url, *args)  # the array is over: a new one is submitted and finishes the retries
+    assert r.returncode == 0, r.stdout + r.stderr + logs(tmp_path)[-3000:]
+    second_job = job_of(url)
+    assert second_job != first_job and f"submitted Slurm job {second_job}" in r.stdout
+    trials = load(url).get_trials()
+    resumed = [t for t in trials if t.state == TrialState.COMPLETE and "resumed_from" in t.user_attrs]
+    assert {t.user_attrs["resumed_from"]["trial"] for t in resumed} == stopped
+    assert all(t.user_attrs["slurm_job_id"].startswith(f"{second_job}_") for t in resumed)
+    wait_ended(slurm_cluster, second_job, tmp_path)
+    assert not [t for t in load(url).get_trials() if t.state == TrialState.RUNNING]
+
+
+def test_ctrl_c_leaves_the_array_running_and_the_same_command_reattaches(slurm_cluster, tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    args = ["--workers", "1", "--trials", "2", *SLOW_EPOCHS]
+    cmd = [ALEXSEARCH, "search", "--launcher", "slurm", "--storage", url, "--study", "arr", *QUICK,
+           "--artifacts", str(tmp_path / "art"), *args]
+    before = arrays(slurm_cluster)
+    watcher = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env())
+    try:
+        slurm_cluster.wait_for(lambda: (tmp_path / "study.db").exists() and JOB_ATTR in load(url).user_attrs,
+                               60, "the submission")
+        time.sleep(1)  # into the watching loop
+        watcher.send_signal(signal.SIGINT)  # Ctrl-C
+        out, err = watcher.communicate(timeout=30)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+    job_id = job_of(url)
+    assert watcher.returncode == 130, err
+    assert f"stopped watching; Slurm job {job_id} keeps running" in err and f"scancel {job_id}" in err
+    assert is_active(task_states(job_id))
+
+    r = search(tmp_path, url, *args, "--detach")  # a second submission while the first runs? never
+    assert r.returncode == 0 and f"already has Slurm job {job_id} queued or running" in r.stdout
+    assert "submitted" not in r.stdout
+    r = search(tmp_path, url, *args)  # re-attach, watch to the end
+    assert r.returncode == 0, r.stdout + r.stderr + logs(tmp_path)[-3000:]
+    assert "best: trial" in r.stdout and len(finished(load(url))) >= 2
+    assert job_of(url) == job_id and arrays(slurm_cluster) - before == {job_id}  # one array, ever
+    wait_ended(slurm_cluster, job_id, tmp_path)

@@ -1,8 +1,11 @@
-"""Where each worker runs: GPU i mod G, K workers per GPU; on CPU the cores are split between workers."""
+"""Where each worker runs: GPU i mod G, K workers per GPU; on CPU the cores are split between workers; and the
+host and Slurm job it runs in, which its trials record."""
 
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Mapping
 
 
 def visible_gpu_ids() -> list[str]:
@@ -35,3 +38,17 @@ def gpu_for(worker_index: int, gpu_ids: list[str]) -> str | None:
 
 def threads_per_worker(workers: int, cores: int) -> int:
     return max(1, cores // workers)
+
+
+def run_place(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Where this worker runs, for its trials' user attrs: the host always; under Slurm the job id (array
+    form '12_3' for an array task), the array task id and the restart count."""
+    env = os.environ if environ is None else environ
+    place = {"host": env.get("SLURMD_NODENAME") or socket.gethostname()}
+    if "SLURM_JOB_ID" in env:
+        array, task = env.get("SLURM_ARRAY_JOB_ID"), env.get("SLURM_ARRAY_TASK_ID")
+        place["slurm_job_id"] = f"{array}_{task}" if array and task else env["SLURM_JOB_ID"]
+        if task:
+            place["slurm_array_task_id"] = task
+        place["slurm_restart_count"] = env.get("SLURM_RESTART_COUNT", "0")
+    return place
