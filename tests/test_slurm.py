@@ -53,6 +53,14 @@ def job_of(url: str) -> str:
     return load(url).user_attrs[JOB_ATTR]["job_id"]
 
 
+def submitted(url: str) -> bool:
+    """The study exists and holds its array's job id (False while the search is still creating it)."""
+    try:
+        return JOB_ATTR in load(url).user_attrs
+    except (ValueError, KeyError):  # no database or no study yet
+        return False
+
+
 def logs(tmp_path: Path) -> str:
     return "\n".join(p.read_text(errors="replace") for p in sorted((tmp_path / "art" / "slurm").glob("*.out")))
 
@@ -92,7 +100,7 @@ def test_two_task_array_fills_the_study_and_each_trial_names_its_job(slurm_clust
     assert r.returncode == 0, r.stdout + r.stderr + logs(tmp_path)[-3000:]
     job_id = job_of(storage_url)
     script = tmp_path / "art" / "slurm" / "arr-array.sh"
-    assert f"submitted Slurm job {job_id}: 2 array tasks x 1 workers" in r.stdout
+    assert f"submitted Slurm job {job_id}: 2 array tasks x 1 worker on study" in r.stdout
     assert f"script: {script}" in r.stdout and "best: trial" in r.stdout
     assert ("warning: --launcher slurm with SQLite" in r.stderr) == storage_url.startswith("sqlite")
     assert "#SBATCH --array=0-1" in script.read_text()
@@ -177,15 +185,14 @@ def test_scancel_of_the_array_queues_the_stopped_trials_and_the_next_submission_
 
 def test_ctrl_c_leaves_the_array_running_and_the_same_command_reattaches(slurm_cluster, tmp_path):
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    args = ["--workers", "1", "--trials", "2", *SLOW_EPOCHS]
+    args = ["--workers", "1", "--trials", "3", *SLOW_EPOCHS]  # one task, 3 trials in a row: time to re-attach
     cmd = [ALEXSEARCH, "search", "--launcher", "slurm", "--storage", url, "--study", "arr", *QUICK,
            "--artifacts", str(tmp_path / "art"), *args]
     before = arrays(slurm_cluster)
     watcher = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env=env())
     try:
-        slurm_cluster.wait_for(lambda: (tmp_path / "study.db").exists() and JOB_ATTR in load(url).user_attrs,
-                               60, "the submission")
+        slurm_cluster.wait_for(lambda: submitted(url), 60, "the submission")
         time.sleep(1)  # into the watching loop
         watcher.send_signal(signal.SIGINT)  # Ctrl-C
         out, err = watcher.communicate(timeout=30)
@@ -202,6 +209,7 @@ def test_ctrl_c_leaves_the_array_running_and_the_same_command_reattaches(slurm_c
     assert "submitted" not in r.stdout
     r = search(tmp_path, url, *args)  # re-attach, watch to the end
     assert r.returncode == 0, r.stdout + r.stderr + logs(tmp_path)[-3000:]
-    assert "best: trial" in r.stdout and len(finished(load(url))) >= 2
+    assert f"already has Slurm job {job_id} queued or running" in r.stdout
+    assert "best: trial" in r.stdout and len(finished(load(url))) == 3
     assert job_of(url) == job_id and arrays(slurm_cluster) - before == {job_id}  # one array, ever
     wait_ended(slurm_cluster, job_id, tmp_path)

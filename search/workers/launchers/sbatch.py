@@ -248,7 +248,7 @@ def signal_before_s(slurm: SlurmConfig) -> int:
     return max(1, min(SIGNAL_BEFORE_S, time_limit_s(slurm.time) // 2))
 
 
-def _n(count: int, noun: str) -> str:
+def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
@@ -260,12 +260,12 @@ def sbatch_script(job: ArrayJob) -> str:
     argv = alexsearch_command() + ["worker"] + worker_args(settings.replace(device=device), job.storage_in_script())
     index = "$SLURM_ARRAY_TASK_ID" if per_task == 1 else f"$((SLURM_ARRAY_TASK_ID * {per_task} + k))"
     command = wrap_command([*argv, "--worker-index", index])
-    gpu_note = (f"{_n(s.gpus_per_worker, 'GPU')} each" + (f", worker k on GPU k mod {s.gpus_per_worker}"
+    gpu_note = (f"{plural(s.gpus_per_worker, 'GPU')} each" + (f", worker k on GPU k mod {s.gpus_per_worker}"
                                                           if s.gpus_per_worker > 1 and per_task > 1 else "")
                 if s.gpus_per_worker else "CPU only")
     out = ["#!/bin/bash",
            f"# alexsearch study {settings.study!r} in {redact(settings.storage)}: a job array of "
-           f"{_n(job.tasks, 'task')}, {_n(per_task, 'worker')} each, {gpu_note}.",
+           f"{plural(job.tasks, 'task')}, {plural(per_task, 'worker')} each, {gpu_note}.",
            "# Written by `alexsearch search --launcher slurm`; `sbatch THIS_FILE` submits it again.",
            *sbatch_lines(job),
            "",

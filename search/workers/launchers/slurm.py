@@ -30,7 +30,14 @@ from model.errors import ConfigError
 from search.settings import SearchConfig
 from search.space.space import Space
 from search.study.create import create_study
-from search.workers.launchers.sbatch import ArrayJob, SlurmConfig, sbatch_script, workers_per_task, write_script
+from search.workers.launchers.sbatch import (
+    ArrayJob,
+    SlurmConfig,
+    plural,
+    sbatch_script,
+    workers_per_task,
+    write_script,
+)
 from search.workers.loop import best_line, finished_count
 from storage.artifacts import artifact_dir, safe_name
 from storage.study import load_study, open_storage, study_names
@@ -125,10 +132,6 @@ def state_summary(job_id: str, states: Mapping[str, str]) -> str:
     return f"slurm job {job_id}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
 
 
-def cancel_hint(job_id: str) -> str:
-    return f"scancel {job_id}"
-
-
 # --- the launcher ---------------------------------------------------------------------------------------------
 
 def sqlite_warning(settings: SearchConfig) -> str | None:
@@ -187,14 +190,14 @@ def launch_slurm(settings: SearchConfig, space: Space, slurm: SlurmConfig, tasks
         print(warning, file=sys.stderr)
     per_task = workers_per_task(slurm, workers_per_gpu)
     study = create_study(settings, space, settings.seed,
-                         device_label=f"Slurm array: {tasks} tasks x {per_task} workers, "
-                                      f"{slurm.gpus_per_worker or 'no'} GPU per task")
+                         device_label=f"Slurm array: {plural(tasks, 'task')} x {plural(per_task, 'worker')}, "
+                                      f"{plural(slurm.gpus_per_worker, 'GPU')} per task")
     job_id = submit(script, job.submit_env())
     record = {"job_id": job_id, "tasks": tasks, "workers_per_task": per_task, "script": str(script),
               "log_dir": str(job.log_dir), "submitted": datetime.now(UTC).isoformat(timespec="seconds")}
     study.set_user_attr(JOB_ATTR, record)
-    print(f"submitted Slurm job {job_id}: {tasks} array tasks x {per_task} workers on study {settings.study!r} "
-          f"in {redact(settings.storage)}")
+    print(f"submitted Slurm job {job_id}: {plural(tasks, 'array task')} x {plural(per_task, 'worker')} on study "
+          f"{settings.study!r} in {redact(settings.storage)}")
     print(f"script: {script}")
     print(f"logs:   {job.log_dir}/{job.name}-{job_id}_<task>.out")
     return _follow(settings, record, detach)
