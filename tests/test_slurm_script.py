@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -82,6 +83,24 @@ def test_worker_args_give_the_worker_exactly_the_search_settings(settings):
     settings = settings.replace(data=settings.data.replace(val_size=settings.data.val_size or 5000))
     args = build_parser().parse_args(["worker", *worker_args(settings), "--worker-index", "3"])
     assert args.worker_index == 3
+    assert settings_from_args(args)[0] == settings
+
+
+def test_the_scripts_worker_command_parses_back_to_the_search_settings():
+    """Read the worker command out of the script text as bash would (continuation lines joined, words split)."""
+    settings = QUICK.replace(space="search/spaces/mlp-synth.toml", artifacts="/shared/my art",
+                             data=QUICK.data.replace(val_size=100, train_size=400))
+    lines = script_of(settings).splitlines()
+    start = next(i for i, line in enumerate(lines) if " worker \\" in line)
+    command = ""
+    for line in lines[start:]:
+        command += line.rstrip("\\")
+        if not line.endswith("\\"):
+            break
+    words = shlex.split(command.removesuffix(" &").replace("$SLURM_ARRAY_TASK_ID", "5"))
+    assert Path(words[0]).name == "alexsearch" and words[1] == "worker"
+    args = build_parser().parse_args(words[1:])
+    assert args.worker_index == 5
     assert settings_from_args(args)[0] == settings
 
 
