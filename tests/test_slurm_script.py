@@ -66,8 +66,11 @@ def test_slurm_config_rejects_bad_values_in_one_line_naming_the_option(changes, 
 
 
 def test_time_limits_in_every_sbatch_format():
-    assert [time_limit_s(t) for t in ("30", "30:15", "2:00:00", "1-0", "1-2:30", "1-0:0:5")] == [
-        1800, 1815, 7200, 86400, 86400 + 2 * 3600 + 30 * 60, 86405]
+    assert [time_limit_s(t) for t in ("30", "30:15", "2:00:00", "1-0", "1-2:30", "1-0:0:5", "UNLIMITED")] == [
+        1800, 1815, 7200, 86400, 86400 + 2 * 3600 + 30 * 60, 86405, 0]
+    for bad in ("0", "0:00", "1h", "-5", "1:2:3:4"):
+        with pytest.raises(ConfigError, match=f"--slurm-time: '{bad}' is not a Slurm time limit"):
+            time_limit_s(bad)
 
 
 # --- the worker's argv ----------------------------------------------------------------------------------------
@@ -144,6 +147,7 @@ def test_slurm_args_become_sbatch_lines_after_ours():
 
 def test_a_short_time_limit_signals_at_half_the_limit():
     assert "--signal=B:USR1@60" in sbatch_options(script_of(time="2"))
+    assert "--signal=B:USR1@120" in sbatch_options(script_of(time="INFINITE"))
 
 
 def test_a_password_never_lands_in_the_script():

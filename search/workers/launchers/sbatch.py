@@ -44,17 +44,23 @@ _NAME = re.compile(r"^[A-Za-z0-9_.,+-]+$")  # a partition list or an account, as
 
 
 def time_limit_s(text: str) -> int:
-    """Seconds in an sbatch --time value; raises ConfigError naming --slurm-time."""
+    """Seconds in an sbatch --time value, 0 for UNLIMITED / INFINITE; raises ConfigError naming --slurm-time."""
+    if text.strip().upper() in ("UNLIMITED", "INFINITE"):
+        return 0
     m = _TIME.match(text.strip())
-    if not m or text.strip() in ("0",):
-        raise ConfigError(f"--slurm-time: {text!r} is not a Slurm time limit (allowed: MINUTES, MINUTES:SECONDS, "
-                          "HOURS:MINUTES:SECONDS, DAYS-HOURS, DAYS-HOURS:MINUTES, DAYS-HOURS:MINUTES:SECONDS)")
-    d, dh, dm, ds, m_, ms, hs = (int(g) if g else 0 for g in m.groups())
-    if m.group(1) is not None:  # days-hours[:minutes[:seconds]]
-        return ((d * 24 + dh) * 60 + dm) * 60 + ds
-    if m.group(7) is not None:  # hours:minutes:seconds
-        return (m_ * 60 + ms) * 60 + hs
-    return m_ * 60 + ms  # minutes[:seconds]
+    if m is not None:
+        d, dh, dm, ds, m_, ms, hs = (int(g) if g else 0 for g in m.groups())
+        if m.group(1) is not None:  # days-hours[:minutes[:seconds]]
+            seconds = ((d * 24 + dh) * 60 + dm) * 60 + ds
+        elif m.group(7) is not None:  # hours:minutes:seconds
+            seconds = (m_ * 60 + ms) * 60 + hs
+        else:  # minutes[:seconds]
+            seconds = m_ * 60 + ms
+        if seconds > 0:
+            return seconds
+    raise ConfigError(f"--slurm-time: {text!r} is not a Slurm time limit (allowed: MINUTES, MINUTES:SECONDS, "
+                      "HOURS:MINUTES:SECONDS, DAYS-HOURS, DAYS-HOURS:MINUTES, DAYS-HOURS:MINUTES:SECONDS, "
+                      "UNLIMITED)")
 
 
 @dataclass(frozen=True)
@@ -243,9 +249,10 @@ def sbatch_lines(job: ArrayJob) -> list[str]:
 
 def signal_before_s(slurm: SlurmConfig) -> int:
     """Seconds before the time limit at which the workers are stopped: SIGNAL_BEFORE_S, or half a short limit."""
-    if slurm.time is None:
+    limit = time_limit_s(slurm.time) if slurm.time is not None else 0
+    if limit == 0:  # the partition's limit, or none
         return SIGNAL_BEFORE_S
-    return max(1, min(SIGNAL_BEFORE_S, time_limit_s(slurm.time) // 2))
+    return max(1, min(SIGNAL_BEFORE_S, limit // 2))
 
 
 def plural(count: int, noun: str) -> str:
