@@ -5,12 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from model.config import JsonConfig
+from model.config import MAX_SEED, JsonConfig
 from model.tasks import DataConfig
 from storage.study import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, MAX_RETRY
 from storage.url import DEFAULT_STORAGE
 
 DEFAULT_STUDY = "alexnet-cifar10"
+MAX_STUDY_NAME = 200  # characters; Optuna stores up to 512, and a name is also shown in every line and folder
+
+
+def check_study_name(name: str) -> str:
+    if not name.strip():
+        raise ValueError(f"--study: must be a name of 1 to {MAX_STUDY_NAME} characters, not empty or blank")
+    if len(name) > MAX_STUDY_NAME:
+        raise ValueError(f"--study: must be at most {MAX_STUDY_NAME} characters, got {len(name)}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -67,5 +76,6 @@ class SearchConfig(JsonConfig):
         for name in ("patience", "warmup_epochs", "startup_trials", "max_retry"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')}: must be >= 0, got {getattr(self, name)}")
-        if not self.study.strip():
-            raise ValueError("--study: must not be empty")
+        check_study_name(self.study)
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"--seed: must be in 0..{MAX_SEED} (numpy's seed range), got {self.seed}")

@@ -17,6 +17,7 @@ import pytest
 from optuna.trial import TrialState
 
 from search.workers.launchers.slurm import JOB_ATTR, is_active, task_states
+from storage.artifacts import checkpoint_dir, safe_name
 from storage.study import open_storage
 from tests.db_digest import digest
 
@@ -99,7 +100,7 @@ def test_two_task_array_fills_the_study_and_each_trial_names_its_job(slurm_clust
     took = time.monotonic() - started
     assert r.returncode == 0, r.stdout + r.stderr + logs(tmp_path)[-3000:]
     job_id = job_of(storage_url)
-    script = tmp_path / "art" / "slurm" / "arr-array.sh"
+    script = tmp_path / "art" / "slurm" / f"{safe_name('arr')}-array.sh"
     assert f"submitted Slurm job {job_id}: 2 array tasks x 1 worker on study" in r.stdout
     assert f"script: {script}" in r.stdout and "best: trial" in r.stdout
     assert ("warning: --launcher slurm with SQLite" in r.stderr) == storage_url.startswith("sqlite")
@@ -127,7 +128,7 @@ def test_requeue_mid_trial_resumes_from_the_checkpoint(slurm_cluster, tmp_path):
     assert r.returncode == 0, r.stderr
     job_id = job_of(url)
     assert "detached: run the same command again to watch it" in r.stdout
-    ckpt = tmp_path / "art" / "checkpoints" / "arr" / "trial-0.pt"
+    ckpt = checkpoint_dir(tmp_path / "art", "arr") / "trial-0.pt"
     slurm_cluster.wait_for(ckpt.exists, 60, "the first checkpoint")
     slurm_cluster.run("scontrol", "requeue", f"{job_id}_0")  # as a preemption would: SIGTERM, then requeued
     r = search(tmp_path, url, "--workers", "1", "--trials", "1", *SLOW_EPOCHS)  # re-attach and watch
@@ -160,7 +161,7 @@ def test_scancel_of_the_array_queues_the_stopped_trials_and_the_next_submission_
     r = search(tmp_path, url, *args, "--detach")
     assert r.returncode == 0, r.stderr
     first_job = job_of(url)
-    folder = tmp_path / "art" / "checkpoints" / "arr"
+    folder = checkpoint_dir(tmp_path / "art", "arr")
     slurm_cluster.wait_for(lambda: len(list(folder.glob("trial-*.pt"))) == 2, 60, "both trials to checkpoint")
     slurm_cluster.run("scancel", first_job)
     wait_ended(slurm_cluster, first_job, tmp_path)

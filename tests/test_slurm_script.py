@@ -11,12 +11,13 @@ import pytest
 
 from model.config import ConfigError
 from search.cli import build_parser, main
-from search.cli.search import settings_from_args
+from search.cli.search import settings_from_args, slurm_from_args
 from search.settings import SearchConfig
 from search.workers.launchers.sbatch import (
     STORAGE_ENV,
     ArrayJob,
     SlurmConfig,
+    alexsearch_command,
     sbatch_script,
     time_limit_s,
     worker_args,
@@ -223,3 +224,19 @@ def test_no_sbatch_on_path_is_one_line_exit_2_and_no_study(tmp_path, monkeypatch
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("alexsearch search: error: --launcher slurm: sbatch not found on PATH")
     assert err.count("\n") == 1 and not db.exists()
+
+
+def test_docs_show_the_script_the_command_writes():
+    """docs/slurm.md shows the generated script in full: it must be what the code writes for its command."""
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "slurm.md").read_text()
+    argv = ("search --launcher slurm --workers 8 --storage postgresql+psycopg://alexsearch@db-host:5432/alexsearch "
+            "--study cifar --data /shared/cifar --artifacts /shared/alexsearch-artifacts --trials 200 --epochs 10 "
+            "--slurm-partition gpu --slurm-time 4:00:00 --slurm-gpus-per-worker 1 --slurm-cpus-per-worker 8 "
+            "--slurm-mem 32G --slurm-arg=--qos=normal").split()
+    assert "--slurm-partition gpu --slurm-time 4:00:00 --slurm-gpus-per-worker 1" in doc  # the command it shows
+    args = build_parser().parse_args(argv)
+    settings, _ = settings_from_args(args, check_device=False)
+    job = ArrayJob(settings, slurm_from_args(args), 8, 1, Path("/home/you/cifar"),
+                   Path("/shared/alexsearch-artifacts/slurm"))
+    script = sbatch_script(job).replace(alexsearch_command()[0], "/home/you/venv/bin/alexsearch")
+    assert f"```bash\n{script}```" in doc

@@ -7,7 +7,7 @@ import argparse
 from model.device import resolve_device
 from model.errors import ConfigError
 from model.tasks import DataConfig, all_tasks, get_task
-from search.cli.args import add_data_args, add_storage_args, non_negative_int, positive_int
+from search.cli.args import add_data_args, add_storage_args, non_negative_int, positive_int, seed_int
 from search.settings import SearchConfig
 from search.space.pruning import PRUNERS
 from search.space.samplers import SAMPLERS
@@ -44,7 +44,7 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
                    help="epochs before a trial may be pruned (default: 1)")
     p.add_argument("--startup-trials", type=non_negative_int, default=3,
                    help="completed trials before the median pruner prunes (default: 3)")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="seeds the sampler and training (default: 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seeds the sampler and training (default: 0)")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
                    help="auto: bf16 autocast on CUDA, fp32 elsewhere; bf16 also speeds up CPUs with bf16 units "
                         "(default: the space file's, else auto)")
@@ -137,15 +137,17 @@ def settings_from_args(args: argparse.Namespace, check_device: bool = True) -> t
     trials = args.trials or (space.grid_size() if args.sampler == "grid" else 20)
     data = DataConfig(root=args.data, download=args.download, val_size=args.val_size or task.default_val_size,
                       train_size=args.train_size)
-    settings = SearchConfig(study=args.study or args.task, storage=args.storage, task=args.task, space=args.space,
+    study = args.task if args.study is None else args.study  # --study '' is refused, not taken as the default
+    settings = SearchConfig(study=study, storage=args.storage, task=args.task, space=args.space,
                             trials=trials, epochs=args.epochs, strategy=args.strategy, sampler=args.sampler,
                             pruner=args.pruner, patience=args.patience, warmup_epochs=args.warmup_epochs,
                             startup_trials=args.startup_trials, seed=args.seed, device=args.device, data=data,
                             precision=args.precision,
                             heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
                             max_retry=args.max_retry, artifacts=args.artifacts)
-    if check_device:
-        resolve_device(settings.device)  # fails here, before the database is touched
+    if check_device:  # a Slurm array's workers run elsewhere: their node checks its device
+        device = resolve_device(settings.device)  # fails here, before the database is touched
+        space.check_models(device)  # a model too big for the device fails here, not in every trial
     return apply_protocol(settings, space, args.trials), space  # stepwise: no pruning, 7 trials by default
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from tqdm import tqdm
 
 from model.device import device_name, resolve_device
-from search.errors import USAGE_ERRORS, silence_optuna_warnings
+from search.errors import USAGE_ERRORS, one_line, silence_optuna_warnings
 from search.settings import SearchConfig
 from search.space.space import load_space
 from search.study.create import create_study
@@ -33,7 +33,7 @@ def _child_main(settings: dict[str, Any], place: dict[str, Any]) -> None:
     except KeyboardInterrupt:  # stopped before the trial loop began
         code = 130
     except USAGE_ERRORS as e:
-        print(f"{place['prefix']}error: {e}", file=sys.stderr)
+        print(f"{place['prefix']}error: {one_line(e, settings.get('storage'))}", file=sys.stderr)
         code = 2
     sys.exit(code)
 

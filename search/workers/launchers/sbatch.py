@@ -31,6 +31,7 @@ from search.settings import SearchConfig
 from storage.url import redact
 
 SIGNAL_BEFORE_S = 120  # USR1 this long before the time limit: one training step + the retry's database writes
+JOB_NAME_CHARS = 40  # of the study name in the job name (squeue shows the first few anyway)
 STORAGE_ENV = "ALEXSEARCH_STORAGE"  # carries a URL holding a password into the job, so the script never holds it
 # Options the script sets itself; from --slurm-arg they would break the array or its signals.
 OWNED_OPTIONS = ("--array", "-a", "--signal", "--requeue", "--no-requeue", "--parsable", "--wrap", "--output",
@@ -183,7 +184,7 @@ class ArrayJob:
 
     @property
     def name(self) -> str:
-        return "alexsearch-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", self.settings.study)
+        return "alexsearch-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", self.settings.study)[:JOB_NAME_CHARS]
 
     def storage_in_script(self) -> str:
         """The URL, or a reference to STORAGE_ENV when it holds a password (kept out of a readable file)."""
