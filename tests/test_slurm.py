@@ -186,7 +186,7 @@ def test_scancel_of_the_array_queues_the_stopped_trials_and_the_next_submission_
 
 def test_ctrl_c_leaves_the_array_running_and_the_same_command_reattaches(slurm_cluster, tmp_path):
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    args = ["--workers", "1", "--trials", "3", *SLOW_EPOCHS]  # one task, 3 trials in a row: time to re-attach
+    args = ["--workers", "1", "--trials", "2", *SLOW_EPOCHS]
     cmd = [ALEXSEARCH, "search", "--launcher", "slurm", "--storage", url, "--study", "arr", *QUICK,
            "--artifacts", str(tmp_path / "art"), *args]
     before = arrays(slurm_cluster)
@@ -201,16 +201,30 @@ def test_ctrl_c_leaves_the_array_running_and_the_same_command_reattaches(slurm_c
         if watcher.poll() is None:
             watcher.kill()
     job_id = job_of(url)
+    task = f"{job_id}_0"
     assert watcher.returncode == 130, err
     assert f"stopped watching; Slurm job {job_id} keeps running" in err and f"scancel {job_id}" in err
     assert is_active(task_states(job_id))
+    # Hold the task still (SIGSTOP to its processes) so that it is surely running when the commands below start,
+    # however slowly this machine starts them.
+    slurm_cluster.wait_for(lambda: task_states(job_id).get(task) == "RUNNING", 60, "the task to run")
+    slurm_cluster.run("scontrol", "suspend", task)
 
     r = search(tmp_path, url, *args, "--detach")  # a second submission while the first runs? never
-    assert r.returncode == 0 and f"already has Slurm job {job_id} queued or running" in r.stdout
+    assert r.returncode == 0, r.stderr
+    assert f"already has Slurm job {job_id} queued or running (SUSPENDED 1); not submitting another" in r.stdout
     assert "submitted" not in r.stdout
-    r = search(tmp_path, url, *args)  # re-attach, watch to the end
-    assert r.returncode == 0, r.stdout + r.stderr + logs(tmp_path)[-3000:]
-    assert f"already has Slurm job {job_id} queued or running" in r.stdout
-    assert "best: trial" in r.stdout and len(finished(load(url))) == 3
+    watcher = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env())  # the same command again: re-attach, watch to the end
+    try:
+        first = watcher.stdout.readline()
+        assert f"already has Slurm job {job_id} queued or running" in first, first
+        slurm_cluster.run("scontrol", "resume", task)
+        out, err = watcher.communicate(timeout=120)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+    assert watcher.returncode == 0, out + err + logs(tmp_path)[-3000:]
+    assert "best: trial" in out and len(finished(load(url))) == 2
     assert job_of(url) == job_id and arrays(slurm_cluster) - before == {job_id}  # one array, ever
     wait_ended(slurm_cluster, job_id, tmp_path)
