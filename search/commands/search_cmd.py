@@ -8,7 +8,7 @@ from model.device import resolve_device
 from model.tasks import DataConfig, all_tasks, get_task
 from search.commands.common import add_data_args, add_storage_args, non_negative_int, positive_int
 from search.launch import WorkerPlace, launch, run_worker
-from search.placement import cpu_cores, default_workers, threads_per_worker, visible_gpu_ids
+from search.placement import cpu_cores, default_workers, measured_workers, threads_per_worker, visible_gpu_ids
 from search.pruning import PRUNERS
 from search.samplers import SAMPLERS
 from search.settings import SearchConfig
@@ -68,8 +68,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=positive_int, default=None,
                    help="worker processes on this machine (default: one per visible GPU, times --workers-per-gpu; "
                         "1 on a CPU-only machine)")
-    p.add_argument("--workers-per-gpu", type=positive_int, default=1,
-                   help="workers sharing each GPU (default: 1)")
+    measured = measured_workers()
+    p.add_argument("--workers-per-gpu", type=positive_int, default=measured.workers_per_gpu,
+                   help=f"workers sharing each GPU (default: {measured.describe()}; "
+                        f"search/workers_per_gpu.json, written by make gpu-check)")
     p.set_defaults(run=run)
 
 
