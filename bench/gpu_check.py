@@ -40,7 +40,7 @@ STEPS: list[tuple[str, Callable[[Context, dict], None]]] = [
     ("pytest", gpu_steps.step_pytest), ("throughput", gpu_steps.step_throughput),
     ("workers", gpu_steps.step_workers), ("checkpoint", gpu_steps.step_checkpoint),
     ("grid", gpu_steps.step_grid), ("accuracy", gpu_steps.step_accuracy)]
-GRID_READ_S = 30  # the grid's time box beyond budget + stop grace: reading the study, extrapolating
+GRID_READ_S = 10  # the grid's time box beyond budget + stop grace: reading the study, extrapolating
 MIN_BOX_S = 5
 
 
@@ -133,13 +133,12 @@ def run(args: argparse.Namespace, argv: list[str], work: Path) -> int:
             record["status"] = "skipped"
             continue
         left = deadline - time.perf_counter()
-        if step == "grid":  # the grid gets its budget, less what the whole run's box no longer allows
-            ctx.grid_budget = max(MIN_BOX_S, min(ctx.grid_budget, left - scale.boxes["accuracy"]
-                                                 - GRID_STOP_GRACE_S - GRID_READ_S))
+        if step == "grid":  # its budget, less what the whole run's box no longer allows, but not below the floor
+            fits = left - scale.boxes["accuracy"] - GRID_STOP_GRACE_S - GRID_READ_S
+            ctx.grid_budget = min(ctx.grid_budget, max(scale.grid_min_budget, fits))
             box = ctx.grid_budget + GRID_STOP_GRACE_S + GRID_READ_S
         else:
-            box = scale.boxes[step]
-        box = max(MIN_BOX_S, min(box, left))
+            box = max(MIN_BOX_S, min(scale.boxes[step], left))
         record["time_box_s"] = box
         print(f"\n== step {number}/{len(STEPS)}: {step} (time box {box:.0f} s)", flush=True)
         start = time.perf_counter()

@@ -60,15 +60,16 @@ class Scale:
     total_s: float  # the whole run's time box; later steps get what is left
     synthetic_train: int  # training images of the synthetic data written when --data has no CIFAR-10
     grid_budget: float = 240.0  # default --grid-budget, seconds
+    grid_min_budget: float = 120.0  # the whole run's box never cuts the grid's budget below this (--grid-budget can)
 
 
 GPU = Scale("gpu", (10, 100, 500), {10: 300, 100: 100, 500: 30}, 2, 1, (1, 2, 4, 8), (10, 100),
             {10: 150, 100: 50}, 3, 10, (), 3, 3, 45_000, 5000,
             {"pytest": 45, "throughput": 60, "workers": 75, "checkpoint": 20, "accuracy": 60}, 480, 50_000)
-TOY = Scale("toy", (10, 100), {10: 2, 100: 1}, 1, 0, (1, 2), (10, 100), {10: 1, 100: 1}, 2, 1,
+TOY = Scale("toy", (10, 100), {10: 1, 100: 1}, 1, 0, (1, 2), (10, 100), {10: 1, 100: 1}, 1, 1,
             ("--train-size", "100", "--val-size", "50"), 1, 1, 100, 100,
             {"pytest": 60, "throughput": 60, "workers": 75, "checkpoint": 30, "accuracy": 40}, 175, 300,
-            grid_budget=20.0)
+            grid_budget=20.0, grid_min_budget=15.0)
 
 
 @dataclass
@@ -193,7 +194,8 @@ def step_workers(ctx: Context, record: dict) -> None:
     record.update(steps=s.worker_steps, rows=[])
     totals: dict[tuple[int, int], float] = {}
     cores = os.cpu_count() or 1
-    measurements = measure_plan(ctx.device_arg, ctx.data_root, plan, s.worker_steps, cores)
+    measurements = measure_plan(ctx.device_arg, ctx.data_root, plan, s.worker_steps, cores,
+                                warmup=s.warmup_steps > 0)
     try:
         for m in measurements:
             totals[(m.k, m.batch)] = m.total_images_per_s
@@ -300,9 +302,14 @@ def step_grid(ctx: Context, record: dict) -> None:
     log = ctx.work / "grid.log"
     code, seconds, stopped = run_process(cmd, log, ctx.grid_budget, ctx.repo, stop_signal=signal.SIGINT)
     record.update(exit_code=code, stopped_at_budget=stopped, output_tail=tail(log, 5))
-    if not db.exists():
-        raise RuntimeError(f"the grid search made no database (exit {code}): {' | '.join(tail(log, 3))}")
-    trials, states = grid_trials(storage, study)
+    try:
+        trials, states = grid_trials(storage, study)
+    except KeyError:  # optuna: no such study
+        if not stopped:
+            raise RuntimeError(f"the grid search made no study (exit {code}): {' | '.join(tail(log, 3))}") from None
+        record.update(status="timed out", note=f"the {ctx.grid_budget:.0f} s budget ended before the study existed")
+        ctx.log(f"grid: {record['note']}")
+        return
     grid = tomllib.loads((ctx.repo / TABLE1).read_text())["params"]
     per_batch = math.prod(len(p["choices"]) for name, p in grid.items() if name != "batch_size")
     configs = {int(b): per_batch for b in grid["batch_size"]["choices"]}
@@ -314,7 +321,12 @@ def step_grid(ctx: Context, record: dict) -> None:
         return
     train_images = EPOCH_IMAGES if not s.grid_sizes else int(s.grid_sizes[s.grid_sizes.index("--train-size") + 1])
     fallback = {b: train_images / rate for b, rate in ctx.trainer_rates.items()}
-    est = extrapolate(trials, configs, s.grid_epochs, seconds, record["workers"], fallback)
+    try:
+        est = extrapolate(trials, configs, s.grid_epochs, seconds, record["workers"], fallback)
+    except ValueError as e:  # a batch size neither the grid nor step 2 measured
+        record.update(status="timed out", note=f"too little measured to extrapolate: {e}")
+        ctx.log(f"grid: {record['note']}")
+        return
     record.update(wall_seconds=est.total_seconds, extrapolated=True, elapsed_seconds=est.elapsed_seconds,
                   epoch_seconds={str(b): v for b, v in est.epoch_seconds.items()},
                   epoch_seconds_source={str(b): v for b, v in est.source.items()},

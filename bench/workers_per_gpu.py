@@ -70,14 +70,14 @@ def _trainer(train: Split, n: int, batch: int, device: torch.device) -> Trainer:
 
 
 def worker(rank: int, device_arg: str, data_root: str | None, plan: list[tuple[int, int]], steps: dict[int, int],
-           cores: int, everyone: mp.synchronize.Barrier, runners: list[mp.synchronize.Barrier],
+           cores: int, warmup: bool, everyone: mp.synchronize.Barrier, runners: list[mp.synchronize.Barrier],
            results: mp.Queue) -> None:
     try:
         device = resolve_device(device_arg)
         batches = sorted({batch for _, batch in plan})
         data, _ = load_bench_data(data_root, max(steps[b] * b for b in batches), 100, seed=rank)
         train = data.train.to(device)
-        for batch in batches:  # warm-up: allocator, cuDNN/oneDNN plans
+        for batch in batches if warmup else []:  # warm-up: allocator, cuDNN/oneDNN plans
             next(_trainer(train, batch, batch, device).epochs())  # one step
         for (k, batch), ready in zip(plan, runners, strict=True):
             everyone.wait(timeout=TIMEOUT_S)  # the previous measurement is over for all
@@ -100,14 +100,14 @@ def worker(rank: int, device_arg: str, data_root: str | None, plan: list[tuple[i
 
 
 def measure_plan(device_arg: str, data_root: str | None, plan: list[tuple[int, int]], steps: dict[int, int],
-                 cores: int) -> Iterator[Measurement]:
+                 cores: int, warmup: bool = True) -> Iterator[Measurement]:
     """Yield one Measurement per (K, batch) of plan, in order; the K workers share `cores` CPU threads.
     The worker processes are stopped when the generator ends, fails or is closed (a caller's time box), so none
     outlives it."""
     ctx = mp.get_context("spawn")  # CUDA cannot be used in forked children
     n = max(k for k, _ in plan)
     everyone, runners, results = ctx.Barrier(n), [ctx.Barrier(k) for k, _ in plan], ctx.Queue()
-    procs = [ctx.Process(target=worker, args=(rank, device_arg, data_root, plan, steps, cores, everyone,
+    procs = [ctx.Process(target=worker, args=(rank, device_arg, data_root, plan, steps, cores, warmup, everyone,
                                               runners, results)) for rank in range(n)]
     for proc in procs:
         proc.start()
