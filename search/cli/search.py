@@ -13,7 +13,7 @@ from search.space.samplers import SAMPLERS
 from search.space.space import Space, load_space
 from search.trials.stepwise import STRATEGIES, apply_protocol
 from search.workers.launchers.local import launch
-from search.workers.placement import cpu_cores, default_workers, threads_per_worker, visible_gpu_ids
+from search.workers.placement import cpu_cores, default_workers, measured_workers, threads_per_worker, visible_gpu_ids
 from search.workers.run import WorkerPlace, run_worker
 from storage.study import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, MAX_RETRY
 from storage.url import parse_url
@@ -67,8 +67,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=positive_int, default=None,
                    help="worker processes on this machine (default: one per visible GPU, times --workers-per-gpu; "
                         "1 on a CPU-only machine)")
-    p.add_argument("--workers-per-gpu", type=positive_int, default=1,
-                   help="workers sharing each GPU (default: 1)")
+    measured = measured_workers()
+    p.add_argument("--workers-per-gpu", type=positive_int, default=measured.workers_per_gpu,
+                   help=f"workers sharing each GPU (default: {measured.describe()}; "
+                        f"search/workers/workers_per_gpu.json, written by make gpu-check)")
     p.set_defaults(run=run)
 
 
