@@ -27,6 +27,7 @@ from model.errors import DivergedError
 from model.tasks import DataConfig, Task, TaskData
 from model.train import EpochStats, Trainer
 from search.export import ExportedConfig
+from search.trials import record
 from storage import sqlite as sqlite_settings
 from storage.artifacts import artifact_dir, artifact_store
 from storage.study import load_study, open_storage
@@ -37,7 +38,7 @@ METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.json"  # the exported config the run used, copied next to its results
 CONFUSION_PNG = "confusion_matrix.png"
 CURVE_PNG = "learning_curve.png"
-STUDY_ATTR = "final_result"
+STUDY_ATTR = record.FINAL_RESULT
 
 
 def weights_file(seed: int) -> str:

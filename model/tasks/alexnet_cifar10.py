@@ -10,7 +10,7 @@ from model import cifar10
 from model.alexnet import AlexNet, AlexNetConfig
 from model.errors import DataError
 from model.split import stratified_split, stratified_subset
-from model.tasks import DataConfig, Preprocess, Split, Task, TaskData, register
+from model.tasks.base import DataConfig, Preprocess, Split, Task, TaskData
 
 PAD = 4  # pixels of zero padding for the random crop, as in the usual CIFAR-10 recipe
 
@@ -72,5 +72,3 @@ class AlexNetCifar10(Task):
         flip = torch.rand(n, device=x.device, generator=generator) < 0.5
         return torch.where(flip[:, None, None, None], out.flip(3), out)
 
-
-register(AlexNetCifar10())

@@ -16,7 +16,7 @@ from torch import nn
 
 from model import synth
 from model.mlp import MLP, MLPConfig
-from model.tasks import DataConfig, Preprocess, Split, Task, TaskData, register
+from model.tasks.base import DataConfig, Preprocess, Split, Task, TaskData
 
 TRAIN_POINTS = 60_000
 TEST_POINTS = 10_000
@@ -58,5 +58,3 @@ class MLPSynth(Task):
 
         return preprocess
 
-
-register(MLPSynth())

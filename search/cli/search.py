@@ -12,7 +12,7 @@ from search.space.pruning import PRUNERS
 from search.space.samplers import SAMPLERS
 from search.space.space import Space, load_space
 from search.trials.stepwise import STRATEGIES, apply_protocol
-from search.workers.launchers.local import launch
+from search.workers.launchers.local import LocalLauncher
 from search.workers.placement import cpu_cores, default_workers, threads_per_worker, visible_gpu_ids
 from search.workers.run import WorkerPlace, run_worker
 from storage.study import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, MAX_RETRY
@@ -108,4 +108,4 @@ def run(args: argparse.Namespace) -> int:
     if gpu_ids:
         settings = settings.replace(device="cuda")  # each worker sees only its own GPU, as cuda:0
     threads = None if gpu_ids else threads_per_worker(workers, cpu_cores())
-    return launch(settings, workers, gpu_ids, threads)
+    return LocalLauncher(gpu_ids, threads).launch(settings, workers)

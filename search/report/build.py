@@ -13,6 +13,7 @@ from search.report.figures import NeedsMoreTrials
 from search.report.optuna_plots import draw_history, draw_importance, importances, plotly_figures, write_html
 from search.report.summary import Output, Summary, write_index, write_markdown
 from search.report.trials import best_trial, searched_params, state_counts, total_epochs
+from search.trials import record
 
 FIXED_FILES = ("history.png", "importance.png", "history.html", "intermediate.html", "parallel.html",
                "importance.html", "summary.md", "index.html")
@@ -53,7 +54,7 @@ def write_report(study: optuna.Study, out: Path, source: str = "") -> Summary:
                         "Optuna's PED-ANOVA importance for validation accuracy"))
     for file, (title, build) in plotly_figures(study, trials).items():
         outputs.append(_try(file, title, lambda b=build, f=file: write_html(b(), out / f)))
-    summary = Summary(study=study.study_name, source=source, search=study.user_attrs.get("search_config", {}),
+    summary = Summary(study=study.study_name, source=source, search=study.user_attrs.get(record.SEARCH_CONFIG, {}),
                       written_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), counts=state_counts(trials),
                       epochs=total_epochs(trials), best=best_trial(trials), trials=trials, outputs=outputs)
     write_markdown(summary, out / "summary.md")
