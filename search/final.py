@@ -26,6 +26,7 @@ from matplotlib.ticker import MaxNLocator
 from model.errors import DivergedError
 from model.tasks import DataConfig, Task, TaskData
 from model.train import EpochStats, Trainer
+from search.errors import UsageError
 from search.export import ExportedConfig
 from search.trials import record
 from storage import sqlite as sqlite_settings
@@ -44,9 +45,9 @@ STUDY_ATTR = record.FINAL_RESULT
 def check_out_dir(out: Path) -> None:
     """The results folder must not be a file, nor hold an earlier run's results."""
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out: {out} is a file, not a folder")
+        raise UsageError(f"--out: {out} is a file, not a folder")
     if (out / METRICS_FILE).exists():
-        raise ValueError(f"--out: {out} already holds {METRICS_FILE} from an earlier run; "
+        raise UsageError(f"--out: {out} already holds {METRICS_FILE} from an earlier run; "
                          "pick another folder or remove it")
 
 

@@ -7,6 +7,7 @@ from typing import Literal
 
 from model.config import JsonConfig
 from model.tasks import DataConfig
+from search.errors import UsageError
 from storage.study import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, MAX_RETRY
 from storage.url import DEFAULT_STORAGE
 
@@ -57,15 +58,15 @@ class SearchConfig(JsonConfig):
         self.check_types()
         for name in ("trials", "epochs"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name}: must be >= 1, got {getattr(self, name)}")
+                raise UsageError(f"--{name}: must be >= 1, got {getattr(self, name)}")
         for name in ("heartbeat_interval", "grace_period"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')}: must be >= 1 second, got {getattr(self, name)}")
+                raise UsageError(f"--{name.replace('_', '-')}: must be >= 1 second, got {getattr(self, name)}")
         if self.grace_period <= self.heartbeat_interval:
-            raise ValueError(f"--grace-period: must be longer than --heartbeat-interval "
+            raise UsageError(f"--grace-period: must be longer than --heartbeat-interval "
                              f"({self.heartbeat_interval} s), got {self.grace_period}")
         for name in ("patience", "warmup_epochs", "startup_trials", "max_retry"):
             if getattr(self, name) < 0:
-                raise ValueError(f"--{name.replace('_', '-')}: must be >= 0, got {getattr(self, name)}")
+                raise UsageError(f"--{name.replace('_', '-')}: must be >= 0, got {getattr(self, name)}")
         if not self.study.strip():
-            raise ValueError("--study: must not be empty")
+            raise UsageError("--study: must not be empty")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from model.config import JsonConfig
+from model.config import ConfigError, JsonConfig
 
 
 @dataclass
@@ -44,9 +44,9 @@ class DataConfig(JsonConfig):
     def __post_init__(self) -> None:
         self.check_types()
         if self.val_size is not None and self.val_size < 1:
-            raise ValueError(f"val_size must be >= 1, got {self.val_size}")
+            raise ConfigError(f"val_size must be >= 1, got {self.val_size}")
         if self.train_size is not None and self.train_size < 1:
-            raise ValueError(f"train_size must be >= 1, got {self.train_size}")
+            raise ConfigError(f"train_size must be >= 1, got {self.train_size}")
 
 
 Preprocess = Callable[[torch.Tensor], torch.Tensor]
@@ -76,4 +76,4 @@ class Task(ABC):
         """A function that turns a batch of stored inputs into model inputs on the device."""
 
     def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        raise ValueError(f"task {self.name} has no augmentation; set augment = false")
+        raise ConfigError(f"task {self.name} has no augmentation; set augment = false")

@@ -8,6 +8,7 @@ from model.device import resolve_device
 from model.tasks import DataConfig, all_tasks, get_task
 from search.cli.args import DEFAULTS as D
 from search.cli.args import add_data_args, add_storage_args, non_negative_int, positive_int
+from search.errors import UsageError
 from search.settings import SearchConfig
 from search.space.pruning import PRUNERS
 from search.space.samplers import SAMPLERS
@@ -78,7 +79,7 @@ def settings_from_args(args: argparse.Namespace) -> tuple[SearchConfig, Space]:
     """Validate every input; nothing touches the database until this returns."""
     parse_url(args.storage)
     if args.task not in all_tasks():
-        raise ValueError(f"--task: unknown task {args.task!r} (allowed: {', '.join(sorted(all_tasks()))})")
+        raise UsageError(f"--task: unknown task {args.task!r} (allowed: {', '.join(sorted(all_tasks()))})")
     space = load_space(args.space, args.task)
     task = get_task(args.task)
     if args.sampler == "grid":

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import optuna
 
+from search.errors import UsageError
 from search.report.curves import draw_param_curves, trials_for
 from search.report.figures import NeedsMoreTrials
 from search.report.optuna_plots import draw_history, draw_importance, importances, plotly_figures, write_html
@@ -36,7 +37,7 @@ def _try(file: str, title: str, draw: Callable[[], object], note: str = "") -> O
 
 def write_report(study: optuna.Study, out: Path, source: str = "") -> Summary:
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out: {out} is a file, not a folder")
+        raise UsageError(f"--out: {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
     _remove_old(out)
     trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)  # one snapshot for every file

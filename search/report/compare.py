@@ -15,6 +15,7 @@ import optuna
 from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 
+from search.errors import UsageError
 from search.report.figures import NeedsMoreTrials, new_figure, save
 from search.report.trials import fmt_params
 from search.trials import record
@@ -112,7 +113,7 @@ def compare_lines(curves: list[CostCurve]) -> list[str]:
 
 def write_compare(studies: list[optuna.Study], out: Path) -> tuple[Path, list[str]]:
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out: {out} is a file, not a folder")
+        raise UsageError(f"--out: {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
     curves = [cost_curve(s) for s in studies]
     figure = save(compare_figure(curves), out / "compare.png")

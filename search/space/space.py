@@ -19,6 +19,7 @@ import optuna
 from model.config import ConfigError, JsonConfig
 from model.tasks import Task, get_task
 from model.train import TrainConfig
+from search.errors import UsageError
 
 # Set by the CLI for every trial, so a space file may not set them.
 RESERVED = ("epochs", "seed")
@@ -26,7 +27,7 @@ TOP_KEYS = ("task", "params", "fixed")
 RANGE_KEYS = ("low", "high", "log", "step")
 
 
-class SpaceError(ValueError):
+class SpaceError(UsageError):
     """A space file is malformed. The message names the file and the key."""
 
 

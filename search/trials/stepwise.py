@@ -22,6 +22,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search.errors import UsageError
 from search.settings import SearchConfig
 from search.space.space import Choice, Space, builtin_space_path, load_space
 from search.trials import record
@@ -72,7 +73,7 @@ def plan_for(space: Space) -> Plan:
     """The protocol over this space: its Choice values, or Table 1's values for a range parameter."""
     extra = [n for n in space.names if n not in PROTOCOL]
     if extra:
-        raise ValueError(f"--strategy stepwise: params.{extra[0]} is not a step of the report's protocol "
+        raise UsageError(f"--strategy stepwise: params.{extra[0]} is not a step of the report's protocol "
                          f"({', '.join(PROTOCOL)}); move it to [fixed] in the space file")
     params = {p.name: p for p in space.params}
     table1 = None
@@ -87,7 +88,7 @@ def plan_for(space: Space) -> Plan:
             table1 = table1 or {q.name: q for q in load_space_table1().params}
             values = tuple(v for v in table1[name].choices if p.low <= v <= p.high)
             if not values:
-                raise ValueError(f"--strategy stepwise: params.{name} range [{p.low:g}, {p.high:g}] holds none "
+                raise UsageError(f"--strategy stepwise: params.{name} range [{p.low:g}, {p.high:g}] holds none "
                                  f"of Table 1's values {list(table1[name].choices)}; give it choices")
         steps.append(Step(name, tuple(values)))
     defaults = {s.name: DEFAULTS[s.name] if _index(s.values, DEFAULTS[s.name]) is not None else s.values[0]
@@ -283,4 +284,4 @@ def make_strategy(settings: SearchConfig, space: Space) -> Strategy | None:
         return None
     if settings.strategy == "stepwise":
         return Stepwise(plan_for(space), grace_period_s=settings.grace_period, max_retry=settings.max_retry)
-    raise ValueError(f"--strategy: unknown strategy {settings.strategy!r} (allowed: {', '.join(STRATEGIES)})")
+    raise UsageError(f"--strategy: unknown strategy {settings.strategy!r} (allowed: {', '.join(STRATEGIES)})")

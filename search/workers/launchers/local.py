@@ -13,7 +13,7 @@ from typing import Any
 from tqdm import tqdm
 
 from model.device import device_name, resolve_device
-from search.errors import USAGE_ERRORS, silence_optuna_warnings
+from search.errors import USAGE_ERRORS, silence_optuna_warnings, user_paths
 from search.settings import SearchConfig
 from search.space.space import load_space
 from search.study.create import create_study
@@ -30,7 +30,8 @@ POLL_S = 2.0  # how often the parent reads the study to update its progress bar
 def _child_main(settings: dict[str, Any], place: dict[str, Any]) -> None:
     silence_optuna_warnings()
     try:
-        code = run_worker(SearchConfig.from_dict(settings), WorkerPlace(**place))
+        with user_paths():
+            code = run_worker(SearchConfig.from_dict(settings), WorkerPlace(**place))
     except KeyboardInterrupt:  # stopped before the trial loop began
         code = 130
     except USAGE_ERRORS as e:
