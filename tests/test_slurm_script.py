@@ -12,6 +12,7 @@ import pytest
 from model.config import ConfigError
 from search.cli import build_parser, main
 from search.cli.search import settings_from_args, slurm_from_args
+from search.errors import UsageError
 from search.settings import SearchConfig
 from search.workers.launchers.sbatch import (
     STORAGE_ENV,
@@ -109,7 +110,7 @@ def test_the_scripts_worker_command_parses_back_to_the_search_settings():
 
 
 def test_worker_args_refuse_a_setting_the_cli_cannot_carry():
-    with pytest.raises(ConfigError, match="split seed 7 has no command-line option"):
+    with pytest.raises(UsageError, match="split seed 7 has no command-line option"):
         worker_args(QUICK.replace(data=QUICK.data.replace(split_seed=7)))
 
 
@@ -126,6 +127,7 @@ def test_cpu_script_asks_for_no_gpu_and_runs_one_worker_per_task_on_the_cpu():
     assert " --device cpu " in script  # auto would take a GPU the task was not given
     assert script.count(" worker \\\n") == 1 and '--worker-index "$SLURM_ARRAY_TASK_ID" &' in script
     assert "exec " not in script  # the shell outlives its workers so it can requeue the task
+    assert script_of(QUICK, workers_per_gpu=4) == script_of(QUICK)  # K is per GPU: a CPU task runs one worker
 
 
 def test_gpu_script_has_gres_and_spreads_k_workers_per_gpu():
@@ -164,7 +166,7 @@ def test_a_password_never_lands_in_the_script():
     ("cpu", 1, "--slurm-gpus-per-worker 1: GPUs asked for, but --device cpu"),
 ])
 def test_device_and_gpus_must_agree(device, gpus, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(UsageError, match=message):
         script_of(QUICK.replace(device=device), gpus_per_worker=gpus)
 
 

@@ -8,12 +8,12 @@ from collections.abc import Callable
 from typing import Protocol
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from search.space.space import Space
+from search.trials.record import finished_count
 
 STORAGE_ERROR_PAUSE_S = 5.0
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 TAKEN = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 
 
@@ -23,25 +23,6 @@ class Strategy(Protocol):
     def prepare(self, study: optuna.Study) -> bool:
         """Called before each trial: enqueue what should run next. False = the plan has nothing left."""
         ...
-
-
-def is_duplicate(t: FrozenTrial) -> bool:
-    """A trial the objective skipped because its config had already been trained."""
-    return "duplicate_of" in t.user_attrs
-
-
-def best_line(study: optuna.Study) -> str:
-    try:
-        best = study.best_trial
-    except ValueError:
-        return "best: none yet (no complete trial)"
-    return (f"best: trial {best.number}, val_acc {best.value:.4f} at epoch {best.user_attrs.get('best_epoch')}, "
-            f"{best.params}")
-
-
-def finished_count(study: optuna.Study) -> int:
-    """Trials that count towards the budget: the study's, not this process's. Skipped duplicates don't."""
-    return sum(not is_duplicate(t) for t in study.get_trials(deepcopy=False, states=FINISHED))
 
 
 def space_exhausted(study: optuna.Study, space: Space) -> bool:

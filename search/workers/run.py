@@ -19,13 +19,15 @@ from search.space.space import load_space
 from search.study.best_artifacts import publish_if_best
 from search.study.create import create_study
 from search.trials.objective import Objective
+from search.trials.record import best_line, finished_count
 from search.trials.stepwise import make_strategy
-from search.workers.loop import best_line, finished_count, run_trials
+from search.workers.loop import run_trials
 from search.workers.placement import run_place
 from search.workers.signals import exit_code, install_stop_handlers, requested_signal, stop_requested
 from storage.artifacts import artifact_dir, checkpoint_dir
 from storage.checkpoints import CheckpointStore
 from storage.heartbeat import reap_stale_trials, retry
+from storage.optuna_private import study_storage
 from storage.study import Heartbeat, quiet_optuna
 from storage.url import redact
 
@@ -106,7 +108,7 @@ def _requeue(study: optuna.Study, objective: Objective, max_retry: int, prefix: 
     """The stopped trial is FAIL now (Optuna marked it); queue its retry, which resumes from its checkpoint."""
     if objective.current_trial_id is None:
         return
-    trial = study._storage.get_trial(objective.current_trial_id)
+    trial = study_storage(study).get_trial(objective.current_trial_id)
     if trial.state == optuna.trial.TrialState.FAIL:
         retry(study, trial, max_retry)
         print(f"{prefix}stopped: trial {trial.number} failed and queued for retry", file=sys.stderr)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from model.config import ConfigError, JsonConfig
+from search.errors import UsageError
 from search.settings import SearchConfig
 from storage.url import redact
 
@@ -125,7 +126,7 @@ def worker_args(settings: SearchConfig, storage: str | None = None) -> list[str]
     through the worker's own parser). storage replaces the URL, e.g. with "$ALEXSEARCH_STORAGE"."""
     data = settings.data
     if data.split_seed != type(data)().split_seed:
-        raise ConfigError(f"--launcher slurm: data split seed {data.split_seed} has no command-line option; "
+        raise UsageError(f"--launcher slurm: data split seed {data.split_seed} has no command-line option; "
                           "a worker could not be given it")
     args = ["--storage", storage or settings.storage, "--study", settings.study, "--task", settings.task]
     if settings.space is not None:
@@ -155,18 +156,19 @@ def device_for_task(device: str, gpus: int) -> str:
     becomes cuda; a CPU-only task must not pick a GPU it was not given (auto would)."""
     if gpus == 0:
         if device.startswith("cuda"):
-            raise ConfigError(f"--device {device}: the array tasks get no GPU (--slurm-gpus-per-worker 0); "
+            raise UsageError(f"--device {device}: the array tasks get no GPU (--slurm-gpus-per-worker 0); "
                               "give --slurm-gpus-per-worker 1 or --device cpu")
         return "cpu" if device == "auto" else device
     if device in ("cpu", "mps"):
-        raise ConfigError(f"--slurm-gpus-per-worker {gpus}: GPUs asked for, but --device {device}; "
+        raise UsageError(f"--slurm-gpus-per-worker {gpus}: GPUs asked for, but --device {device}; "
                           "use --device cuda (or auto), or --slurm-gpus-per-worker 0")
     return "cuda"
 
 
 def workers_per_task(slurm: SlurmConfig, workers_per_gpu: int) -> int:
-    """K workers per GPU of the task (K in all on a CPU-only task), as `search --workers-per-gpu K` locally."""
-    return workers_per_gpu * max(slurm.gpus_per_worker, 1)
+    """K workers per GPU of the task, one on a CPU-only task: as `search --workers-per-gpu K` locally, where a
+    CPU-only machine runs one worker unless --workers says otherwise (here --workers counts tasks)."""
+    return workers_per_gpu * slurm.gpus_per_worker if slurm.gpus_per_worker else 1
 
 
 # --- the script -----------------------------------------------------------------------------------------------

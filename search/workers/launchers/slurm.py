@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,12 @@ from typing import Any
 import optuna
 from tqdm import tqdm
 
-from model.errors import ConfigError
+from search.errors import UsageError
 from search.settings import SearchConfig
 from search.space.space import Space
 from search.study.create import create_study
+from search.trials import record
+from search.trials.record import best_line, finished_count
 from search.workers.launchers.sbatch import (
     ArrayJob,
     SlurmConfig,
@@ -38,21 +41,20 @@ from search.workers.launchers.sbatch import (
     workers_per_task,
     write_script,
 )
-from search.workers.loop import best_line, finished_count
 from storage.artifacts import artifact_dir, safe_name
 from storage.study import load_study, open_storage, study_names
 from storage.url import parse_url, redact, sqlite_path
 
 SLURM_TIMEOUT_S = 60  # for one sbatch / squeue / sacct call
 POLL_S = 5.0  # how often the watcher reads the study and asks squeue (kind to a busy slurmctld)
-JOB_ATTR = "slurm_job"  # study user attr: the array last submitted for the study
+JOB_ATTR = record.SLURM_JOB
 # Job states in which a task may still run trials (squeue's long names).
 ACTIVE_STATES = frozenset({"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING",
                            "COMPLETING", "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED",
                            "RESV_DEL_HOLD", "SPECIAL_EXIT"})
 
 
-class SlurmError(ConfigError):
+class SlurmError(UsageError):
     """Slurm refused or cannot be reached. The message quotes Slurm and says what to change."""
 
 
@@ -166,10 +168,10 @@ def launch_slurm(settings: SearchConfig, space: Space, slurm: SlurmConfig, tasks
     sbatch_script(job)  # device, GPUs and settings are checked here, before anything is written
     study = existing_study(settings)
     if study is not None:
-        stored = study.user_attrs.get("search_config")
+        stored = study.user_attrs.get(record.SEARCH_CONFIG)
         conflict = settings.conflict_with(stored) if stored is not None else None
         if conflict is not None:
-            raise ConfigError(conflict)
+            raise UsageError(conflict)
         done = finished_count(study)
         if done >= settings.trials:
             print(f"study {settings.study!r} already has {done} finished trials (budget {settings.trials}); "
@@ -193,18 +195,31 @@ def launch_slurm(settings: SearchConfig, space: Space, slurm: SlurmConfig, tasks
                          device_label=f"Slurm array: {plural(tasks, 'task')} x {plural(per_task, 'worker')}, "
                                       f"{plural(slurm.gpus_per_worker, 'GPU')} per task")
     job_id = submit(script, job.submit_env())
-    record = {"job_id": job_id, "tasks": tasks, "workers_per_task": per_task, "script": str(script),
+    submitted = {"job_id": job_id, "tasks": tasks, "workers_per_task": per_task, "script": str(script),
               "log_dir": str(job.log_dir), "submitted": datetime.now(UTC).isoformat(timespec="seconds")}
-    study.set_user_attr(JOB_ATTR, record)
+    study.set_user_attr(JOB_ATTR, submitted)
     print(f"submitted Slurm job {job_id}: {plural(tasks, 'array task')} x {plural(per_task, 'worker')} on study "
           f"{settings.study!r} in {redact(settings.storage)}")
     print(f"script: {script}")
     print(f"logs:   {job.log_dir}/{job.name}-{job_id}_<task>.out")
-    return _follow(settings, record, detach)
+    return _follow(settings, submitted, detach)
 
 
-def _follow(settings: SearchConfig, record: Mapping[str, Any], detach: bool) -> int:
-    job_id = record["job_id"]
+@dataclass(frozen=True)
+class SlurmLauncher:
+    """A Slurm job array of `workers` tasks (search/workers/launchers/base.py's Launcher)."""
+
+    space: Space
+    slurm: SlurmConfig = SlurmConfig()
+    workers_per_gpu: int = 1  # workers in each task per GPU it asks for
+    detach: bool = False  # return once submitted
+
+    def launch(self, settings: SearchConfig, workers: int) -> int:
+        return launch_slurm(settings, self.space, self.slurm, workers, self.workers_per_gpu, self.detach)
+
+
+def _follow(settings: SearchConfig, job: Mapping[str, Any], detach: bool) -> int:
+    job_id = job["job_id"]
     if detach:
         print(f"detached: run the same command again to watch it, `alexsearch status` to see it; "
               f"cancel with: scancel {job_id}")
@@ -256,12 +271,12 @@ def _poll(settings: SearchConfig, storage: Any) -> tuple[Any, int | None]:
 
 def job_status_line(study: optuna.Study) -> str | None:
     """For `alexsearch status`: the study's Slurm array and its tasks' states, or None if it has none."""
-    record = recorded_job(study)
-    if record is None:
+    job = recorded_job(study)
+    if job is None:
         return None
-    job_id = record["job_id"]
+    job_id = job["job_id"]
     try:
         summary = state_summary(job_id, task_states(job_id)).split(": ", 1)[1]
     except SlurmError as e:
         summary = f"state unknown ({e})"
-    return f"slurm: job {job_id}, {record.get('tasks', '?')} array tasks: {summary}; script {record.get('script')}"
+    return f"slurm: job {job_id}, {job.get('tasks', '?')} array tasks: {summary}; script {job.get('script')}"
