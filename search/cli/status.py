@@ -9,6 +9,7 @@ import optuna
 from search.cli.args import add_storage_args
 from search.trials import record
 from search.trials.record import best_line
+from search.workers.launchers.slurm import job_status_line
 from storage.study import load_study, open_storage, quiet_optuna
 
 HELP = "print the study's trials (number, state, params, value, best epoch) and the best trial"
@@ -55,4 +56,7 @@ def run(args: argparse.Namespace) -> int:
         counts[r[1]] = counts.get(r[1], 0) + 1
     print("states: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
     print(best_line(study))
+    slurm = job_status_line(study)  # only for a study launched with --launcher slurm
+    if slurm is not None:
+        print(slurm)
     return 0

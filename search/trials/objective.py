@@ -7,7 +7,7 @@ last checkpoint, and no second training of a config that has already been traine
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import optuna
@@ -51,9 +51,10 @@ def duplicate_of(trial: optuna.Trial) -> int | None:
 class Objective:
     def __init__(self, space: Space, settings: SearchConfig, data: TaskData, device: torch.device,
                  log: Log = print, checkpoints: CheckpointStore | None = None,
-                 on_complete: FinishHook | None = None) -> None:
+                 on_complete: FinishHook | None = None, place: Mapping[str, str] | None = None) -> None:
         self.space, self.settings, self.data, self.device, self.log = space, settings, data, device, log
         self.checkpoints, self.on_complete = checkpoints, on_complete
+        self.place = dict(place or {})  # where this worker runs (host, Slurm job): user attrs of each trial
         self.versions = versions()
         self.current_trial_id: int | None = None  # the trial this process is running, for signal cleanup
 
@@ -79,6 +80,8 @@ class Objective:
         trial.set_user_attr(record.SEED, config.train.seed)
         trial.set_user_attr(record.DEVICE, device_name(self.device))
         trial.set_user_attr(record.VERSIONS, self.versions)
+        for key, value in self.place.items():  # where it ran: record.HOST, record.SLURM_JOB_ID, ...
+            trial.set_user_attr(key, value)
         root = record.retry_root(frozen(trial))
         trainer = Trainer(self.space.task, config.model_config(), config.train, self.data, self.device,
                           should_stop=stop_requested)

@@ -22,6 +22,7 @@ from search.trials.objective import Objective
 from search.trials.record import best_line, finished_count
 from search.trials.stepwise import make_strategy
 from search.workers.loop import run_trials
+from search.workers.placement import run_place
 from search.workers.signals import exit_code, install_stop_handlers, requested_signal, stop_requested
 from storage.artifacts import artifact_dir, checkpoint_dir
 from storage.checkpoints import CheckpointStore
@@ -87,7 +88,7 @@ def run_worker(settings: SearchConfig, place: WorkerPlace = WorkerPlace()) -> in
 
     objective = Objective(space, settings, data, device, log=log,
                           checkpoints=CheckpointStore(checkpoint_dir(folder, settings.study)),
-                          on_complete=publish_best)
+                          on_complete=publish_best, place=run_place())
     try:
         run_trials(study, objective, settings.trials, space, lambda n: bar.update(n - bar.n),
                    make_strategy(settings, space), should_stop=stop_requested)
