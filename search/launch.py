@@ -125,7 +125,7 @@ def run_worker(settings: SearchConfig, place: WorkerPlace = WorkerPlace()) -> in
                           on_complete=publish_best)
     try:
         run_trials(study, objective, settings.trials, space, lambda n: bar.update(n - bar.n),
-                   make_strategy(settings, space), should_stop=stop_requested)
+                   make_strategy(settings, space), should_stop=stop_requested, log=log)
     except KeyboardInterrupt:  # a stop signal, raised by the trainer at a step boundary (or a second signal)
         bar.close()
         _requeue(study, objective, settings.max_retry, place.prefix)

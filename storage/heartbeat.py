@@ -7,7 +7,7 @@ import datetime as dt
 import warnings
 
 import optuna
-from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
 
@@ -16,6 +16,26 @@ def retry(study: optuna.Study, trial: FrozenTrial, max_retry: int) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, trial)
+
+
+def rdb_backend(study: optuna.Study) -> RDBStorage | None:
+    """The RDBStorage under study._storage, which Optuna wraps in a _CachedStorage (checked on Optuna 5.0)."""
+    storage = study._storage
+    backend = getattr(storage, "_backend", storage)
+    return backend if isinstance(backend, RDBStorage) else None
+
+
+def trials_that_ever_beat(study: optuna.Study) -> set[int]:
+    """Ids of the trials that have a heartbeat row: their liveness is the heartbeat's to judge."""
+    backend = rdb_backend(study)
+    if backend is None:
+        raise TypeError(f"heartbeats need an RDBStorage, got {type(study._storage).__name__}")
+    from optuna.storages._rdb import models
+
+    with backend.scoped_session() as session:
+        ids = {row[0] for row in session.query(models.TrialHeartbeatModel.trial_id).all()}
+        session.commit()  # end the read transaction now (SQLite here runs BEGIN IMMEDIATE)
+    return ids
 
 
 def reap_stale_trials(study: optuna.Study, grace_period_s: int, max_retry: int) -> list[int]:
@@ -28,13 +48,7 @@ def reap_stale_trials(study: optuna.Study, grace_period_s: int, max_retry: int) 
         warnings.simplefilter("ignore")
         fail_stale_trials(study)
     storage = study._storage
-    beating = set()
-    if hasattr(storage, "scoped_session"):  # RDBStorage: which running trials have ever beaten
-        from optuna.storages._rdb import models
-
-        with storage.scoped_session() as session:
-            beating = {row[0] for row in session.query(models.TrialHeartbeatModel.trial_id).all()}
-            session.commit()
+    beating = trials_that_ever_beat(study)
     now = dt.datetime.now()
     reaped = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
