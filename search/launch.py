@@ -22,6 +22,7 @@ from search.note import save_study_note, study_note
 from search.objective import Objective
 from search.placement import gpu_for
 from search.pruning import make_pruner
+from search.safe_output import survive_closed_pipes
 from search.samplers import make_sampler
 from search.settings import SearchConfig
 from search.signals import exit_code, install_stop_handlers, requested_signal, stop_requested
@@ -86,6 +87,7 @@ def run_worker(settings: SearchConfig, place: WorkerPlace = WorkerPlace()) -> in
         os.environ["CUDA_VISIBLE_DEVICES"] = place.gpu  # before CUDA starts in this process
     if place.threads:
         torch.set_num_threads(place.threads)
+    survive_closed_pipes()
     install_stop_handlers()
     if place.ignore_sigint:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -127,8 +129,8 @@ def run_worker(settings: SearchConfig, place: WorkerPlace = WorkerPlace()) -> in
         run_trials(study, objective, settings.trials, space, lambda n: bar.update(n - bar.n),
                    make_strategy(settings, space), should_stop=stop_requested, log=log)
     except KeyboardInterrupt:  # a stop signal, raised by the trainer at a step boundary (or a second signal)
+        _requeue(study, objective, settings.max_retry, place.prefix)  # before any output, which may have no reader
         bar.close()
-        _requeue(study, objective, settings.max_retry, place.prefix)
         return exit_code(requested_signal())
     bar.close()
     if stop_requested():  # stopped between trials
@@ -168,6 +170,7 @@ def _child_main(settings: dict[str, Any], place: dict[str, Any]) -> None:
 
 def launch(settings: SearchConfig, workers: int, gpu_ids: list[str], threads: int | None) -> int:
     """Spawn `workers` processes on the study, show the study's progress, stop them all on SIGINT/SIGTERM."""
+    survive_closed_pipes()  # the stop below must reach the workers even when our output has no reader
     # Create the study (and the database's tables) here, so the workers only ever open it.
     create_study(settings, load_space(settings.space, settings.task), settings.seed,
                  device_label=f"{workers} x {device_name(resolve_device(settings.device))}")
