@@ -116,9 +116,10 @@ def run_worker(settings: SearchConfig, place: WorkerPlace = WorkerPlace()) -> in
 
     folder = artifact_dir(settings.storage, settings.artifacts)
 
-    def publish_best(trial: optuna.Trial, value: float, trainer: Any, curves: dict[str, list[float]]) -> None:
+    def publish_best(trial: optuna.Trial, value: float, weights: dict[str, torch.Tensor],
+                     curves: dict[str, list[float]]) -> None:
         try:  # a full disk must not fail a trial that trained well
-            publish_if_best(study, trial, value, trainer.model.state_dict(), curves, folder)
+            publish_if_best(study, trial, value, weights, curves, folder)
         except OSError as e:
             log(f"trial {trial.number}: could not save best-trial artifacts: {e}")
 
