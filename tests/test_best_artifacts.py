@@ -50,6 +50,7 @@ def test_first_trial_publishes_weights_and_curve(db_url, tmp_path):
     best = study.user_attrs[ATTR]
     assert best["trial"] == number and best["value"] == 0.5 and best["epochs_trained"] == 2
     metas = {m.filename: m for m in get_all_artifact_meta(study.trials[number], storage=study._storage)}
+    metas.update({m.filename: m for m in get_all_artifact_meta(study)})  # the weights are a study artifact
     assert set(metas) == {"trial-0-weights.pt", "trial-0-curve.png"}
     assert metas["trial-0-weights.pt"].artifact_id == best["weights_id"]
     assert metas["trial-0-curve.png"].artifact_id == best["curve_id"] and metas["trial-0-curve.png"].mimetype == \
@@ -77,6 +78,7 @@ def test_only_a_better_trial_replaces_the_best_and_old_weights_are_dropped(db_ur
     assert first["weights_id"] not in files  # only the current best's weights stay on disk
     assert first["curve_id"] in files and study.user_attrs[ATTR]["weights_id"] in files
     assert len(files) == 3
+    assert [m.filename for m in get_all_artifact_meta(study)] == ["trial-3-weights.pt"]  # listed = on disk
 
 
 def test_pruned_and_failed_trials_do_not_count(db_url, tmp_path):
