@@ -38,6 +38,9 @@ CONFIG_FILE = "config.json"  # the exported config the run used, copied next to 
 CONFUSION_PNG = "confusion_matrix.png"
 CURVE_PNG = "learning_curve.png"
 STUDY_ATTR = "final_result"
+# A `final --train-size N` run is a smoke test of the pipeline, not the study's result: it is kept apart, marked,
+# and adds no artifacts (the last smoke run replaces the one before).
+SMOKE_ATTR = "final_smoke_result"
 
 
 def weights_file(seed: int) -> str:
@@ -222,8 +225,13 @@ def open_study_for_result(storage_url: str, study_name: str | None) -> optuna.St
 
 
 def record_on_study(study: optuna.Study, storage_url: str, artifacts: str | None, result: dict[str, Any],
-                    files: list[Path]) -> dict[str, str]:
-    """Upload files as study artifacts and set the study user attr `final_result`. Returns name -> artifact id."""
+                    files: list[Path], smoke_train_size: int | None = None) -> dict[str, str]:
+    """Upload files as study artifacts and set the study user attr `final_result`. Returns name -> artifact id.
+
+    A smoke run (smoke_train_size set) only sets `final_smoke_result`, marked as one, and uploads nothing."""
+    if smoke_train_size is not None:
+        study.set_user_attr(SMOKE_ATTR, _nan_to_none({**result, "smoke": True, "train_size": smoke_train_size}))
+        return {}
     store = artifact_store(artifact_dir(storage_url, artifacts))
     ids = {p.name: optuna.artifacts.upload_artifact(artifact_store=store, study_or_trial=study, file_path=str(p))
            for p in files}

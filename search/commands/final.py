@@ -125,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"), "seconds": time.perf_counter() - t0,
         "weights": weights, "versions": now_versions, "per_seed": [r.as_dict() for r in results],
         "config": exported.to_dict(),
+        # What a model-seed*.pt expects as input: apply this before model(x), or its predictions mean nothing.
+        "input_normalisation": task.input_normalisation,
     }
     (out / final.CONFIG_FILE).write_text(exported.to_json() + "\n")
     final.write_json(out / final.METRICS_FILE, metrics)
@@ -143,9 +145,14 @@ def run(args: argparse.Namespace) -> int:
     if study is not None:
         files = [out / final.METRICS_FILE, out / final.CONFUSION_PNG, out / final.CURVE_PNG]
         try:
-            final.record_on_study(study, storage_url, args.artifacts, final.study_result(metrics, out), files)
-            print(f"recorded on study {study.study_name!r}: user attr {final.STUDY_ATTR!r} and "
-                  f"{len(files)} artifacts")
+            final.record_on_study(study, storage_url, args.artifacts, final.study_result(metrics, out), files,
+                                  smoke_train_size=args.train_size)
+            if args.train_size is None:
+                print(f"recorded on study {study.study_name!r}: user attr {final.STUDY_ATTR!r} and "
+                      f"{len(files)} artifacts")
+            else:
+                print(f"a --train-size run is a smoke test: recorded on study {study.study_name!r} only as user "
+                      f"attr {final.SMOKE_ATTR!r} (its {final.STUDY_ATTR!r} and artifacts are left as they were)")
         except Exception as e:  # the run is done and saved; a storage hiccup must not hide that
             print(f"alexsearch final: could not record on study {study.study_name!r} "
                   f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); results are in {out}",
