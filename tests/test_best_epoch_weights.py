@@ -7,9 +7,9 @@ import torch
 from optuna.artifacts import download_artifact
 
 from model.tasks import DataConfig, get_task
-from search.best_artifacts import ATTR
 from search.cli import main
-from search.trial_config import TrialConfig
+from search.study.best_artifacts import ATTR
+from search.trials.trial_config import TrialConfig
 from storage.artifacts import artifact_store
 from storage.study import open_storage
 
@@ -67,9 +67,9 @@ def test_the_weights_artifact_scores_the_trials_value_on_the_validation_split(tm
 
 def test_a_resumed_trial_keeps_its_best_epoch_from_before_the_crash(tmp_path):
     """The checkpoint carries the best epoch's weights when they are not the last epoch's."""
-    from search.objective import Objective
     from search.settings import SearchConfig
-    from search.space import load_space
+    from search.space.space import load_space
+    from search.trials.objective import Objective
     from storage.checkpoints import CheckpointStore
 
     space_file = tmp_path / "space.toml"

@@ -14,7 +14,7 @@ import optuna
 import pytest
 import torch
 
-from search.best_artifacts import publish_if_best
+from search.study.best_artifacts import publish_if_best
 from storage.artifacts import artifact_dir
 from storage.study import open_storage, quiet_optuna
 from tests.chromium_cdp import Chromium, chromium_path

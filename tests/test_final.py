@@ -19,7 +19,7 @@ from model.train import TrainConfig, Trainer
 from search import final
 from search.cli import main
 from search.export import load_exported
-from search.trial_config import TrialConfig, versions
+from search.trials.trial_config import TrialConfig, versions
 
 SEED = 5  # the config's seed: the final run uses 5, 6, ...
 FAST = ["--device", "cpu", "--train-size", "20"]  # one batch per epoch
