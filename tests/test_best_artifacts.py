@@ -130,3 +130,16 @@ def test_search_writes_the_note_on_create(db_url, tiny_data):
     note = get_note(study)
     assert "device: cpu" in note and "validation: 50 images" in note and "training: 100 images" in note
     assert study.user_attrs["search_config"]["trials"] == 1
+
+
+def test_a_dashboard_delete_of_the_weights_does_not_break_the_next_publish(db_url, tmp_path):
+    """Plain optuna-dashboard deletes a study artifact by leaving a JSON null in its place."""
+    import json as json_
+
+    study = make_study(db_url)
+    folder = tmp_path / "art"
+    finish(study, 0.5, folder)
+    study._storage.set_study_system_attr(study._study_id, "artifacts:" + study.user_attrs[ATTR]["weights_id"],
+                                         json_.dumps(None))
+    number, published = finish(study, 0.7, folder)
+    assert published and study.user_attrs[ATTR]["trial"] == number

@@ -14,6 +14,7 @@ one curve PNG per trial that was the best when it completed.
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 from pathlib import Path
@@ -23,7 +24,7 @@ import optuna
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from optuna.artifacts import get_all_artifact_meta, upload_artifact
+from optuna.artifacts import upload_artifact
 from optuna.artifacts._protocol import ArtifactStore
 from optuna.trial import TrialState
 
@@ -98,9 +99,17 @@ def sweep_weights(study: optuna.Study, store: ArtifactStore, keep: str) -> list[
     the former best, and the files of workers that lost a race or died mid-publish. Returns the ids dropped."""
     running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
     dropped = []
-    for meta in get_all_artifact_meta(study):
-        match = _WEIGHTS_FILE.fullmatch(meta.filename)
-        if match and meta.artifact_id != keep and int(match[1]) not in running:
-            drop_study_artifact(study, store, meta.artifact_id)
-            dropped.append(meta.artifact_id)
+    for meta in listed_study_artifacts(study):
+        match = _WEIGHTS_FILE.fullmatch(meta["filename"])
+        if match and meta["artifact_id"] != keep and int(match[1]) not in running:
+            drop_study_artifact(study, store, meta["artifact_id"])
+            dropped.append(meta["artifact_id"])
     return dropped
+
+
+def listed_study_artifacts(study: optuna.Study) -> list[dict[str, Any]]:
+    """The study's artifact entries, as optuna-dashboard lists them. Unlike optuna.artifacts.get_all_artifact_meta
+    this skips the JSON null that a delete in plain optuna-dashboard leaves behind."""
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    metas = [json.loads(v) for k, v in attrs.items() if k.startswith("artifacts:") and isinstance(v, str)]
+    return [m for m in metas if isinstance(m, dict)]
