@@ -31,6 +31,10 @@ class WeightSnapshot:
         self._state = {k: v.to(device) for k, v in state.items()}
         self.epoch = epoch
 
+    def tensors(self) -> dict[str, torch.Tensor] | None:
+        """The snapshot's own tensors, on their device and not copied: for torch.save, which only reads them."""
+        return self._state
+
     def cpu_state(self) -> dict[str, torch.Tensor] | None:
         """The weights as a CPU state_dict (what torch.save writes and torch.load(weights_only=True) reads)."""
         if self._state is None:

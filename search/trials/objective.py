@@ -131,7 +131,7 @@ class Objective:
         if self.checkpoints is not None:
             # The best epoch's weights only when they are not the model's own (most epochs improve while
             # a trial is worth running on), so a checkpoint is mostly one copy of the weights, not two.
-            best_model = best.cpu_state() if best.epoch != trainer.epoch else None
+            best_model = best.tensors() if best.epoch != trainer.epoch else None
             self.checkpoints.save(root, {**trainer.state_dict(), "config": config.to_dict(),
                                          "best": {"epoch": best.epoch, "model": best_model}})
 
