@@ -33,6 +33,8 @@ def create_study(settings: SearchConfig, space: Space, sampler_seed: int, heartb
                         "with the same space, or start a new study with --study")
         if conflict is not None:
             raise ConfigError(conflict)
+    if study.metric_names is None:  # the dashboard's label for the value (else "Objective 0")
+        study.set_metric_names(["val_acc"])
     existing = len(study.get_trials(deepcopy=False))
     if existing:
         study.sampler = make_sampler(settings.sampler, space, sampler_seed + 7919 * existing)

@@ -46,6 +46,7 @@ SPACE = "space"  # the Space as a dict
 STEPWISE_PLAN = "stepwise_plan"  # the plan's steps, so the report can draw one figure per step
 BEST_ARTIFACTS = "best_artifacts"  # ids of the best trial's weights and curve in the artifact store
 FINAL_RESULT = "final_result"  # what `alexsearch final` measured on the test set
+FINAL_SMOKE_RESULT = "final_smoke_result"  # a `final --train-size N` smoke run, kept apart and marked
 SLURM_JOB = "slurm_job"  # the job array `search --launcher slurm` last submitted: job_id, tasks, script, log_dir
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)

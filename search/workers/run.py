@@ -7,7 +7,6 @@ import os
 import signal
 import sys
 from dataclasses import dataclass
-from typing import Any
 
 import optuna
 import torch
@@ -23,6 +22,7 @@ from search.trials.record import best_line, finished_count
 from search.trials.stepwise import make_strategy
 from search.workers.loop import run_trials
 from search.workers.placement import run_place
+from search.workers.safe_output import survive_closed_pipes
 from search.workers.signals import exit_code, install_stop_handlers, requested_signal, stop_requested
 from storage.artifacts import artifact_dir, checkpoint_dir
 from storage.checkpoints import CheckpointStore
@@ -52,6 +52,7 @@ def run_worker(settings: SearchConfig, place: WorkerPlace = WorkerPlace()) -> in
         os.environ["CUDA_VISIBLE_DEVICES"] = place.gpu  # before CUDA starts in this process
     if place.threads:
         torch.set_num_threads(place.threads)
+    survive_closed_pipes()
     install_stop_handlers()
     if place.ignore_sigint:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -80,9 +81,10 @@ def run_worker(settings: SearchConfig, place: WorkerPlace = WorkerPlace()) -> in
 
     folder = artifact_dir(settings.storage, settings.artifacts)
 
-    def publish_best(trial: optuna.Trial, value: float, trainer: Any, curves: dict[str, list[float]]) -> None:
+    def publish_best(trial: optuna.Trial, value: float, weights: dict[str, torch.Tensor],
+                     curves: dict[str, list[float]]) -> None:
         try:  # a full disk must not fail a trial that trained well
-            publish_if_best(study, trial, value, trainer.model.state_dict(), curves, folder)
+            publish_if_best(study, trial, value, weights, curves, folder)
         except OSError as e:
             log(f"trial {trial.number}: could not save best-trial artifacts: {e}")
 
@@ -91,10 +93,10 @@ def run_worker(settings: SearchConfig, place: WorkerPlace = WorkerPlace()) -> in
                           on_complete=publish_best, place=run_place())
     try:
         run_trials(study, objective, settings.trials, space, lambda n: bar.update(n - bar.n),
-                   make_strategy(settings, space), should_stop=stop_requested)
+                   make_strategy(settings, space), should_stop=stop_requested, log=log)
     except KeyboardInterrupt:  # a stop signal, raised by the trainer at a step boundary (or a second signal)
+        _requeue(study, objective, settings.max_retry, place.prefix)  # before any output, which may have no reader
         bar.close()
-        _requeue(study, objective, settings.max_retry, place.prefix)
         return exit_code(requested_signal())
     bar.close()
     if stop_requested():  # stopped between trials
