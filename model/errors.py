@@ -1,5 +1,5 @@
-"""The errors model/ raises on purpose: bad input (ConfigError, DataError: the CLI shows them in one line), a
-training loss that diverged (DivergedError), and a stop the caller asked for (Interrupted)."""
+"""The model package's errors: the user's input is wrong (ConfigError, DataError: the CLI shows them in one line),
+training diverged (DivergedError), or training was asked to stop (Interrupted)."""
 
 from model.config import ConfigError
 

@@ -6,16 +6,19 @@ import argparse
 
 from model.device import resolve_device
 from model.tasks import DataConfig, all_tasks, get_task
+from search.cli.args import DEFAULTS as D
 from search.cli.args import add_data_args, add_storage_args, non_negative_int, positive_int, seed_int
+from search.errors import UsageError
 from search.settings import SearchConfig
 from search.space.pruning import PRUNERS
 from search.space.samplers import SAMPLERS
 from search.space.space import Space, load_space
 from search.trials.stepwise import STRATEGIES, apply_protocol
-from search.workers.launchers.local import launch
-from search.workers.placement import cpu_cores, default_workers, threads_per_worker, visible_gpu_ids
+from search.workers.launchers.local import LocalLauncher
+from search.workers.launchers.sbatch import SlurmConfig
+from search.workers.launchers.slurm import SlurmLauncher
+from search.workers.placement import cpu_cores, default_workers, measured_workers, threads_per_worker, visible_gpu_ids
 from search.workers.run import WorkerPlace, run_worker
-from storage.study import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, MAX_RETRY
 from storage.url import parse_url
 
 HELP = "create or resume a study and run trials until it has --trials finished trials"
@@ -25,23 +28,25 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
     """The options of a study and its workers, shared by `search` and `worker`."""
     add_storage_args(p)
     add_data_args(p)
-    p.add_argument("--task", default="alexnet-cifar10", help="what to train (default: alexnet-cifar10)")
+    p.add_argument("--task", default=D.task, help=f"what to train (default: {D.task})")
     p.add_argument("--space", default=None, help="search-space TOML file (default: the task's built-in space)")
     p.add_argument("--trials", type=positive_int, default=None,
-                   help="finished trials the whole study aims at (default: 20; the grid size for --sampler grid)")
-    p.add_argument("--epochs", type=positive_int, default=10, help="epochs per trial (default: 10)")
-    p.add_argument("--strategy", choices=STRATEGIES, default="optuna",
+                   help=f"finished trials the whole study aims at (default: {D.trials}; the grid size for "
+                        "--sampler grid)")
+    p.add_argument("--epochs", type=positive_int, default=D.epochs, help=f"epochs per trial (default: {D.epochs})")
+    p.add_argument("--strategy", choices=STRATEGIES, default=D.strategy,
                    help="optuna: the sampler and pruner choose; stepwise: the report's Table 1 protocol "
-                        "(default: optuna)")
-    p.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="default: tpe")
-    p.add_argument("--pruner", choices=PRUNERS, default="median", help="default: median")
-    p.add_argument("--patience", type=non_negative_int, default=3,
-                   help="stop a trial after this many epochs without improvement; 0 = never (default: 3)")
-    p.add_argument("--warmup-epochs", type=non_negative_int, default=1,
-                   help="epochs before a trial may be pruned (default: 1)")
-    p.add_argument("--startup-trials", type=non_negative_int, default=3,
-                   help="completed trials before the median pruner prunes (default: 3)")
-    p.add_argument("--seed", type=seed_int, default=0, help="seeds the sampler and training (default: 0)")
+                        f"(default: {D.strategy})")
+    p.add_argument("--sampler", choices=SAMPLERS, default=D.sampler, help=f"default: {D.sampler}")
+    p.add_argument("--pruner", choices=PRUNERS, default=D.pruner, help=f"default: {D.pruner}")
+    p.add_argument("--patience", type=non_negative_int, default=D.patience,
+                   help=f"stop a trial after this many epochs without improvement; 0 = never (default: {D.patience})")
+    p.add_argument("--warmup-epochs", type=non_negative_int, default=D.warmup_epochs,
+                   help=f"epochs before a trial may be pruned (default: {D.warmup_epochs})")
+    p.add_argument("--startup-trials", type=non_negative_int, default=D.startup_trials,
+                   help=f"completed trials before the median pruner prunes (default: {D.startup_trials})")
+    p.add_argument("--seed", type=seed_int, default=D.seed,
+                   help=f"seeds the sampler and training (default: {D.seed})")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
                    help="auto: bf16 autocast on CUDA, fp32 elsewhere; bf16 also speeds up CPUs with bf16 units "
                         "(default: the space file's, else auto)")
@@ -49,13 +54,13 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
                    help="validation hold-out taken from the training data (default: the task's, 5000 for CIFAR-10)")
     p.add_argument("--train-size", type=positive_int, default=None,
                    help="use only this many training items, for quick runs (default: all that remain)")
-    p.add_argument("--heartbeat-interval", type=positive_int, default=HEARTBEAT_INTERVAL_S,
-                   help=f"seconds between a running trial's heartbeats (default: {HEARTBEAT_INTERVAL_S})")
-    p.add_argument("--grace-period", type=positive_int, default=GRACE_PERIOD_S,
+    p.add_argument("--heartbeat-interval", type=positive_int, default=D.heartbeat_interval,
+                   help=f"seconds between a running trial's heartbeats (default: {D.heartbeat_interval})")
+    p.add_argument("--grace-period", type=positive_int, default=D.grace_period,
                    help=f"seconds without a heartbeat before a trial is declared dead, failed and retried "
-                        f"(default: {GRACE_PERIOD_S})")
-    p.add_argument("--max-retry", type=non_negative_int, default=MAX_RETRY,
-                   help=f"retries of a dead trial, each resuming from its last checkpoint (default: {MAX_RETRY})")
+                        f"(default: {D.grace_period})")
+    p.add_argument("--max-retry", type=non_negative_int, default=D.max_retry,
+                   help=f"retries of a dead trial, each resuming from its last checkpoint (default: {D.max_retry})")
     p.add_argument("--artifacts", default=None,
                    help="folder for checkpoints and artifacts (default: next to the SQLite file, "
                         "DB-artifacts/; ./alexsearch-artifacts for a server database)")
@@ -67,21 +72,73 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=positive_int, default=None,
                    help="worker processes on this machine (default: one per visible GPU, times --workers-per-gpu; "
                         "1 on a CPU-only machine)")
-    p.add_argument("--workers-per-gpu", type=positive_int, default=1,
-                   help="workers sharing each GPU (default: 1)")
+    measured = measured_workers()
+    p.add_argument("--workers-per-gpu", type=positive_int, default=measured.workers_per_gpu,
+                   help=f"workers sharing each GPU (default: {measured.describe()}; "
+                        f"search/workers/workers_per_gpu.json, written by make gpu-check); with --launcher slurm, "
+                        "workers in each array task per GPU it asks for")
+    add_launcher_args(p)
     p.set_defaults(run=run)
 
 
-def settings_from_args(args: argparse.Namespace) -> tuple[SearchConfig, Space]:
-    """Validate every input; nothing touches the database until this returns."""
+def add_launcher_args(p: argparse.ArgumentParser) -> None:
+    """Where the workers run: here (local), or as a Slurm job array of --workers tasks (docs/slurm.md)."""
+    d = SlurmConfig()
+    p.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                   help="local: worker processes on this machine; slurm: a Slurm job array of --workers tasks, "
+                        "submitted with sbatch and watched from here (default: local)")
+    p.add_argument("--detach", action="store_true",
+                   help="slurm: return once the array is submitted; run the same command again to watch it")
+    g = p.add_argument_group("Slurm (with --launcher slurm; each option asks for one array task)")
+    g.add_argument("--slurm-partition", metavar="NAME", default=d.partition,
+                   help="default: the cluster's default partition")
+    g.add_argument("--slurm-time", metavar="TIME", default=d.time,
+                   help="time limit per task, e.g. 4:00:00; the task requeues itself just before it "
+                        "(default: the partition's)")
+    g.add_argument("--slurm-gpus-per-worker", metavar="N", type=non_negative_int, default=d.gpus_per_worker,
+                   help=f"GPUs per array task; 0 = CPU only (default: {d.gpus_per_worker})")
+    g.add_argument("--slurm-cpus-per-worker", metavar="N", type=positive_int, default=d.cpus_per_worker,
+                   help=f"CPU cores per array task (default: {d.cpus_per_worker})")
+    g.add_argument("--slurm-mem", metavar="SIZE", default=d.mem,
+                   help="memory per array task, e.g. 16G (default: the partition's)")
+    g.add_argument("--slurm-account", metavar="NAME", default=d.account, help="account to charge (default: yours)")
+    g.add_argument("--slurm-arg", action="append", default=list(d.sbatch_args), metavar="OPTION",
+                   help="another sbatch option, copied into the script as an #SBATCH line, e.g. "
+                        "--slurm-arg=--qos=high (repeatable)")
+
+
+def slurm_from_args(args: argparse.Namespace) -> SlurmConfig:
+    return SlurmConfig(partition=args.slurm_partition, time=args.slurm_time,
+                       gpus_per_worker=args.slurm_gpus_per_worker, cpus_per_worker=args.slurm_cpus_per_worker,
+                       mem=args.slurm_mem, account=args.slurm_account, sbatch_args=tuple(args.slurm_arg))
+
+
+def check_launcher_args(args: argparse.Namespace) -> None:
+    """Slurm options without --launcher slurm are a mistake, not something to ignore."""
+    if args.launcher == "slurm":
+        return
+    given = [name for name in ("slurm_partition", "slurm_time", "slurm_mem", "slurm_account")
+             if getattr(args, name) is not None]
+    given += [name for name, default in (("slurm_gpus_per_worker", SlurmConfig().gpus_per_worker),
+                                         ("slurm_cpus_per_worker", SlurmConfig().cpus_per_worker))
+              if getattr(args, name) != default]
+    given += ["slurm_arg"] if args.slurm_arg else []
+    given += ["detach"] if args.detach else []
+    if given:
+        raise UsageError(f"--{given[0].replace('_', '-')}: only with --launcher slurm")
+
+
+def settings_from_args(args: argparse.Namespace, check_device: bool = True) -> tuple[SearchConfig, Space]:
+    """Validate every input; nothing touches the database until this returns. check_device=False when the
+    workers run elsewhere (a Slurm array): this machine need not have the device."""
     parse_url(args.storage)
     if args.task not in all_tasks():
-        raise ValueError(f"--task: unknown task {args.task!r} (allowed: {', '.join(sorted(all_tasks()))})")
+        raise UsageError(f"--task: unknown task {args.task!r} (allowed: {', '.join(sorted(all_tasks()))})")
     space = load_space(args.space, args.task)
     task = get_task(args.task)
     if args.sampler == "grid":
         space.grid()  # fails now, naming the range parameter, if the space is not categorical
-    trials = args.trials or (space.grid_size() if args.sampler == "grid" else 20)
+    trials = args.trials or (space.grid_size() if args.sampler == "grid" else D.trials)
     data = DataConfig(root=args.data, download=args.download, val_size=args.val_size or task.default_val_size,
                       train_size=args.train_size)
     study = args.task if args.study is None else args.study  # --study '' is refused, not taken as the default
@@ -92,12 +149,18 @@ def settings_from_args(args: argparse.Namespace) -> tuple[SearchConfig, Space]:
                             precision=args.precision,
                             heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
                             max_retry=args.max_retry, artifacts=args.artifacts)
-    device = resolve_device(settings.device)  # fails here, before the database is touched
-    space.check_models(device)  # a model too big for the device fails here, not in every trial
+    if check_device:  # a Slurm array's workers run elsewhere: their node checks its device
+        device = resolve_device(settings.device)  # fails here, before the database is touched
+        space.check_models(device)  # a model too big for the device fails here, not in every trial
     return apply_protocol(settings, space, args.trials), space  # stepwise: no pruning, 7 trials by default
 
 
 def run(args: argparse.Namespace) -> int:
+    check_launcher_args(args)
+    if args.launcher == "slurm":
+        settings, space = settings_from_args(args, check_device=False)
+        launcher = SlurmLauncher(space, slurm_from_args(args), args.workers_per_gpu, detach=args.detach)
+        return launcher.launch(settings, args.workers or 1)
     settings, space = settings_from_args(args)
     device = resolve_device(settings.device)
     gpu_ids = visible_gpu_ids() if device.type == "cuda" else []
@@ -110,4 +173,4 @@ def run(args: argparse.Namespace) -> int:
     if gpu_ids:
         settings = settings.replace(device="cuda")  # each worker sees only its own GPU, as cuda:0
     threads = None if gpu_ids else threads_per_worker(workers, cpu_cores())
-    return launch(settings, workers, gpu_ids, threads)
+    return LocalLauncher(gpu_ids, threads).launch(settings, workers)

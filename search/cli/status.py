@@ -7,7 +7,9 @@ import argparse
 import optuna
 
 from search.cli.args import add_storage_args
-from search.workers.loop import best_line
+from search.trials import record
+from search.trials.record import best_line
+from search.workers.launchers.slurm import job_status_line
 from storage.study import load_study, open_storage, quiet_optuna
 
 HELP = "print the study's trials (number, state, params, value, best epoch) and the best trial"
@@ -32,8 +34,7 @@ def trial_rows(study: optuna.Study) -> list[list[str]]:
         value = f"{t.value:.4f}" if t.value is not None else "-"
         if value == "-" and t.intermediate_values:
             value = f"({max(t.intermediate_values.values()):.4f})"
-        note = t.user_attrs.get("pruned_reason") or t.user_attrs.get("stopped_reason") or ""
-        rows.append([str(t.number), t.state.name, value, str(t.user_attrs.get("best_epoch", "-")), params, note])
+        rows.append([str(t.number), t.state.name, value, str(record.best_epoch(t, "-")), params, record.note(t)])
     return rows
 
 
@@ -55,4 +56,7 @@ def run(args: argparse.Namespace) -> int:
         counts[r[1]] = counts.get(r[1], 0) + 1
     print("states: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
     print(best_line(study))
+    slurm = job_status_line(study)  # only for a study launched with --launcher slurm
+    if slurm is not None:
+        print(slurm)
     return 0

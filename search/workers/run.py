@@ -7,7 +7,6 @@ import os
 import signal
 import sys
 from dataclasses import dataclass
-from typing import Any
 
 import optuna
 import torch
@@ -19,12 +18,16 @@ from search.space.space import load_space
 from search.study.best_artifacts import publish_if_best
 from search.study.create import create_study
 from search.trials.objective import Objective
+from search.trials.record import best_line, finished_count
 from search.trials.stepwise import make_strategy
-from search.workers.loop import best_line, finished_count, run_trials
+from search.workers.loop import run_trials
+from search.workers.placement import run_place
+from search.workers.safe_output import survive_closed_pipes
 from search.workers.signals import exit_code, install_stop_handlers, requested_signal, stop_requested
 from storage.artifacts import artifact_dir, checkpoint_dir
 from storage.checkpoints import CheckpointStore
 from storage.heartbeat import reap_stale_trials, retry
+from storage.optuna_private import study_storage
 from storage.study import Heartbeat, quiet_optuna
 from storage.url import redact
 
@@ -49,6 +52,7 @@ def run_worker(settings: SearchConfig, place: WorkerPlace = WorkerPlace()) -> in
         os.environ["CUDA_VISIBLE_DEVICES"] = place.gpu  # before CUDA starts in this process
     if place.threads:
         torch.set_num_threads(place.threads)
+    survive_closed_pipes()
     install_stop_handlers()
     if place.ignore_sigint:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -77,21 +81,22 @@ def run_worker(settings: SearchConfig, place: WorkerPlace = WorkerPlace()) -> in
 
     folder = artifact_dir(settings.storage, settings.artifacts)
 
-    def publish_best(trial: optuna.Trial, value: float, trainer: Any, curves: dict[str, list[float]]) -> None:
+    def publish_best(trial: optuna.Trial, value: float, weights: dict[str, torch.Tensor],
+                     curves: dict[str, list[float]]) -> None:
         try:  # a full disk must not fail a trial that trained well
-            publish_if_best(study, trial, value, trainer.model.state_dict(), curves, folder)
+            publish_if_best(study, trial, value, weights, curves, folder)
         except OSError as e:
             log(f"trial {trial.number}: could not save best-trial artifacts: {e}")
 
     objective = Objective(space, settings, data, device, log=log,
                           checkpoints=CheckpointStore(checkpoint_dir(folder, settings.study)),
-                          on_complete=publish_best)
+                          on_complete=publish_best, place=run_place())
     try:
         run_trials(study, objective, settings.trials, space, lambda n: bar.update(n - bar.n),
-                   make_strategy(settings, space), should_stop=stop_requested)
+                   make_strategy(settings, space), should_stop=stop_requested, log=log)
     except KeyboardInterrupt:  # a stop signal, raised by the trainer at a step boundary (or a second signal)
+        _requeue(study, objective, settings.max_retry, place.prefix)  # before any output, which may have no reader
         bar.close()
-        _requeue(study, objective, settings.max_retry, place.prefix)
         return exit_code(requested_signal())
     bar.close()
     if stop_requested():  # stopped between trials
@@ -105,7 +110,7 @@ def _requeue(study: optuna.Study, objective: Objective, max_retry: int, prefix: 
     """The stopped trial is FAIL now (Optuna marked it); queue its retry, which resumes from its checkpoint."""
     if objective.current_trial_id is None:
         return
-    trial = study._storage.get_trial(objective.current_trial_id)
+    trial = study_storage(study).get_trial(objective.current_trial_id)
     if trial.state == optuna.trial.TrialState.FAIL:
         retry(study, trial, max_retry)
         print(f"{prefix}stopped: trial {trial.number} failed and queued for retry", file=sys.stderr)
