@@ -19,7 +19,7 @@ import multiprocessing as mp
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 
 import torch
@@ -101,7 +101,7 @@ def worker(rank: int, device_arg: str, data_root: str | None, plan: list[tuple[i
 
 
 def measure_plan(device_arg: str, data_root: str | None, plan: list[tuple[int, int]], steps: dict[int, int],
-                 cores: int, warmup: bool = True) -> Iterator[Measurement]:
+                 cores: int, warmup: bool = True) -> Generator[Measurement, None, None]:
     """Yield one Measurement per (K, batch) of plan, in order; the K workers share `cores` CPU threads.
     The worker processes are stopped when the generator ends, fails or is closed (a caller's time box), so none
     outlives it."""

@@ -61,7 +61,7 @@ def wait_until(predicate, timeout: float, what: str) -> None:
 
 def first_trial_running_for(url: str, seconds: float) -> bool:
     ts = trials(url)
-    return bool(ts) and ts[0].state == TrialState.RUNNING and \
+    return bool(ts) and ts[0].state == TrialState.RUNNING and ts[0].datetime_start is not None and \
         (datetime.now() - ts[0].datetime_start).total_seconds() > seconds
 
 

@@ -82,8 +82,8 @@ class Objective:
         trial.set_user_attr(record.SEED, config.train.seed)
         trial.set_user_attr(record.DEVICE, device_name(self.device))
         trial.set_user_attr(record.VERSIONS, self.versions)
-        for key, value in self.place.items():  # where it ran: record.HOST, record.SLURM_JOB_ID, ...
-            trial.set_user_attr(key, value)
+        for key, where in self.place.items():  # where it ran: record.HOST, record.SLURM_JOB_ID, ...
+            trial.set_user_attr(key, where)
         root = record.retry_root(frozen(trial))
         trainer = Trainer(self.space.task, config.model_config(), config.train, self.data, self.device,
                           should_stop=stop_requested)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import signal
 import sys
 import time
@@ -82,7 +81,7 @@ class LocalLauncher:
                 bar.write(f"stopping {sum(p.is_alive() for p in procs)} workers ({name})")
                 for p in procs:
                     if p.is_alive():
-                        os.kill(p.pid, signal.SIGTERM)
+                        p.terminate()  # SIGTERM
             deadline = time.monotonic() + STOP_WAIT_S
             for p in procs:
                 p.join(max(0.0, deadline - time.monotonic()))
