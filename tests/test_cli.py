@@ -14,7 +14,7 @@ import optuna
 import pytest
 
 from search.cli import main
-from tests.db_digest import digest
+from tests.helpers import digest, run_cli_stderr
 
 QUICK = ["--task", "mlp-synth", "--epochs", "2", "--train-size", "300", "--val-size", "200", "--device", "cpu"]
 
@@ -101,9 +101,7 @@ def test_bad_input_one_line_exit_2_database_unchanged(argv, fragment, study_db, 
         argv += ([] if "--task" in argv else ["--task", "mlp-synth"]) + ["--val-size", "100"]
         argv += ["--trials" if "--trials" not in argv else "--epochs", "9"]
     before = digest(study_db)
-    capsys.readouterr()
-    rc = run_cli(argv)
-    err = capsys.readouterr().err
+    rc, err = run_cli_stderr(argv, capsys)
     assert rc == 2
     assert fragment in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -111,12 +109,6 @@ def test_bad_input_one_line_exit_2_database_unchanged(argv, fragment, study_db, 
     assert not (tmp_path / "missing.db").exists()
 
 
-def run_cli(argv: list[str]) -> int:
-    """main() returns the exit code; argparse's own errors leave through SystemExit."""
-    try:
-        return main(argv)
-    except SystemExit as e:
-        return e.code
 
 
 def test_console_script_prints_no_traceback(tmp_path):

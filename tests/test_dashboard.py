@@ -25,6 +25,7 @@ import pytest
 
 from search.cli import dashboard, main
 from storage.study import open_storage
+from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -92,14 +93,6 @@ def test_prints_the_study_url_and_warns_only_on_a_public_interface(tmp_path, cap
 # --- live: a real dashboard while a real search writes the same database -------------------------------------
 
 
-def wait_for(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def get_json(url: str) -> dict:

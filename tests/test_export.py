@@ -16,7 +16,7 @@ from model.train import TrainConfig
 from search.cli import main
 from search.export import ExportedConfig, export_best, load_exported, rank_path
 from search.trials.trial_config import TrialConfig
-from tests.db_digest import digest
+from tests.helpers import digest
 
 # Cheap trials: the MLP task, one batch of 20 points per epoch; a grid over lr so every trial is distinct and
 # completes.

@@ -8,7 +8,6 @@ missing database, and connections the server drops under a running study.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import subprocess
@@ -26,6 +25,7 @@ from search.cli import build_parser, main
 from search.space.space import load_space
 from search.workers.loop import run_trials
 from storage.study import Heartbeat, load_study, open_storage, quiet_optuna
+from tests.helpers import digest_url, run_cli
 from tests.pg_server import PgServer
 
 FAST_TASK = "mlp-synth"  # a small MLP on generated points: a trial takes well under a second
@@ -46,35 +46,8 @@ def tables(url: str) -> list[str]:
         engine.dispose()
 
 
-def digest(url: str) -> str:
-    """A hash of every row of every table: equal digests = the database is unchanged."""
-    engine = sqlalchemy.create_engine(url)
-    h = hashlib.sha256()
-    try:
-        with engine.connect() as con:
-            for name in sorted(sqlalchemy.inspect(engine).get_table_names()):
-                for row in con.exec_driver_sql(f'SELECT * FROM "{name}" ORDER BY 1'):
-                    h.update(repr((name, tuple(row))).encode())
-    finally:
-        engine.dispose()
-    return h.hexdigest()
 
 
-def run_cli(argv: list[str], timeout_s: float = 60) -> int:
-    """main() in a thread, so a command that wrongly starts serving fails the test instead of hanging it."""
-    result: list[int] = []
-
-    def target() -> None:
-        try:
-            result.append(main(argv))
-        except SystemExit as e:
-            result.append(e.code)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(timeout_s)
-    assert result, f"alexsearch {' '.join(argv)} still running after {timeout_s} s"
-    return result[0]
 
 
 @pytest.fixture(scope="module")
@@ -185,28 +158,29 @@ def one_line_error(capsys) -> str:
 @pytest.mark.parametrize("command", READ_ONLY)
 def test_read_only_command_on_empty_database_creates_no_tables(command, pg_url, tmp_path, capsys):
     capsys.readouterr()
-    assert run_cli(read_only_argv(command, pg_url, tmp_path)) == 2
+    assert run_cli(read_only_argv(command, pg_url, tmp_path), timeout_s=60) == 2
     assert "holds no Optuna study" in one_line_error(capsys)
     assert tables(pg_url) == []
 
 
 @pytest.mark.parametrize("command", READ_ONLY)
 def test_read_only_command_on_unknown_study_changes_nothing(command, pg_study, tmp_path, capsys):
-    before = digest(pg_study)
+    before = digest_url(pg_study)
     capsys.readouterr()
-    assert run_cli([*read_only_argv(command, pg_study, tmp_path), "--study", "nope"]) == 2
+    assert run_cli([*read_only_argv(command, pg_study, tmp_path), "--study", "nope"], timeout_s=60) == 2
     assert f"no study named 'nope' in this storage (studies: {FAST_TASK})" in one_line_error(capsys)
-    assert digest(pg_study) == before
+    assert digest_url(pg_study) == before
 
 
 def test_missing_database_or_server_is_one_line_and_creates_nothing(pg_server, capsys):
     capsys.readouterr()
-    assert run_cli(["status", "--storage", pg_server.url("no_such_db")]) == 2
+    assert run_cli(["status", "--storage", pg_server.url("no_such_db")], timeout_s=60) == 2
     err = one_line_error(capsys)
     assert "cannot open" in err and 'database "no_such_db" does not exist' in err
     with pg_server.admin_connection() as con:
         assert con.execute("SELECT COUNT(*) FROM pg_database WHERE datname = 'no_such_db'").fetchone()[0] == 0
-    assert run_cli(["status", "--storage", "postgresql+psycopg://postgres@127.0.0.1:1/x"]) == 2  # nothing on port 1
+    nothing_on_port_1 = "postgresql+psycopg://postgres@127.0.0.1:1/x"
+    assert run_cli(["status", "--storage", nothing_on_port_1], timeout_s=60) == 2
     assert "cannot open" in one_line_error(capsys)
 
 

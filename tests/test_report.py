@@ -14,7 +14,7 @@ from optuna.trial import TrialState, create_trial
 from search.cli import main
 from search.report.compare import compare_figure, cost_curve
 from storage.study import open_storage
-from tests.db_digest import digest
+from tests.helpers import digest
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PLOTS = ["history.html", "intermediate.html", "parallel.html", "importance.html"]

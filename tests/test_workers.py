@@ -24,7 +24,7 @@ from storage.artifacts import checkpoint_dir
 from storage.checkpoints import CheckpointStore
 from storage.heartbeat import reap_stale_trials
 from storage.study import Heartbeat, open_storage
-from tests.worker_helpers import take_enqueued
+from tests.helpers import take_enqueued, wait_for
 
 ALEXSEARCH = str(Path(sys.executable).parent / "alexsearch")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -34,13 +34,6 @@ def load(url: str, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=open_storage(url, create=False))
 
 
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 # --- placement and checkpoints: plain functions -------------------------------------------------------
@@ -109,7 +102,7 @@ def test_sigkill_mid_trial_then_resume_from_checkpoint(storage_url, tmp_path, ti
     worker = subprocess.Popen(_worker_cmd(storage_url, art, tiny_data, "worker", "--worker-index", "0"),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     try:
-        wait_until(ckpt.exists, 120, "the first checkpoint")
+        wait_for(ckpt.exists, 120, "the first checkpoint")
     finally:
         worker.send_signal(signal.SIGKILL)
         worker.wait()
@@ -149,7 +142,7 @@ def test_stop_signal_stops_all_workers_and_leaves_nothing_running(how, tmp_path,
                               start_new_session=True)  # its own process group, as in a terminal
     folder = checkpoint_dir(art, "crash")
     try:
-        wait_until(lambda: folder.exists() and len(list(folder.glob("trial-*.pt"))) == 2, 180,
+        wait_for(lambda: folder.exists() and len(list(folder.glob("trial-*.pt"))) == 2, 180,
                    "both workers to checkpoint an epoch")
         sent = time.monotonic()
         if how == "sigterm-to-search":
