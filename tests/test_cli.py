@@ -58,7 +58,6 @@ def test_rerun_resumes_towards_the_total(study_db, capsys):
     assert sqlite3.connect(copy).execute("SELECT COUNT(*) FROM trials").fetchone()[0] == 5
 
 
-
 BAD = [
     (["search", "--trials", "0"], "argument --trials: must be a positive integer, got '0'"),
     (["search", "--trials", "many"], "argument --trials: must be a positive integer, got 'many'"),
@@ -107,8 +106,6 @@ def test_bad_input_one_line_exit_2_database_unchanged(argv, fragment, study_db, 
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert digest(study_db) == before
     assert not (tmp_path / "missing.db").exists()
-
-
 
 
 def test_console_script_prints_no_traceback(tmp_path):

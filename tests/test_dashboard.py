@@ -93,8 +93,6 @@ def test_prints_the_study_url_and_warns_only_on_a_public_interface(tmp_path, cap
 # --- live: a real dashboard while a real search writes the same database -------------------------------------
 
 
-
-
 def get_json(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=30) as r:
         return json.load(r)

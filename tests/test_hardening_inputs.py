@@ -34,8 +34,6 @@ QUICK = ["--task", "mlp-synth", "--trials", "1", "--epochs", "1", "--train-size"
 ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 
 
-
-
 def assert_one_line(rc: int, err: str, *fragments: str) -> None:
     assert rc == 2, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err

@@ -51,8 +51,6 @@ def trials(url: str) -> list[optuna.trial.FrozenTrial]:
         storage.engine.dispose()
 
 
-
-
 def first_trial_running_for(url: str, seconds: float) -> bool:
     ts = trials(url)
     return bool(ts) and ts[0].state == TrialState.RUNNING and ts[0].datetime_start is not None and \

@@ -32,8 +32,6 @@ def search_cmd(url: str, art: Path, workers: int, trials: int) -> list[str]:
             "--artifacts", str(art), "--workers", str(workers)]
 
 
-
-
 def group_is_gone(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)

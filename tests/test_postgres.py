@@ -46,10 +46,6 @@ def tables(url: str) -> list[str]:
         engine.dispose()
 
 
-
-
-
-
 @pytest.fixture(scope="module")
 def pg_study(pg_server: PgServer) -> str:
     """The URL of a database holding a real 3-trial study made by `alexsearch search`."""

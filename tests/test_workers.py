@@ -34,8 +34,6 @@ def load(url: str, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=open_storage(url, create=False))
 
 
-
-
 # --- placement and checkpoints: plain functions -------------------------------------------------------
 
 def test_gpu_placement_is_i_mod_g_and_packs_k_per_gpu():
