@@ -47,10 +47,11 @@ def tables(url: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def pg_study(pg_server: PgServer) -> str:
+def pg_study(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The URL of a database holding a real 3-trial study made by `alexsearch search`."""
     url = pg_server.url(pg_server.create_database("study"))
-    assert main(["search", "--storage", url, "--trials", "3", *QUICK_ARGS]) == 0
+    artifacts = tmp_path_factory.mktemp("pg-artifacts")  # not ./alexsearch-artifacts, a server database's default
+    assert main(["search", "--storage", url, "--trials", "3", *QUICK_ARGS, "--artifacts", str(artifacts)]) == 0
     return url
 
 
