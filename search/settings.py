@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from model.config import JsonConfig
-from model.tasks import DataConfig
-from storage.study import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, MAX_RETRY
-from storage.url import DEFAULT_STORAGE
+from model.data_config import DataConfig
+from storage.defaults import DEFAULT_STORAGE, GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, MAX_RETRY
 
 DEFAULT_STUDY = "alexnet-cifar10"
 
@@ -27,6 +26,7 @@ class SearchConfig(JsonConfig):
     patience: int = 3  # epochs without improvement before a trial stops; 0 = never
     warmup_epochs: int = 1  # epochs before the pruner may prune a trial
     startup_trials: int = 3  # completed trials before the median pruner starts pruning
+    tpe_startup_trials: int | None = None  # random trials before TPE models; None = a third of trials, >= 3
     seed: int = 0  # seeds the sampler and every trial's training
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16"] | None = None  # None: the space file's, else auto
@@ -53,6 +53,13 @@ class SearchConfig(JsonConfig):
                         f"same value, or start a new study with --study")
         return None
 
+    def tpe_startup(self) -> int:
+        """Random trials before TPE models the results: about a third of the budget, at least 3. Optuna's
+        default of 10 would make a 7-trial TPE study a random one."""
+        if self.tpe_startup_trials is not None:
+            return self.tpe_startup_trials
+        return max(3, round(self.trials / 3))
+
     def __post_init__(self) -> None:
         self.check_types()
         for name in ("trials", "epochs"):
@@ -67,5 +74,7 @@ class SearchConfig(JsonConfig):
         for name in ("patience", "warmup_epochs", "startup_trials", "max_retry"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')}: must be >= 0, got {getattr(self, name)}")
+        if self.tpe_startup_trials is not None and self.tpe_startup_trials < 0:
+            raise ValueError(f"--tpe-startup-trials: must be >= 0, got {self.tpe_startup_trials}")
         if not self.study.strip():
             raise ValueError("--study: must not be empty")

@@ -7,9 +7,9 @@ from pathlib import Path
 import sqlalchemy
 from sqlalchemy.engine import URL, make_url
 
+from storage.defaults import DEFAULT_STORAGE  # noqa: F401 - re-exported
 from storage.errors import StorageError
 
-DEFAULT_STORAGE = "sqlite:///alexsearch.db"
 EXAMPLES = "e.g. sqlite:///alexsearch.db or postgresql+psycopg://user:pass@host:5432/db"
 
 

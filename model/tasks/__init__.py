@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from model.config import JsonConfig
+from model.data_config import DataConfig
 
 
 @dataclass
@@ -38,22 +39,6 @@ class TaskData:
     train: Split
     eval: Split  # the validation hold-out during search; the test set in the final run
     eval_name: str  # "val" or "test"
-
-
-@dataclass(frozen=True)
-class DataConfig(JsonConfig):
-    root: str = "data"  # folder searched for the data (CIFAR-10: ROOT/cifar-10-batches-py)
-    download: bool = False  # fetch the data when missing (needs internet)
-    val_size: int | None = None  # hold-out size; None = the task's default
-    train_size: int | None = None  # cap on training items for quick runs; None = all that remain
-    split_seed: int = 0  # seeds the hold-out and the training cap
-
-    def __post_init__(self) -> None:
-        self.check_types()
-        if self.val_size is not None and self.val_size < 1:
-            raise ValueError(f"val_size must be >= 1, got {self.val_size}")
-        if self.train_size is not None and self.train_size < 1:
-            raise ValueError(f"train_size must be >= 1, got {self.train_size}")
 
 
 Preprocess = Callable[[torch.Tensor], torch.Tensor]
@@ -85,6 +70,8 @@ class Task(ABC):
     def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         raise ValueError(f"task {self.name} has no augmentation; set augment = false")
 
+
+__all__ = ["DataConfig", "Preprocess", "Split", "Task", "TaskData", "all_tasks", "get_task", "register"]
 
 _REGISTRY: dict[str, Task] = {}
 

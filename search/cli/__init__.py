@@ -1,6 +1,8 @@
 """The `alexsearch` command line. Bad input -> one line naming the field, exit 2, no traceback.
 
 The top of the tree: nothing imports search.cli. Each command module has `add_parser(subparsers)` and `run(args)`.
+Building the parser imports no torch, Optuna or SQLAlchemy, so `--help` answers at once (tests/test_help.py);
+each command imports what it needs inside run().
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from search.cli import dashboard, export, final, report, search, status, worker
-from search.errors import USAGE_ERRORS, one_line, silence_optuna_warnings
+from search.cli import dashboard, export, final, report, search, status, stop, studies, worker
 
-COMMANDS = [search, worker, dashboard, export, final, report, status]  # in the order `--help` lists them
+# In the order `--help` lists them.
+COMMANDS = [search, worker, stop, status, studies, dashboard, export, final, report]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -22,7 +24,8 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="alexsearch", description="Optuna hyperparameter search for AlexNet on CIFAR-10.")
+    parser = OneLineParser(prog="alexsearch", description="Optuna hyperparameter search for AlexNet on CIFAR-10.",
+                           epilog=search.CHOICES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser, required=True)
     for command in COMMANDS:
         command.add_parser(sub)
@@ -30,12 +33,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    silence_optuna_warnings()
     args = build_parser().parse_args(argv)
+    from search.errors import USAGE_ERRORS, one_line, silence_optuna_warnings  # after --help has answered
+
+    silence_optuna_warnings()
+    debug = bool(os.environ.get("ALEXSEARCH_DEBUG")) or getattr(args, "debug", False)
+    if not debug:
+        from storage.study import quiet_optuna
+
+        quiet_optuna()  # the parent's own Optuna calls (creating a study) log nothing either
     try:
         return args.run(args)
     except USAGE_ERRORS as e:
-        if os.environ.get("ALEXSEARCH_DEBUG"):
+        if debug:
             raise
         print(f"alexsearch {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-
-import optuna
+from typing import TYPE_CHECKING
 
 from search.cli.args import add_storage_args
-from search.workers.loop import best_line
-from storage.study import load_study, open_storage, quiet_optuna
+
+if TYPE_CHECKING:
+    import optuna
 
 HELP = "print the study's trials (number, state, params, value, best epoch) and the best trial"
 
@@ -44,6 +44,9 @@ def format_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from search.workers.loop import best_line
+    from storage.study import load_study, open_storage, quiet_optuna
+
     quiet_optuna()
     study = load_study(open_storage(args.storage, create=False), args.study)
     rows = trial_rows(study)

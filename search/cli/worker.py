@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 
 from search.cli.args import non_negative_int
-from search.cli.search import add_search_args, settings_from_args
-from search.workers.run import WorkerPlace, run_worker
+from search.cli.search import CHOICES_HELP, add_search_args, settings_from_args
 
 HELP = "run one worker on a study (same options as search), for another terminal or machine"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("worker", help=HELP, description=HELP)
+    p = sub.add_parser("worker", help=HELP, description=HELP, epilog=CHOICES_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     add_search_args(p)
     p.add_argument("--worker-index", type=non_negative_int, default=None,
                    help="offsets this worker's sampler seed; give each worker its own (default: from the process id)")
@@ -21,6 +22,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from search.workers.run import WorkerPlace, run_worker
+
+    deadline = time.time() + args.timeout if args.timeout else None
     settings, _ = settings_from_args(args)
     index = args.worker_index if args.worker_index is not None else os.getpid()
-    return run_worker(settings, WorkerPlace(index=index))
+    return run_worker(settings, WorkerPlace(index=index, deadline=deadline, debug=args.debug))

@@ -21,7 +21,7 @@ def create_study(settings: SearchConfig, space: Space, sampler_seed: int, heartb
     storage = open_storage(settings.storage, create=True, heartbeat=heartbeat)
     study = optuna.create_study(
         study_name=settings.study, storage=storage, direction="maximize", load_if_exists=True,
-        sampler=make_sampler(settings.sampler, space, sampler_seed),
+        sampler=make_sampler(settings.sampler, space, sampler_seed, settings.tpe_startup()),
         pruner=make_pruner(settings.pruner, settings.epochs, settings.startup_trials, settings.warmup_epochs),
     )
     stored = study.user_attrs.get("search_config")
@@ -34,7 +34,7 @@ def create_study(settings: SearchConfig, space: Space, sampler_seed: int, heartb
             raise ConfigError(conflict)
     existing = len(study.get_trials(deepcopy=False))
     if existing:
-        study.sampler = make_sampler(settings.sampler, space, sampler_seed + 7919 * existing)
+        study.sampler = make_sampler(settings.sampler, space, sampler_seed + 7919 * existing, settings.tpe_startup())
     if stored is None:
         study.set_user_attr("search_config", settings.replace(storage=redact(settings.storage)).to_dict())
         study.set_user_attr("space", space.to_dict())
