@@ -10,9 +10,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 from search.cli import dashboard, export, final, report, search, status, stop, studies, worker
+
+STARTED = time.time()  # when the command began (before torch loads): what --timeout counts from
 
 # In the order `--help` lists them.
 COMMANDS = [search, worker, stop, status, studies, dashboard, export, final, report]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import time
 
 from model.task_catalog import task_summaries
 from search.cli.args import add_data_args, add_storage_args, duration_s, literal_choices, non_negative_int, positive_int
@@ -139,13 +138,13 @@ def settings_from_args(args: argparse.Namespace):  # -> tuple[SearchConfig, Spac
 
 def run(args: argparse.Namespace) -> int:
     from model.device import resolve_device
+    from search.cli import STARTED
     from search.study.stop import clear_stopped_study, existing_study
     from search.workers.cost import estimate_cost
     from search.workers.launchers.local import launch
     from search.workers.placement import cpu_cores, default_workers, threads_per_worker, visible_gpu_ids
     from search.workers.run import WorkerPlace, run_worker
 
-    started = time.time()
     settings, space = settings_from_args(args)
     device = resolve_device(settings.device)
     gpu_ids = visible_gpu_ids() if device.type == "cuda" else []
@@ -164,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     cleared = clear_stopped_study(settings.storage, settings.study)
     if cleared is not None:
         print(f"cleared the stop request ({cleared.get('at', '?')}) of study {settings.study!r}; resuming", flush=True)
-    deadline = started + args.timeout if args.timeout else None
+    deadline = STARTED + args.timeout if args.timeout else None
     if workers == 1:
         return run_worker(settings, WorkerPlace(index=0, deadline=deadline, debug=args.debug))
     if gpu_ids:

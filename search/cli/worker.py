@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 from search.cli.args import non_negative_int
 from search.cli.search import CHOICES_HELP, add_search_args, settings_from_args
@@ -22,9 +21,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from search.cli import STARTED
     from search.workers.run import WorkerPlace, run_worker
 
-    deadline = time.time() + args.timeout if args.timeout else None
+    deadline = STARTED + args.timeout if args.timeout else None
     settings, _ = settings_from_args(args)
     index = args.worker_index if args.worker_index is not None else os.getpid()
     return run_worker(settings, WorkerPlace(index=index, deadline=deadline, debug=args.debug))

@@ -18,12 +18,15 @@ from typing import Any
 
 from optuna.storages import BaseStorage
 
-STOP_ATTR = "alexsearch_stop"  # study system attr: {"at": UTC time, "by": "host:pid"}, or None when cleared
+# Study system attr: {"at": UTC time, "time": Unix seconds, "by": "host:pid"}, or None when cleared.
+STOP_ATTR = "alexsearch_stop"
 STOP_POLL_S = 5.0  # inside an epoch, the flag is read at most this often
 
 
-def request_stop(storage: BaseStorage, study_name: str) -> dict[str, str]:
-    flag = {"at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"), "by": f"{socket.gethostname()}:{os.getpid()}"}
+def request_stop(storage: BaseStorage, study_name: str) -> dict[str, Any]:
+    now = time.time()
+    flag = {"at": datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M:%S UTC"), "time": now,
+            "by": f"{socket.gethostname()}:{os.getpid()}"}
     storage.set_study_system_attr(storage.get_study_id_from_name(study_name), STOP_ATTR, flag)
     return flag
 
