@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model.config import JsonConfig
+from model.config import MAX_SEED, JsonConfig
 
 
 @dataclass(frozen=True)
@@ -22,3 +22,5 @@ class DataConfig(JsonConfig):
             raise ValueError(f"val_size must be >= 1, got {self.val_size}")
         if self.train_size is not None and self.train_size < 1:
             raise ValueError(f"train_size must be >= 1, got {self.train_size}")
+        if not 0 <= self.split_seed <= MAX_SEED:
+            raise ValueError(f"split_seed must be in 0..{MAX_SEED}, got {self.split_seed}")

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.config import JsonConfig
+from model.config import MAX_SEED, JsonConfig
 from model.errors import DivergedError, Interrupted
 from model.tasks import Preprocess, Task, TaskData
 
@@ -45,6 +45,8 @@ class TrainConfig(JsonConfig):
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be in 0..{MAX_SEED}, got {self.seed}")
 
 
 @dataclass

@@ -12,16 +12,20 @@ import optuna
 from model.errors import ConfigError, DataError
 from search.space.space import SpaceError
 from storage.errors import StorageError
+from storage.url import redact_text
 
 # OSError: a path the user gave cannot be read or written (a folder where a file should be, no permission).
 USAGE_ERRORS = (ConfigError, DataError, SpaceError, StorageError, ValueError, OSError)
 
 
-def one_line(e: BaseException) -> str:
+def one_line(e: BaseException, storage_url: str | None = None) -> str:
+    """The error's first line, with every secret of storage_url (and any URL password) hidden."""
     if isinstance(e, OSError) and e.filename is not None:
-        return f"{e.filename}: {e.strerror or type(e).__name__}"
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+        text = f"{e.filename}: {e.strerror or type(e).__name__}"
+    else:
+        text = str(e).strip()
+        text = text.splitlines()[0] if text else type(e).__name__
+    return redact_text(text, storage_url)
 
 
 def silence_optuna_warnings() -> None:

@@ -5,11 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from model.config import JsonConfig
+from model.config import MAX_SEED, JsonConfig
 from model.data_config import DataConfig
 from storage.defaults import DEFAULT_STORAGE, GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, MAX_RETRY
 
 DEFAULT_STUDY = "alexnet-cifar10"
+MAX_STUDY_NAME = 200  # characters; Optuna stores up to 512, and a name is also shown in every line and folder
+
+
+def check_study_name(name: str) -> str:
+    if not name.strip():
+        raise ValueError(f"--study: must be a name of 1 to {MAX_STUDY_NAME} characters, not empty or blank")
+    if len(name) > MAX_STUDY_NAME:
+        raise ValueError(f"--study: must be at most {MAX_STUDY_NAME} characters, got {len(name)}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -76,5 +85,6 @@ class SearchConfig(JsonConfig):
                 raise ValueError(f"--{name.replace('_', '-')}: must be >= 0, got {getattr(self, name)}")
         if self.tpe_startup_trials is not None and self.tpe_startup_trials < 0:
             raise ValueError(f"--tpe-startup-trials: must be >= 0, got {self.tpe_startup_trials}")
-        if not self.study.strip():
-            raise ValueError("--study: must not be empty")
+        check_study_name(self.study)
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"--seed: must be in 0..{MAX_SEED} (numpy's seed range), got {self.seed}")

@@ -22,9 +22,15 @@ class AlexNetCifar10(Task):
     grid_space_file = "alexnet-cifar10-table1.toml"
     default_val_size = 5000
     class_names = cifar10.CLASSES
+    has_augmentation = True
 
     def build_model(self, config: AlexNetConfig) -> nn.Module:
         return AlexNet(config)
+
+    def check_model(self, config: AlexNetConfig) -> None:
+        if config.num_classes != len(cifar10.CLASSES):
+            raise ValueError(f"num_classes: CIFAR-10 has {len(cifar10.CLASSES)} classes (allowed: "
+                             f"{len(cifar10.CLASSES)}), got {config.num_classes}")
 
     def load_search_data(self, data: DataConfig) -> TaskData:
         x, y = cifar10.load_train(data.root, data.download)

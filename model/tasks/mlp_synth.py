@@ -38,6 +38,14 @@ class MLPSynth(Task):
     def build_model(self, config: MLPConfig) -> nn.Module:
         return MLP(config)
 
+    def check_model(self, config: MLPConfig) -> None:
+        if config.in_features != synth.FEATURES:
+            raise ValueError(f"in_features: the synthetic data has {synth.FEATURES} features (allowed: "
+                             f"{synth.FEATURES}), got {config.in_features}")
+        if config.num_classes != len(self.class_names):
+            raise ValueError(f"num_classes: the synthetic data has {len(self.class_names)} classes (allowed: "
+                             f"{len(self.class_names)}), got {config.num_classes}")
+
     def _train_split(self, data: DataConfig) -> Split:
         # Draw all 60,000 and keep a prefix, so a smaller train_size is a subset of the full training set.
         x, y = synth.draw(TRAIN_POINTS, _seed(data.split_seed, TRAIN_STREAM))

@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USAGE_ERRORS as e:
         if debug:
             raise
-        print(f"alexsearch {args.command}: error: {one_line(e)}", file=sys.stderr)
+        print(f"alexsearch {args.command}: error: {one_line(e, getattr(args, 'storage', None))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"alexsearch {args.command}: interrupted", file=sys.stderr)

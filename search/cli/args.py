@@ -10,6 +10,7 @@ import argparse
 import re
 import typing
 
+from search.settings import MAX_SEED, check_study_name
 from storage.defaults import DEFAULT_STORAGE
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
@@ -50,10 +51,24 @@ positive_int = _int_at_least(1, "a positive integer")
 non_negative_int = _int_at_least(0, "an integer >= 0")
 
 
+def seed_int(text: str) -> int:
+    value = non_negative_int(text)
+    if value > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be in 0..{MAX_SEED} (numpy's seed range), got {text!r}")
+    return value
+
+
+def study_name(text: str) -> str:
+    try:
+        return check_study_name(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--study: ")) from None
+
+
 def add_storage_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", default=DEFAULT_STORAGE,
                    help=f"SQLAlchemy URL of the study database (default: {DEFAULT_STORAGE})")
-    p.add_argument("--study", default=None,
+    p.add_argument("--study", type=study_name, default=None,
                    help="study name (default: for search, the task's name, e.g. alexnet-cifar10; "
                         "for the other commands, the only study in the storage)")
 

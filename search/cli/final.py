@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from search.cli.args import non_negative_int, positive_int
+from search.cli.args import positive_int, seed_int, study_name
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the command's imports are in run(), so `final --help` loads no torch
     import optuna
 
     from search.export import ExportedConfig
@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     p.add_argument("--seeds", type=positive_int, default=3,
                    help="train this many times, with seeds = the config's seed, +1, +2, ... (default: 3)")
-    p.add_argument("--seed", type=non_negative_int, default=None,
+    p.add_argument("--seed", type=seed_int, default=None,
                    help="first seed (default: the seed stored in the config)")
     p.add_argument("--out", default="final", help="folder for metrics.json, weights and plots (default: ./final)")
     p.add_argument("--train-size", type=positive_int, default=None,
@@ -37,7 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", default=None,
                    help="record the result on the study in this storage (default: the storage in the config's "
                         "provenance; needed when its URL had a password)")
-    p.add_argument("--study", default=None, help="record the result on this study (default: the config's study)")
+    p.add_argument("--study", type=study_name, default=None,
+                   help="record the result on this study (default: the config's study)")
     p.add_argument("--artifacts", default=None,
                    help="artifact folder for a server database (default: next to a SQLite file, else "
                         "./alexsearch-artifacts)")
@@ -63,7 +64,7 @@ def version_note(exported: ExportedConfig, now: dict[str, str]) -> str | None:
 def open_study(args: argparse.Namespace, exported: ExportedConfig) -> tuple[optuna.Study | None, str | None]:
     """The study to record on, or None with a message; never fails the run."""
     from search import final
-    from storage.url import redact
+    from storage.url import redact, redact_text
 
     url = args.storage or exported.provenance.storage
     name = args.study or exported.provenance.study
@@ -72,7 +73,8 @@ def open_study(args: argparse.Namespace, exported: ExportedConfig) -> tuple[optu
     try:
         return final.open_study_for_result(url, name), url
     except Exception as e:  # any storage problem: the local results still matter more
-        print(f"alexsearch final: cannot open study {name!r} in {redact(url)} ({str(e).splitlines()[0]}); "
+        print(f"alexsearch final: cannot open study {name!r} in {redact(url)} "
+              f"({redact_text(str(e).splitlines()[0], url)}); "
               "results are written locally only", file=sys.stderr)
         return None, url
 
@@ -81,21 +83,29 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
+    from model.config import MAX_SEED, ConfigError
     from model.device import device_name, resolve_device
     from model.tasks import get_task
     from search import final
     from search.export import load_exported
     from search.trials.trial_config import versions
     from storage.study import quiet_optuna
+    from storage.url import redact_text
 
     exported = load_exported(args.config)
     config = exported.trial_config
     task = get_task(config.task)
     device = resolve_device(args.device)
+    try:  # built on the meta device: a model that cannot be built or would not fit fails here, before training
+        task.check_fits(config.model_config(), device)
+    except ValueError as e:
+        raise ConfigError(f"--config: trial_config.model: {e}") from None
     out = Path(args.out).expanduser()
     check_out_dir(out)
     first_seed = config.train.seed if args.seed is None else args.seed
     seeds = [first_seed + i for i in range(args.seeds)]
+    if seeds[-1] > MAX_SEED:
+        raise ConfigError(f"--seeds: the last seed would be {seeds[-1]}; seeds must be in 0..{MAX_SEED}")
     data_config = final.final_data_config(exported, args.data, args.download, args.train_size)
     data = task.load_final_data(data_config)  # the only command that loads the test set
     quiet_optuna()
@@ -155,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"recorded on study {study.study_name!r}: user attr {final.STUDY_ATTR!r} and "
                   f"{len(files)} artifacts")
         except Exception as e:  # the run is done and saved; a storage hiccup must not hide that
+            why = redact_text(str(e).splitlines()[0] if str(e) else "", storage_url)
             print(f"alexsearch final: could not record on study {study.study_name!r} "
-                  f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); results are in {out}",
+                  f"({type(e).__name__}: {why}); results are in {out}",
                   file=sys.stderr)
     return 0 if summary["test_acc_mean"] is not None else 1

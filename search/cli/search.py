@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 
 from model.task_catalog import task_summaries
-from search.cli.args import add_data_args, add_storage_args, duration_s, literal_choices, non_negative_int, positive_int
+from search.cli.args import (
+    add_data_args,
+    add_storage_args,
+    duration_s,
+    literal_choices,
+    non_negative_int,
+    positive_int,
+    seed_int,
+)
 from search.settings import SearchConfig
 from storage.defaults import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, MAX_RETRY
 
@@ -66,7 +74,7 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
                    help=f"completed trials before the median pruner prunes (default: {D.startup_trials})")
     p.add_argument("--tpe-startup-trials", type=non_negative_int, default=None,
                    help="random trials before TPE models the results (default: a third of --trials, at least 3)")
-    p.add_argument("--seed", type=non_negative_int, default=D.seed,
+    p.add_argument("--seed", type=seed_int, default=D.seed,
                    help=f"seeds the sampler and training (default: {D.seed})")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
                    help="auto: bf16 autocast on CUDA, fp32 elsewhere; bf16 also speeds up CPUs with bf16 units "
@@ -125,14 +133,16 @@ def settings_from_args(args: argparse.Namespace):  # -> tuple[SearchConfig, Spac
     trials = args.trials or (space.grid_size() if args.sampler == "grid" else D.trials)
     data = DataConfig(root=args.data, download=args.download, val_size=args.val_size or task.default_val_size,
                       train_size=args.train_size)
-    settings = SearchConfig(study=args.study or args.task, storage=args.storage, task=args.task, space=args.space,
+    study = args.task if args.study is None else args.study  # --study '' is refused, not taken as the default
+    settings = SearchConfig(study=study, storage=args.storage, task=args.task, space=args.space,
                             trials=trials, epochs=args.epochs, strategy=args.strategy, sampler=args.sampler,
                             pruner=args.pruner, patience=args.patience, warmup_epochs=args.warmup_epochs,
                             startup_trials=args.startup_trials, tpe_startup_trials=args.tpe_startup_trials,
                             seed=args.seed, device=args.device, data=data, precision=args.precision,
                             heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
                             max_retry=args.max_retry, artifacts=args.artifacts)
-    resolve_device(settings.device)  # fails here, before the database is touched
+    device = resolve_device(settings.device)  # fails here, before the database is touched
+    space.check_models(device)  # a model too big for the device fails here, not in every trial
     return apply_protocol(settings, space, args.trials), space  # stepwise: no pruning, 7 trials by default
 
 

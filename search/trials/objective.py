@@ -6,6 +6,7 @@ last checkpoint, and no second training of a config that has already been traine
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +25,7 @@ from search.trials.trial_config import TrialConfig, versions
 from search.workers import events
 from search.workers.loop import is_duplicate
 from search.workers.signals import stop_requested
-from storage.checkpoints import CheckpointStore
+from storage.checkpoints import CheckpointError, CheckpointStore
 
 Log = Callable[[str], None]
 # Asked before each training step (force=False: may answer from memory) and after each epoch (force=True:
@@ -137,11 +138,14 @@ class Objective:
         """Load the retry chain's checkpoint into trainer; return the epochs it already trained."""
         if self.checkpoints is None or root == trial.number:
             return []
-        state = self.checkpoints.load(root)
-        if state is None:
+        try:  # checked against this trial's config, model and optimizer before anything is loaded
+            state = self.checkpoints.load_resumable(
+                root, config=config.to_dict(), model=trainer.model, optimizer=trainer.optimizer,
+                epochs=config.train.epochs, history_keys=[f.name for f in dataclasses.fields(EpochStats)])
+        except CheckpointError as e:
+            self.log(f"trial {trial.number}: not resuming trial {root}: {e}; training from scratch")
             return []
-        if state.get("config") != config.to_dict():
-            self.log(f"trial {trial.number}: checkpoint of trial {root} has another config; starting over")
+        if state is None:
             return []
         trainer.load_state_dict(state)
         trial.set_user_attr("resumed_from", {"trial": root, "epoch": trainer.epoch})

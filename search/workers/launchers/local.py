@@ -32,7 +32,7 @@ def _child_main(settings: dict[str, Any], place: dict[str, Any], lines: Any) -> 
     except KeyboardInterrupt:  # stopped before the trial loop began
         code = 130
     except USAGE_ERRORS as e:
-        lines.put(f"{place['prefix']}error: {one_line(e)}")
+        lines.put(f"{place['prefix']}error: {one_line(e, settings.get('storage'))}")
         code = 2
     sys.exit(code)
 
