@@ -28,7 +28,7 @@ from search.report.trials import curves, fmt, fmt_params, is_duplicate
 from search.trials.stepwise import PLAN_ATTR, Plan, replay
 
 MAX_LEGEND_VALUES = 5  # more distinct values than this: a colour bar instead of a legend
-STYLES = ("-", "--", ":", "-.")
+STYLES = ("-", "--", "-.")  # ":" is kept for failed trials
 END_MARKERS = {TrialState.PRUNED: ("x", "pruned"), TrialState.RUNNING: (">", "still running"),
                TrialState.FAIL: ("X", "failed (its retry goes on from its checkpoint)")}
 FAILED_ALPHA = 0.35  # a failed trial's curve is faint and dotted: it is not a result
