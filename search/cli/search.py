@@ -15,6 +15,7 @@ from search.cli.args import (
     seed_int,
 )
 from search.settings import SearchConfig
+from search.workers.placement import measured_workers
 from storage.defaults import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, MAX_RETRY
 
 HELP = "create or resume a study and run trials until it has --trials finished trials"
@@ -106,8 +107,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=positive_int, default=None,
                    help="worker processes on this machine (default: one per visible GPU, times --workers-per-gpu; "
                         "1 on a CPU-only machine)")
-    p.add_argument("--workers-per-gpu", type=positive_int, default=1,
-                   help="workers sharing each GPU (default: 1)")
+    measured = measured_workers()
+    p.add_argument("--workers-per-gpu", type=positive_int, default=measured.workers_per_gpu,
+                   help=f"workers sharing each GPU (default: {measured.describe()}; "
+                        f"search/workers/workers_per_gpu.json, written by make gpu-check)")
     p.add_argument("--no-estimate", action="store_true",
                    help="skip the cost estimate (a few timed training steps) before the search starts")
     p.add_argument("--estimate-only", action="store_true",
