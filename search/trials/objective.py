@@ -7,6 +7,7 @@ last checkpoint, and no second training of a config that has already been traine
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -50,7 +51,7 @@ def best_so_far(study: optuna.Study) -> tuple[int, float] | None:
     """(number, value) of the study's best complete trial, or None."""
     try:
         best = study.best_trial
-    except ValueError:
+    except ValueError:  # no complete trial yet
         return None
     return best.number, best.value
 
@@ -124,9 +125,12 @@ class Objective:
         except optuna.TrialPruned:
             self._drop_checkpoint(root)
             raise
-        previous = best_so_far(trial.study)
         val = curves["val_acc"]
         self.log(events.completed(trial.number, value, val.index(value) + 1 if value in val else 0, len(val)))
+        try:
+            previous = best_so_far(trial.study)
+        except Exception:  # noqa: BLE001 - a storage hiccup must not fail a trial that trained; no line then
+            previous = (-1, math.inf)
         if previous is None or value > previous[1]:
             self.log(events.new_best(trial.number, value, previous))
         if self.on_complete is not None:
