@@ -99,3 +99,11 @@ def test_two_workers_piped_to_a_file_write_whole_lines(tmp_path):
     assert sum(bool(re.search(r"trial \d+ started", line)) for line in lines) >= 5
     assert any("new best" in line for line in lines) and lines[-1].startswith(("best:", "progress:"))
     assert "\r" not in log.read_text()  # not a terminal: no bar redraws
+
+
+def test_lines_only_for_a_log_that_a_watcher_reads():
+    out = io.StringIO()
+    d = Display(3, lambda: 2, out=out, tty=True, progress=False)
+    d.line("trial 1 completed: val_acc 0.5 at epoch 1 of 1")
+    d.close()
+    assert out.getvalue() == "trial 1 completed: val_acc 0.5 at epoch 1 of 1\n"

@@ -40,10 +40,12 @@ def duration(seconds: float) -> str:
 class Display:
     def __init__(self, budget: int, count_finished: Callable[[], int | None], *, workers: int = 1,
                  epochs: int = 1, out: TextIO | None = None, tty: bool | None = None,
-                 poll_s: float = POLL_S, clock: Callable[[], float] = time.monotonic) -> None:
+                 poll_s: float = POLL_S, clock: Callable[[], float] = time.monotonic, progress: bool = True) -> None:
+        """progress=False: event lines only, no bar and no progress lines (a worker whose log a watcher reads)."""
         self.budget, self.count_finished, self.workers, self.epochs = budget, count_finished, workers, epochs
         self.out = out or sys.stdout
-        self.tty = self.out.isatty() if tty is None else tty
+        self.tty = progress and (self.out.isatty() if tty is None else tty)
+        self.progress = progress
         self.poll_s, self.clock = poll_s, clock
         self.started = clock()
         self.finished_here: set[int] = set()  # trial numbers this run's workers finished
@@ -81,7 +83,7 @@ class Display:
                 self.count = count
         if self.tty:
             self._draw_bar()
-        elif self.count is not None and self.count != self.shown:
+        elif self.progress and self.count is not None and self.count != self.shown:
             self.shown = self.count
             self._write_line(self.status())
 

@@ -39,7 +39,7 @@ class WorkerPlace:
     ignore_sigint: bool = False  # spawned workers: Ctrl-C reaches the whole process group; the parent forwards it
     threads: int | None = None  # torch CPU threads
     prefix: str = ""  # put before each log line, e.g. "[w2] "
-    progress_bar: bool = True  # this process owns the terminal: it shows the study's progress itself
+    progress_bar: bool = True  # show the study's progress too (bar or progress lines), not only event lines
     deadline: float | None = None  # time.time() after which no new trial starts (search --timeout)
     debug: bool = False  # let Optuna's own log lines through
 
@@ -74,7 +74,7 @@ def run_worker(settings: SearchConfig, place: WorkerPlace = WorkerPlace(),
     display = None
     if emit is None:
         display = Display(settings.trials, lambda: _count(opened.get("study")), epochs=settings.epochs,
-                          tty=None if place.progress_bar else False)
+                          progress=place.progress_bar)
         emit = display.line
 
     def log(line: str) -> None:
