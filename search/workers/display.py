@@ -87,8 +87,10 @@ class Display:
             self.shown = self.count
             self._write_line(self.status())
 
-    def close(self) -> None:
-        self.tick(force=True)
+    def close(self, final_count: bool = True) -> None:
+        """final_count=False: no last read of the study (a user who pressed Ctrl-C wants out now)."""
+        if final_count:
+            self.tick(force=True)
         if self.tty and self._bar_drawn:
             self.out.write("\n")
             self._bar_drawn = False

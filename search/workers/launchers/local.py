@@ -80,10 +80,10 @@ def launch(settings: SearchConfig, workers: int, gpu_ids: list[str], threads: in
                 p.kill()
             p.join()
         _show(lines, display, wait_s=0.0)
-        if poller.study is not None:
+        if poller.study is not None and not stop["signum"]:
             display.line(best_line(poller.study))
     finally:
-        display.close()
+        display.close(final_count=not stop["signum"])
         for s, handler in old.items():
             signal.signal(s, handler)
     if stop["signum"]:
