@@ -107,3 +107,11 @@ def test_lines_only_for_a_log_that_a_watcher_reads():
     d.line("trial 1 completed: val_acc 0.5 at epoch 1 of 1")
     d.close()
     assert out.getvalue() == "trial 1 completed: val_acc 0.5 at epoch 1 of 1\n"
+
+
+def test_a_trial_seen_finishing_counts_before_the_study_has_stored_it():
+    out = io.StringIO()
+    d = Display(4, lambda: 1, out=out, tty=False)  # the study had 1 finished trial when this run began
+    d.tick(force=True)
+    d.line("trial 5 completed: val_acc 0.5 at epoch 1 of 1")  # its worker has not told Optuna yet
+    assert d.done() == 2 and "progress: 2/4 trials finished" in out.getvalue()

@@ -8,7 +8,7 @@ import torch
 from optuna.trial import TrialState
 
 from model.tasks import DataConfig, get_task
-from model.train import Trainer, TrainConfig
+from model.train import TrainConfig, Trainer
 from search.settings import SearchConfig
 from search.space.space import parse_space
 from search.study.create import create_study

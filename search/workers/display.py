@@ -51,7 +51,8 @@ class Display:
         self.finished_here: set[int] = set()  # trial numbers this run's workers finished
         self.epoch_seconds: list[float] = []  # measured in this run
         self.count: int | None = None  # the study's finished trials, as last read
-        self.shown: int | None = None  # the count last printed as a plain line
+        self.base: int | None = None  # the count at the first read, before this run's trials finished
+        self.shown: int | None = None  # done() as last printed in a plain line
         self._last_poll = float("-inf")
         self._bar_drawn = False
 
@@ -81,10 +82,12 @@ class Display:
             count = self.count_finished()
             if count is not None:
                 self.count = count
+                if self.base is None:
+                    self.base = max(0, count - len(self.finished_here))
         if self.tty:
             self._draw_bar()
-        elif self.progress and self.count is not None and self.count != self.shown:
-            self.shown = self.count
+        elif self.progress and self.count is not None and self.done() != self.shown:
+            self.shown = self.done()
             self._write_line(self.status())
 
     def close(self, final_count: bool = True) -> None:
@@ -99,7 +102,9 @@ class Display:
     # --- what is shown ---------------------------------------------------------------------------------
 
     def done(self) -> int:
-        return min(self.budget, self.count or 0)
+        """The study's count; a trial this run saw finish counts at once, before its worker has stored it."""
+        seen = (self.base or 0) + len(self.finished_here) if self.base is not None else 0
+        return min(self.budget, max(self.count or 0, seen))
 
     def rate_per_min(self) -> float | None:
         elapsed = self.clock() - self.started
