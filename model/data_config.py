@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model.config import MAX_SEED, JsonConfig
+from model.config import MAX_SEED, ConfigError, JsonConfig
 
 
 @dataclass(frozen=True)
@@ -19,8 +19,8 @@ class DataConfig(JsonConfig):
     def __post_init__(self) -> None:
         self.check_types()
         if self.val_size is not None and self.val_size < 1:
-            raise ValueError(f"val_size must be >= 1, got {self.val_size}")
+            raise ConfigError(f"val_size must be >= 1, got {self.val_size}")
         if self.train_size is not None and self.train_size < 1:
-            raise ValueError(f"train_size must be >= 1, got {self.train_size}")
+            raise ConfigError(f"train_size must be >= 1, got {self.train_size}")
         if not 0 <= self.split_seed <= MAX_SEED:
-            raise ValueError(f"split_seed must be in 0..{MAX_SEED}, got {self.split_seed}")
+            raise ConfigError(f"split_seed must be in 0..{MAX_SEED}, got {self.split_seed}")

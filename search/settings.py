@@ -7,6 +7,7 @@ from typing import Literal
 
 from model.config import MAX_SEED, JsonConfig
 from model.data_config import DataConfig
+from search.errors import UsageError
 from storage.defaults import DEFAULT_STORAGE, GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, MAX_RETRY
 
 DEFAULT_STUDY = "alexnet-cifar10"
@@ -15,9 +16,9 @@ MAX_STUDY_NAME = 200  # characters; Optuna stores up to 512, and a name is also 
 
 def check_study_name(name: str) -> str:
     if not name.strip():
-        raise ValueError(f"--study: must be a name of 1 to {MAX_STUDY_NAME} characters, not empty or blank")
+        raise UsageError(f"--study: must be a name of 1 to {MAX_STUDY_NAME} characters, not empty or blank")
     if len(name) > MAX_STUDY_NAME:
-        raise ValueError(f"--study: must be at most {MAX_STUDY_NAME} characters, got {len(name)}")
+        raise UsageError(f"--study: must be at most {MAX_STUDY_NAME} characters, got {len(name)}")
     return name
 
 
@@ -73,18 +74,18 @@ class SearchConfig(JsonConfig):
         self.check_types()
         for name in ("trials", "epochs"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name}: must be >= 1, got {getattr(self, name)}")
+                raise UsageError(f"--{name}: must be >= 1, got {getattr(self, name)}")
         for name in ("heartbeat_interval", "grace_period"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')}: must be >= 1 second, got {getattr(self, name)}")
+                raise UsageError(f"--{name.replace('_', '-')}: must be >= 1 second, got {getattr(self, name)}")
         if self.grace_period <= self.heartbeat_interval:
-            raise ValueError(f"--grace-period: must be longer than --heartbeat-interval "
+            raise UsageError(f"--grace-period: must be longer than --heartbeat-interval "
                              f"({self.heartbeat_interval} s), got {self.grace_period}")
         for name in ("patience", "warmup_epochs", "startup_trials", "max_retry"):
             if getattr(self, name) < 0:
-                raise ValueError(f"--{name.replace('_', '-')}: must be >= 0, got {getattr(self, name)}")
+                raise UsageError(f"--{name.replace('_', '-')}: must be >= 0, got {getattr(self, name)}")
         if self.tpe_startup_trials is not None and self.tpe_startup_trials < 0:
-            raise ValueError(f"--tpe-startup-trials: must be >= 0, got {self.tpe_startup_trials}")
+            raise UsageError(f"--tpe-startup-trials: must be >= 0, got {self.tpe_startup_trials}")
         check_study_name(self.study)
         if not 0 <= self.seed <= MAX_SEED:
-            raise ValueError(f"--seed: must be in 0..{MAX_SEED} (numpy's seed range), got {self.seed}")
+            raise UsageError(f"--seed: must be in 0..{MAX_SEED} (numpy's seed range), got {self.seed}")

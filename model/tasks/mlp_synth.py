@@ -15,8 +15,9 @@ import torch
 from torch import nn
 
 from model import synth
+from model.config import ConfigError
 from model.mlp import MLP, MLPConfig
-from model.tasks import DataConfig, Preprocess, Split, Task, TaskData, register
+from model.tasks.base import DataConfig, Preprocess, Split, Task, TaskData
 
 TRAIN_POINTS = 60_000
 TEST_POINTS = 10_000
@@ -40,10 +41,10 @@ class MLPSynth(Task):
 
     def check_model(self, config: MLPConfig) -> None:
         if config.in_features != synth.FEATURES:
-            raise ValueError(f"in_features: the synthetic data has {synth.FEATURES} features (allowed: "
+            raise ConfigError(f"in_features: the synthetic data has {synth.FEATURES} features (allowed: "
                              f"{synth.FEATURES}), got {config.in_features}")
         if config.num_classes != len(self.class_names):
-            raise ValueError(f"num_classes: the synthetic data has {len(self.class_names)} classes (allowed: "
+            raise ConfigError(f"num_classes: the synthetic data has {len(self.class_names)} classes (allowed: "
                              f"{len(self.class_names)}), got {config.num_classes}")
 
     def _train_split(self, data: DataConfig) -> Split:
@@ -59,6 +60,11 @@ class MLPSynth(Task):
     def load_final_data(self, data: DataConfig) -> TaskData:
         return TaskData(self._train_split(data), Split(*synth.draw(TEST_POINTS, TEST_SEED)), "test")
 
+    input_normalisation = {  # noqa: RUF012 - a constant, read only
+        "input": "float32 features, N x 2, as model/synth.py draws them",
+        "formula": "none: the features are already standard normal",
+    }
+
     def make_preprocess(self, device: torch.device) -> Preprocess:
         # The features are already standard normal float32: nothing to scale.
         def preprocess(x: torch.Tensor) -> torch.Tensor:
@@ -66,5 +72,3 @@ class MLPSynth(Task):
 
         return preprocess
 
-
-register(MLPSynth())

@@ -10,9 +10,10 @@ import argparse
 import re
 import typing
 
-from search.settings import MAX_SEED, check_study_name
-from storage.defaults import DEFAULT_STORAGE
+from model.data_config import DataConfig
+from search.settings import MAX_SEED, SearchConfig, check_study_name
 
+DEFAULTS = SearchConfig()  # one place for a default: the config dataclasses
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600}
 
@@ -66,14 +67,16 @@ def study_name(text: str) -> str:
 
 
 def add_storage_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--storage", default=DEFAULT_STORAGE,
-                   help=f"SQLAlchemy URL of the study database (default: {DEFAULT_STORAGE})")
+    p.add_argument("--storage", default=DEFAULTS.storage,
+                   help=f"SQLAlchemy URL of the study database (default: {DEFAULTS.storage})")
     p.add_argument("--study", type=study_name, default=None,
                    help="study name (default: for search, the task's name, e.g. alexnet-cifar10; "
                         "for the other commands, the only study in the storage)")
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="data", help="folder holding cifar-10-batches-py/ (default: ./data)")
+    p.add_argument("--data", default=DataConfig.root,
+                   help=f"folder holding cifar-10-batches-py/ (default: ./{DataConfig.root})")
     p.add_argument("--download", action="store_true", help="download CIFAR-10 into --data when it is missing")
-    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    p.add_argument("--device", default=DEFAULTS.device,
+                   help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")

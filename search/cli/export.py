@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from search.cli.args import add_storage_args, positive_int
+from search.errors import UsageError
 
 HELP = "write the best complete trial's config (epochs = its best epoch) as JSON for `alexsearch final`"
 
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     paths = [rank_path(out, config.provenance.rank) for config in exports]
     existing = [p for p in paths if p.exists()]
     if existing and not args.force:  # checked before any file is written: all or nothing
-        raise ValueError(f"--out: {existing[0]} already exists; pick another file, or pass --force to overwrite it")
+        raise UsageError(f"--out: {existing[0]} already exists; pick another file, or pass --force to overwrite it")
     out.parent.mkdir(parents=True, exist_ok=True)
     lines = []
     for config, path in zip(exports, paths, strict=True):

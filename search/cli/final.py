@@ -7,14 +7,8 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from search.cli.args import positive_int, seed_int, study_name
-
-if TYPE_CHECKING:  # the command's imports are in run(), so `final --help` loads no torch
-    import optuna
-
-    from search.export import ExportedConfig
 
 HELP = "retrain an exported config on all training images and evaluate the test set once per seed"
 
@@ -45,40 +39,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def check_out_dir(out: Path) -> None:
-    from search import final
-
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out: {out} is a file, not a folder")
-    if (out / final.METRICS_FILE).exists():
-        raise ValueError(f"--out: {out} already holds {final.METRICS_FILE} from an earlier run; "
-                         "pick another folder or remove it")
-
-
-def version_note(exported: ExportedConfig, now: dict[str, str]) -> str | None:
-    changed = [f"{k} {exported.versions[k]} -> {now[k]}" for k in now
-               if k in exported.versions and exported.versions[k] != now[k]]
-    return f"note: versions differ from the search trial's: {', '.join(changed)}" if changed else None
-
-
-def open_study(args: argparse.Namespace, exported: ExportedConfig) -> tuple[optuna.Study | None, str | None]:
-    """The study to record on, or None with a message; never fails the run."""
-    from search import final
-    from storage.url import redact, redact_text
-
-    url = args.storage or exported.provenance.storage
-    name = args.study or exported.provenance.study
-    if not url or not (name or args.storage):  # --storage alone picks the storage's only study
-        return None, None
-    try:
-        return final.open_study_for_result(url, name), url
-    except Exception as e:  # any storage problem: the local results still matter more
-        print(f"alexsearch final: cannot open study {name!r} in {redact(url)} "
-              f"({redact_text(str(e).splitlines()[0], url)}); "
-              "results are written locally only", file=sys.stderr)
-        return None, url
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
@@ -101,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise ConfigError(f"--config: trial_config.model: {e}") from None
     out = Path(args.out).expanduser()
-    check_out_dir(out)
+    final.check_out_dir(out)
     first_seed = config.train.seed if args.seed is None else args.seed
     seeds = [first_seed + i for i in range(args.seeds)]
     if seeds[-1] > MAX_SEED:
@@ -109,9 +69,11 @@ def run(args: argparse.Namespace) -> int:
     data_config = final.final_data_config(exported, args.data, args.download, args.train_size)
     data = task.load_final_data(data_config)  # the only command that loads the test set
     quiet_optuna()
-    study, storage_url = open_study(args, exported)
+    study, storage_url, why_not = final.study_to_record_on(exported, args.storage, args.study)
+    if why_not:
+        print(f"alexsearch final: {why_not}", file=sys.stderr)
     now_versions = versions()
-    note = version_note(exported, now_versions)
+    note = final.version_note(exported, now_versions)
     if note:
         print(note, file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
@@ -126,47 +88,37 @@ def run(args: argparse.Namespace) -> int:
     results, weights = [], {}
     bar = tqdm(seeds, desc="seeds", unit="seed", dynamic_ncols=True, file=sys.stderr)
     for seed in bar:
-        result, state = final.train_and_test(task, exported, data, device, seed, n_classes, log=bar.write)
+        result, weights_file = final.run_seed(task, exported, data, device, seed, n_classes, out, log=bar.write)
         results.append(result)
-        if state is not None:
-            torch.save(state, out / final.weights_file(seed))
-            weights[str(seed)] = final.weights_file(seed)
+        if weights_file is not None:
+            weights[str(seed)] = weights_file
             bar.write(f"seed {seed}: test_acc {result.test_acc:.4f} ({result.seconds:.0f}s)")
     bar.close()
 
-    summary = final.summarize(results, names)
-    metrics = {
-        **summary, "classes": names, "seeds": seeds, "epochs": config.train.epochs, "task": config.task,
-        "train_images": len(data.train), "test_images": len(data.eval), "data_root": data_config.root,
-        "device": device_name(device), "study": p.study, "trial": p.trial, "storage": p.storage,
-        "search_val_acc": p.val_acc, "started_at": started.isoformat(timespec="seconds"),
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"), "seconds": time.perf_counter() - t0,
-        "weights": weights, "versions": now_versions, "per_seed": [r.as_dict() for r in results],
-        "config": exported.to_dict(),
-    }
-    (out / final.CONFIG_FILE).write_text(exported.to_json() + "\n")
-    final.write_json(out / final.METRICS_FILE, metrics)
-    title = f"{config.task}" + (f", study {p.study} trial {p.trial}" if p.trial is not None else "")
-    final.plot_confusion(summary["confusion_matrix"], names, f"test set, {len(results)} seed(s) summed: {title}",
-                         out / final.CONFUSION_PNG)
-    final.plot_learning_curve(results, title, out / final.CURVE_PNG)
+    metrics = final.metrics(exported, results, names, data, data_config, device_name(device), started,
+                            time.perf_counter() - t0, weights, now_versions)
+    files = final.write_results(out, exported, metrics, results, names)
 
-    if summary["test_acc_mean"] is None:
+    if metrics["test_acc_mean"] is None:
         print(f"every seed diverged; nothing to test. Wrote {out}", file=sys.stderr)
     else:
         done = [r for r in results if r.test_acc is not None]
         accs = ", ".join(f"seed {r.seed} {r.test_acc:.4f}" for r in done)
-        spread = f" ± {summary['test_acc_std']:.4f} (sample std)" if len(done) > 1 else ""
-        print(f"test accuracy {summary['test_acc_mean']:.4f}{spread} over {len(done)} seed(s): {accs}; wrote {out}")
+        spread = f" ± {metrics['test_acc_std']:.4f} (sample std)" if len(done) > 1 else ""
+        print(f"test accuracy {metrics['test_acc_mean']:.4f}{spread} over {len(done)} seed(s): {accs}; wrote {out}")
     if study is not None:
-        files = [out / final.METRICS_FILE, out / final.CONFUSION_PNG, out / final.CURVE_PNG]
         try:
-            final.record_on_study(study, storage_url, args.artifacts, final.study_result(metrics, out), files)
-            print(f"recorded on study {study.study_name!r}: user attr {final.STUDY_ATTR!r} and "
-                  f"{len(files)} artifacts")
+            final.record_on_study(study, storage_url, args.artifacts, final.study_result(metrics, out), files,
+                                  smoke_train_size=args.train_size)
+            if args.train_size is None:
+                print(f"recorded on study {study.study_name!r}: user attr {final.STUDY_ATTR!r} and "
+                      f"{len(files)} artifacts")
+            else:
+                print(f"a --train-size run is a smoke test: recorded on study {study.study_name!r} only as user "
+                      f"attr {final.SMOKE_ATTR!r} (its {final.STUDY_ATTR!r} and artifacts are left as they were)")
         except Exception as e:  # the run is done and saved; a storage hiccup must not hide that
             why = redact_text(str(e).splitlines()[0] if str(e) else "", storage_url)
             print(f"alexsearch final: could not record on study {study.study_name!r} "
                   f"({type(e).__name__}: {why}); results are in {out}",
                   file=sys.stderr)
-    return 0 if summary["test_acc_mean"] is not None else 1
+    return 0 if metrics["test_acc_mean"] is not None else 1

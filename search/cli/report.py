@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from search.cli.args import add_storage_args, positive_int
+from search.errors import UsageError
 
 HELP = "write learning curves per parameter, Optuna plots, summary.md and index.html; or compare studies"
 
@@ -38,9 +39,9 @@ def run(args: argparse.Namespace) -> int:
     output = FigureOutput(tuple(f.strip().lower() for f in args.format.split(",") if f.strip()), args.dpi)
     if args.compare is not None:
         if len(args.compare) < 2:
-            raise ValueError(f"--compare: give two or more studies, got {len(args.compare)}")
+            raise UsageError(f"--compare: give two or more studies, got {len(args.compare)}")
         if args.study is not None:
-            raise ValueError("--study: not used with --compare; name the studies after --compare")
+            raise UsageError("--study: not used with --compare; name the studies after --compare")
     quiet_optuna()
     storage = open_storage(args.storage, create=False)
     out = Path(args.out)
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
             with figure_output(output):
                 figure, lines = write_compare(studies, out)
         except NeedsMoreTrials as e:
-            raise ValueError(f"--compare: {e}") from None
+            raise UsageError(f"--compare: {e}") from None
         print("\n".join(lines))
         print(f"wrote {figure} and {out / 'compare.md'}")
         return 0

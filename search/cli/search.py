@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from model.task_catalog import task_summaries
+from search.cli.args import DEFAULTS as D
 from search.cli.args import (
     add_data_args,
     add_storage_args,
@@ -14,13 +15,12 @@ from search.cli.args import (
     positive_int,
     seed_int,
 )
+from search.errors import UsageError
 from search.settings import SearchConfig
+from search.workers.launchers.sbatch import SlurmConfig
 from search.workers.placement import measured_workers
-from storage.defaults import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, MAX_RETRY
 
 HELP = "create or resume a study and run trials until it has --trials finished trials"
-D = SearchConfig()  # the defaults, from the one place they are set
-
 SAMPLER_HELP = {
     "tpe": "Bayesian (TPE): a third of --trials at random, then configs like the best so far",
     "grid": "every combination of a space whose parameters are all choices, once each (sets --trials)",
@@ -49,6 +49,8 @@ CHOICES_HELP = "\n".join([
     _block("pruners (--pruner):", PRUNER_HELP, D.pruner),
     _block("strategies (--strategy):", STRATEGY_HELP, D.strategy),
 ])
+
+
 
 
 def add_search_args(p: argparse.ArgumentParser) -> None:
@@ -87,17 +89,16 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=duration_s, default=None, metavar="DURATION",
                    help="start no new trial after this long, e.g. 90s, 30m, 2h; running trials finish "
                         "(default: no limit)")
-    p.add_argument("--heartbeat-interval", type=positive_int, default=HEARTBEAT_INTERVAL_S,
-                   help=f"seconds between a running trial's heartbeats (default: {HEARTBEAT_INTERVAL_S})")
-    p.add_argument("--grace-period", type=positive_int, default=GRACE_PERIOD_S,
+    p.add_argument("--heartbeat-interval", type=positive_int, default=D.heartbeat_interval,
+                   help=f"seconds between a running trial's heartbeats (default: {D.heartbeat_interval})")
+    p.add_argument("--grace-period", type=positive_int, default=D.grace_period,
                    help=f"seconds without a heartbeat before a trial is declared dead, failed and retried "
-                        f"(default: {GRACE_PERIOD_S})")
-    p.add_argument("--max-retry", type=non_negative_int, default=MAX_RETRY,
-                   help=f"retries of a dead trial, each resuming from its last checkpoint (default: {MAX_RETRY})")
+                        f"(default: {D.grace_period})")
+    p.add_argument("--max-retry", type=non_negative_int, default=D.max_retry,
+                   help=f"retries of a dead trial, each resuming from its last checkpoint (default: {D.max_retry})")
     p.add_argument("--artifacts", default=None,
                    help="folder for checkpoints and artifacts (default: next to the SQLite file, "
                         "DB-artifacts/; ./alexsearch-artifacts for a server database)")
-    p.add_argument("--debug", action="store_true", help="show Optuna's own log lines and full tracebacks")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -110,16 +111,66 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     measured = measured_workers()
     p.add_argument("--workers-per-gpu", type=positive_int, default=measured.workers_per_gpu,
                    help=f"workers sharing each GPU (default: {measured.describe()}; "
-                        f"search/workers/workers_per_gpu.json, written by make gpu-check)")
+                        f"search/workers/workers_per_gpu.json, written by make gpu-check); with --launcher slurm, "
+                        "workers in each array task per GPU it asks for")
     p.add_argument("--no-estimate", action="store_true",
                    help="skip the cost estimate (a few timed training steps) before the search starts")
     p.add_argument("--estimate-only", action="store_true",
                    help="print the cost estimate and exit, without touching the study")
+    add_launcher_args(p)
     p.set_defaults(run=run)
 
 
-def settings_from_args(args: argparse.Namespace):  # -> tuple[SearchConfig, Space]
-    """Validate every input; nothing touches the database until this returns."""
+def add_launcher_args(p: argparse.ArgumentParser) -> None:
+    """Where the workers run: here (local), or as a Slurm job array of --workers tasks (docs/slurm.md)."""
+    d = SlurmConfig()
+    p.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                   help="local: worker processes on this machine; slurm: a Slurm job array of --workers tasks, "
+                        "submitted with sbatch and watched from here (default: local)")
+    p.add_argument("--detach", action="store_true",
+                   help="slurm: return once the array is submitted; run the same command again to watch it")
+    g = p.add_argument_group("Slurm (with --launcher slurm; each option asks for one array task)")
+    g.add_argument("--slurm-partition", metavar="NAME", default=d.partition,
+                   help="default: the cluster's default partition")
+    g.add_argument("--slurm-time", metavar="TIME", default=d.time,
+                   help="time limit per task, e.g. 4:00:00; the task requeues itself just before it "
+                        "(default: the partition's)")
+    g.add_argument("--slurm-gpus-per-worker", metavar="N", type=non_negative_int, default=d.gpus_per_worker,
+                   help=f"GPUs per array task; 0 = CPU only (default: {d.gpus_per_worker})")
+    g.add_argument("--slurm-cpus-per-worker", metavar="N", type=positive_int, default=d.cpus_per_worker,
+                   help=f"CPU cores per array task (default: {d.cpus_per_worker})")
+    g.add_argument("--slurm-mem", metavar="SIZE", default=d.mem,
+                   help="memory per array task, e.g. 16G (default: the partition's)")
+    g.add_argument("--slurm-account", metavar="NAME", default=d.account, help="account to charge (default: yours)")
+    g.add_argument("--slurm-arg", action="append", default=list(d.sbatch_args), metavar="OPTION",
+                   help="another sbatch option, copied into the script as an #SBATCH line, e.g. "
+                        "--slurm-arg=--qos=high (repeatable)")
+
+
+def slurm_from_args(args: argparse.Namespace) -> SlurmConfig:
+    return SlurmConfig(partition=args.slurm_partition, time=args.slurm_time,
+                       gpus_per_worker=args.slurm_gpus_per_worker, cpus_per_worker=args.slurm_cpus_per_worker,
+                       mem=args.slurm_mem, account=args.slurm_account, sbatch_args=tuple(args.slurm_arg))
+
+
+def check_launcher_args(args: argparse.Namespace) -> None:
+    """Slurm options without --launcher slurm are a mistake, not something to ignore."""
+    if args.launcher == "slurm":
+        return
+    given = [name for name in ("slurm_partition", "slurm_time", "slurm_mem", "slurm_account")
+             if getattr(args, name) is not None]
+    given += [name for name, default in (("slurm_gpus_per_worker", SlurmConfig().gpus_per_worker),
+                                         ("slurm_cpus_per_worker", SlurmConfig().cpus_per_worker))
+              if getattr(args, name) != default]
+    given += ["slurm_arg"] if args.slurm_arg else []
+    given += ["detach"] if args.detach else []
+    if given:
+        raise UsageError(f"--{given[0].replace('_', '-')}: only with --launcher slurm")
+
+
+def settings_from_args(args: argparse.Namespace, check_device: bool = True):  # -> tuple[SearchConfig, Space]
+    """Validate every input; nothing touches the database until this returns. check_device=False when the
+    workers run elsewhere (a Slurm array): this machine need not have the device."""
     from model.device import resolve_device
     from model.tasks import DataConfig, all_tasks, get_task
     from search.space.space import load_space
@@ -128,7 +179,7 @@ def settings_from_args(args: argparse.Namespace):  # -> tuple[SearchConfig, Spac
 
     parse_url(args.storage)
     if args.task not in all_tasks():
-        raise ValueError(f"--task: unknown task {args.task!r} (allowed: {', '.join(sorted(all_tasks()))})")
+        raise UsageError(f"--task: unknown task {args.task!r} (allowed: {', '.join(sorted(all_tasks()))})")
     space = load_space(args.space, args.task)
     task = get_task(args.task)
     if args.sampler == "grid":
@@ -144,8 +195,9 @@ def settings_from_args(args: argparse.Namespace):  # -> tuple[SearchConfig, Spac
                             seed=args.seed, device=args.device, data=data, precision=args.precision,
                             heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
                             max_retry=args.max_retry, artifacts=args.artifacts)
-    device = resolve_device(settings.device)  # fails here, before the database is touched
-    space.check_models(device)  # a model too big for the device fails here, not in every trial
+    if check_device:  # a Slurm array's workers run elsewhere: their node checks its device
+        device = resolve_device(settings.device)  # fails here, before the database is touched
+        space.check_models(device)  # a model too big for the device fails here, not in every trial
     return apply_protocol(settings, space, args.trials), space  # stepwise: no pruning, 7 trials by default
 
 
@@ -154,10 +206,20 @@ def run(args: argparse.Namespace) -> int:
     from search.cli import STARTED
     from search.study.stop import clear_stopped_study, existing_study
     from search.workers.cost import estimate_cost
-    from search.workers.launchers.local import launch
+    from search.workers.launchers.local import LocalLauncher
+    from search.workers.launchers.slurm import SlurmLauncher
     from search.workers.placement import cpu_cores, default_workers, threads_per_worker, visible_gpu_ids
     from search.workers.run import WorkerPlace, run_worker
 
+    check_launcher_args(args)
+    deadline = STARTED + args.timeout if args.timeout else None
+    if args.launcher == "slurm":
+        if args.timeout:
+            raise UsageError("--timeout: not with --launcher slurm yet (use --slurm-time per task)")
+        settings, space = settings_from_args(args, check_device=False)
+        clear_stopped_study(settings.storage, settings.study)
+        launcher = SlurmLauncher(space, slurm_from_args(args), args.workers_per_gpu, detach=args.detach)
+        return launcher.launch(settings, args.workers or 1)
     settings, space = settings_from_args(args)
     device = resolve_device(settings.device)
     gpu_ids = visible_gpu_ids() if device.type == "cuda" else []
@@ -176,9 +238,8 @@ def run(args: argparse.Namespace) -> int:
     cleared = clear_stopped_study(settings.storage, settings.study)
     if cleared is not None:
         print(f"cleared the stop request ({cleared.get('at', '?')}) of study {settings.study!r}; resuming", flush=True)
-    deadline = STARTED + args.timeout if args.timeout else None
     if workers == 1:
         return run_worker(settings, WorkerPlace(index=0, deadline=deadline, debug=args.debug))
     if gpu_ids:
         settings = settings.replace(device="cuda")  # each worker sees only its own GPU, as cuda:0
-    return launch(settings, workers, gpu_ids, threads, deadline=deadline, debug=args.debug)
+    return LocalLauncher(gpu_ids, threads, deadline=deadline, debug=args.debug).launch(settings, workers)

@@ -26,14 +26,15 @@ def _fmt(v: object) -> str:
 
 
 def trial_rows(study: optuna.Study) -> list[list[str]]:
+    from search.trials import record
+
     rows = []
     for t in study.get_trials(deepcopy=False):
         params = " ".join(f"{k}={_fmt(v)}" for k, v in t.params.items())
         value = f"{t.value:.4f}" if t.value is not None else "-"
         if value == "-" and t.intermediate_values:
             value = f"({max(t.intermediate_values.values()):.4f})"
-        note = t.user_attrs.get("pruned_reason") or t.user_attrs.get("stopped_reason") or ""
-        rows.append([str(t.number), t.state.name, value, str(t.user_attrs.get("best_epoch", "-")), params, note])
+        rows.append([str(t.number), t.state.name, value, str(record.best_epoch(t, "-")), params, record.note(t)])
     return rows
 
 
@@ -44,7 +45,8 @@ def format_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from search.workers.loop import best_line
+    from search.trials.record import best_line
+    from search.workers.launchers.slurm import job_status_line
     from storage.study import load_study, open_storage, quiet_optuna
 
     quiet_optuna()
@@ -58,4 +60,7 @@ def run(args: argparse.Namespace) -> int:
         counts[r[1]] = counts.get(r[1], 0) + 1
     print("states: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
     print(best_line(study))
+    slurm = job_status_line(study)  # only for a study launched with --launcher slurm
+    if slurm is not None:
+        print(slurm)
     return 0

@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     from optuna.trial import TrialState
 
     from search.cli.status import format_table
-    from search.study.stop import STOP_ATTR
+    from search.trials import record
     from storage.study import open_storage
 
     storage = open_storage(args.storage, create=False)
@@ -28,19 +28,18 @@ def run(args: argparse.Namespace) -> int:
     for s in sorted(storage.get_all_studies(), key=lambda s: s.study_name):
         trials = storage.get_all_trials(storage.get_study_id_from_name(s.study_name), deepcopy=False)
         count = {state: sum(t.state == state for t in trials) for state in TrialState}
-        budget = s.user_attrs.get("search_config", {}).get("trials")
-        finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) and "duplicate_of" not in t.user_attrs
-                       for t in trials)
+        budget = s.user_attrs.get(record.SEARCH_CONFIG, {}).get("trials")
+        finished = sum(t.state in record.FINISHED and not record.is_duplicate(t) for t in trials)
         complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
         best = max(complete, key=lambda t: (t.value, -t.number), default=None)
-        final = s.user_attrs.get("final_result")
+        final = s.user_attrs.get(record.FINAL_RESULT)
         final_text = "-"
         if final and final.get("test_acc_mean") is not None:
             final_text = f"{final['test_acc_mean']:.4f}"
             seeds = len(final.get("test_acc_per_seed") or [])
             if final.get("test_acc_std") is not None and seeds > 1:
                 final_text += f" ± {final['test_acc_std']:.4f} ({seeds} seeds)"
-        note = "stop requested" if s.system_attrs.get(STOP_ATTR) else ""
+        note = "stop requested" if s.system_attrs.get(record.STOP_REQUEST) else ""
         rows.append([s.study_name, f"{finished}/{budget}" if budget else str(finished),
                      str(count[TrialState.COMPLETE]), str(count[TrialState.PRUNED]), str(count[TrialState.RUNNING]),
                      str(count[TrialState.WAITING]), str(count[TrialState.FAIL]),

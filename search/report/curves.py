@@ -24,8 +24,9 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import FrozenTrial, TrialState
 
 from search.report.figures import NeedsMoreTrials, integer_ticks, new_figure, save
-from search.report.trials import curves, fmt, fmt_params, is_duplicate
-from search.trials.stepwise import PLAN_ATTR, Plan, replay
+from search.report.trials import fmt, fmt_params
+from search.trials.record import STEPWISE_PLAN, curves, is_duplicate
+from search.trials.stepwise import Plan, replay
 
 MAX_LEGEND_VALUES = 5  # more distinct values than this: a colour bar instead of a legend
 STYLES = ("-", "--", "-.")  # ":" is kept for failed trials
@@ -37,7 +38,7 @@ FAILED_ALPHA = 0.35  # a failed trial's curve is faint and dotted: it is not a r
 def trials_for(param: str, trials: list[FrozenTrial], study_attrs: dict[str, Any]) -> tuple[list[FrozenTrial], str]:
     """The trials that show this parameter's effect, and a caption saying which they are."""
     drawable = [t for t in trials if param in t.params and curves(t) is not None and not is_duplicate(t)]
-    plan = study_attrs.get(PLAN_ATTR)
+    plan = study_attrs.get(STEPWISE_PLAN)
     if plan is None:
         return drawable, f"all {len(drawable)} trials with curves (the other parameters vary)"
     views = replay(Plan.from_dict(plan), trials)

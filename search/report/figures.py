@@ -17,6 +17,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from search.errors import UsageError
+
 DPI = 100  # 10 x 4 inch figures -> 1000 x 400 px PNGs of about 50-100 KB
 FORMATS = ("png", "svg", "pdf")
 
@@ -29,10 +31,10 @@ class FigureOutput:
     def __post_init__(self) -> None:
         bad = [f for f in self.formats if f not in FORMATS]
         if bad or not self.formats:
-            raise ValueError(f"--format: {bad[0] if bad else 'nothing'} is not a figure format "
+            raise UsageError(f"--format: {bad[0] if bad else 'nothing'} is not a figure format "
                              f"(allowed: {', '.join(FORMATS)}, comma-separated)")
         if self.dpi < 10:
-            raise ValueError(f"--dpi: must be at least 10, got {self.dpi}")
+            raise UsageError(f"--dpi: must be at least 10, got {self.dpi}")
 
     @property
     def main(self) -> str:

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import optuna
 
+from search.errors import UsageError
+
 if TYPE_CHECKING:
     from search.space.space import Space
 
@@ -21,4 +23,4 @@ def make_sampler(kind: str, space: Space, seed: int, startup_trials: int = 10) -
         return optuna.samplers.GridSampler(space.grid(), seed=seed)
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    raise ValueError(f"--sampler: unknown sampler {kind!r} (allowed: {', '.join(SAMPLERS)})")
+    raise UsageError(f"--sampler: unknown sampler {kind!r} (allowed: {', '.join(SAMPLERS)})")

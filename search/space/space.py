@@ -21,6 +21,7 @@ import torch
 from model.config import ConfigError, JsonConfig
 from model.tasks import Task, get_task
 from model.train import TrainConfig
+from search.errors import UsageError
 
 # Set by the CLI for every trial, so a space file may not set them.
 RESERVED = ("epochs", "seed")
@@ -29,7 +30,7 @@ RANGE_KEYS = ("low", "high", "log", "step")
 MAX_MODEL_BUILDS = 256  # meta-device builds to check a space's models: all combinations up to this many
 
 
-class SpaceError(ValueError):
+class SpaceError(UsageError):
     """A space file is malformed. The message names the file and the key."""
 
 

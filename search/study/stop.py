@@ -18,8 +18,10 @@ from typing import Any
 
 from optuna.storages import BaseStorage
 
-# Study system attr: {"at": UTC time, "time": Unix seconds, "by": "host:pid"}, or None when cleared.
-STOP_ATTR = "alexsearch_stop"
+from search.trials import record
+from storage.optuna_private import study_storage
+
+STOP_ATTR = record.STOP_REQUEST
 STOP_POLL_S = 5.0  # inside an epoch, the flag is read at most this often
 
 
@@ -95,4 +97,4 @@ def clear_stopped_study(storage_url: str, study_name: str) -> dict[str, Any] | N
     """Clear the stop flag of an existing study (`search` resumes it). None when there was none to clear,
     or no such database or study yet."""
     study = existing_study(storage_url, study_name)
-    return None if study is None else clear_stop(study._storage, study_name)
+    return None if study is None else clear_stop(study_storage(study), study_name)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import optuna
@@ -17,25 +17,28 @@ from optuna.trial import TrialState
 
 from model.device import device_name
 from model.errors import DivergedError, Interrupted
+from model.snapshot import WeightSnapshot
 from model.tasks import TaskData
 from model.train import EpochStats, StepProgress, Trainer
 from search.settings import SearchConfig
 from search.space.pruning import Patience
 from search.space.space import Space
+from search.trials import record
+from search.trials.record import is_duplicate
 from search.trials.trial_config import TrialConfig, versions
 from search.workers import events
-from search.workers.loop import is_duplicate
 from search.workers.signals import stop_requested
 from storage.checkpoints import CheckpointError, CheckpointStore
+from storage.optuna_private import frozen, trial_id
 
 Log = Callable[[str], None]
 # Asked before each training step (force=False: may answer from memory) and after each epoch (force=True:
 # reads the study's stop flag). True stops the trial as a stop signal does: failed, and queued for retry.
 StopCheck = Callable[..., bool]
-CURVES = ("train_acc", "val_acc", "train_loss", "epoch_seconds", "images_per_s")
-_STAT_OF_CURVE = {"epoch_seconds": "seconds"}  # curve name -> EpochStats field where they differ
-# Called when a trial completes: (trial, value, trainer, curves). The best-trial artifacts hook.
-FinishHook = Callable[[optuna.Trial, float, Trainer, dict[str, list[float]]], None]
+_STAT_OF_CURVE = {record.EPOCH_SECONDS: "seconds"}  # curve name -> EpochStats field where they differ
+# Called when a trial completes: (trial, value, the best epoch's weights as a CPU state_dict, curves). The
+# best-trial artifacts hook.
+FinishHook = Callable[[optuna.Trial, float, dict[str, torch.Tensor], dict[str, list[float]]], None]
 
 
 def epoch_line(trial_number: int, epochs: int, s: EpochStats) -> str:
@@ -56,12 +59,6 @@ def best_so_far(study: optuna.Study) -> tuple[int, float] | None:
     return best.number, best.value
 
 
-def retry_root(trial: optuna.Trial) -> int:
-    """The number of the first trial in this trial's retry chain (itself if it is not a retry)."""
-    attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
-    return attrs.get("failed_trial", trial.number)
-
-
 def duplicate_of(trial: optuna.Trial) -> int | None:
     """An earlier trial with the same params that finished or is running, if any."""
     for t in trial.study.get_trials(deepcopy=False,
@@ -74,10 +71,12 @@ def duplicate_of(trial: optuna.Trial) -> int | None:
 class Objective:
     def __init__(self, space: Space, settings: SearchConfig, data: TaskData, device: torch.device,
                  log: Log = print, checkpoints: CheckpointStore | None = None,
-                 on_complete: FinishHook | None = None, should_stop: StopCheck = _signal_stop,
-                 worker: str = "this process", progress_every_s: float = 30.0) -> None:
+                 on_complete: FinishHook | None = None, place: Mapping[str, str] | None = None,
+                 should_stop: StopCheck = _signal_stop, worker: str = "this process",
+                 progress_every_s: float = 30.0) -> None:
         self.space, self.settings, self.data, self.device, self.log = space, settings, data, device, log
         self.checkpoints, self.on_complete = checkpoints, on_complete
+        self.place = dict(place or {})  # where this worker runs (host, Slurm job): user attrs of each trial
         self.should_stop, self.worker, self.progress_every_s = should_stop, worker, progress_every_s
         self.versions = versions()
         self.current_trial_id: int | None = None  # the trial this process is running, for signal cleanup
@@ -91,21 +90,23 @@ class Objective:
         return TrialConfig(self.space.task.name, model.to_dict(), train, self.settings.data)
 
     def __call__(self, trial: optuna.Trial) -> float:
-        self.current_trial_id = trial._trial_id
+        self.current_trial_id = trial_id(trial)
         config = self.config_for(trial)
         earlier = duplicate_of(trial)
         if earlier is not None:
             reason = f"duplicate of trial {earlier}: this config was already trained"
-            trial.set_user_attr("duplicate_of", earlier)
-            trial.set_user_attr("pruned_reason", reason)
+            trial.set_user_attr(record.DUPLICATE_OF, earlier)
+            trial.set_user_attr(record.PRUNED_REASON, reason)
             self.log(f"trial {trial.number} skipped: {reason}")
             raise optuna.TrialPruned(reason)
         self.log(events.started(trial.number, trial.params, self.worker))
-        trial.set_user_attr("config", config.to_dict())
-        trial.set_user_attr("seed", config.train.seed)
-        trial.set_user_attr("device", device_name(self.device))
-        trial.set_user_attr("versions", self.versions)
-        root = retry_root(trial)
+        trial.set_user_attr(record.CONFIG, config.to_dict())
+        trial.set_user_attr(record.SEED, config.train.seed)
+        trial.set_user_attr(record.DEVICE, device_name(self.device))
+        trial.set_user_attr(record.VERSIONS, self.versions)
+        for key, value in self.place.items():  # where it ran: record.HOST, record.SLURM_JOB_ID, ...
+            trial.set_user_attr(key, value)
+        root = record.retry_root(frozen(trial))
         epochs = config.train.epochs
 
         def progress(p: StepProgress) -> None:
@@ -113,19 +114,20 @@ class Objective:
 
         trainer = Trainer(self.space.task, config.model_config(), config.train, self.data, self.device,
                           should_stop=self.should_stop, on_progress=progress, progress_every_s=self.progress_every_s)
-        history = self._resume(trial, trainer, config, root)
+        best = WeightSnapshot()
+        history = self._resume(trial, trainer, config, root, best)
         try:
-            value, curves = self._train(trial, trainer, config, root, history)
+            value, curves = self._train(trial, trainer, config, root, history, best)
         except DivergedError as e:
             reason = f"diverged: {e}"
-            trial.set_user_attr("pruned_reason", reason)
+            trial.set_user_attr(record.PRUNED_REASON, reason)
             self.log(events.pruned(trial.number, reason))
             self._drop_checkpoint(root)
             raise optuna.TrialPruned(reason) from None
         except optuna.TrialPruned:
             self._drop_checkpoint(root)
             raise
-        val = curves["val_acc"]
+        val = curves[record.VAL_ACC]
         self.log(events.completed(trial.number, value, val.index(value) + 1 if value in val else 0, len(val)))
         try:
             previous = best_so_far(trial.study)
@@ -134,12 +136,13 @@ class Objective:
         if previous is None or value > previous[1]:
             self.log(events.new_best(trial.number, value, previous))
         if self.on_complete is not None:
-            self.on_complete(trial, value, trainer, curves)
+            self.on_complete(trial, value, best.cpu_state() or trainer.model.state_dict(), curves)
         self._drop_checkpoint(root)
         return value
 
-    def _resume(self, trial: optuna.Trial, trainer: Trainer, config: TrialConfig, root: int) -> list[dict]:
-        """Load the retry chain's checkpoint into trainer; return the epochs it already trained."""
+    def _resume(self, trial: optuna.Trial, trainer: Trainer, config: TrialConfig, root: int,
+                best: WeightSnapshot) -> list[dict]:
+        """Load the retry chain's checkpoint into trainer and best; return the epochs it already trained."""
         if self.checkpoints is None or root == trial.number:
             return []
         try:  # checked against this trial's config, model and optimizer before anything is loaded
@@ -152,13 +155,22 @@ class Objective:
         if state is None:
             return []
         trainer.load_state_dict(state)
-        trial.set_user_attr("resumed_from", {"trial": root, "epoch": trainer.epoch})
+        saved = state.get("best") or {}
+        if saved.get("model") is not None:
+            best.load(saved["model"], saved["epoch"], self.device)
+        elif saved.get("epoch") == trainer.epoch:  # the last epoch was the best: its weights are the model's
+            best.take(trainer.model, trainer.epoch)
+        trial.set_user_attr(record.RESUMED_FROM, {"trial": root, "epoch": trainer.epoch})
         self.log(f"trial {trial.number}: resuming trial {root} after epoch {trainer.epoch}")
         return list(state["history"])
 
-    def _checkpoint(self, root: int, trainer: Trainer, config: TrialConfig) -> None:
+    def _checkpoint(self, root: int, trainer: Trainer, config: TrialConfig, best: WeightSnapshot) -> None:
         if self.checkpoints is not None:
-            self.checkpoints.save(root, {**trainer.state_dict(), "config": config.to_dict()})
+            # The best epoch's weights only when they are not the model's own (most epochs improve while
+            # a trial is worth running on), so a checkpoint is mostly one copy of the weights, not two.
+            best_model = best.tensors() if best.epoch != trainer.epoch else None
+            self.checkpoints.save(root, {**trainer.state_dict(), "config": config.to_dict(),
+                                         "best": {"epoch": best.epoch, "model": best_model}})
 
     def _drop_checkpoint(self, root: int) -> None:
         if self.checkpoints is not None:
@@ -166,22 +178,24 @@ class Objective:
 
     def _record(self, trial: optuna.Trial, curves: dict[str, list[float]], patience: Patience,
                 stats: dict[str, Any]) -> None:
-        for key in CURVES:
+        for key in record.CURVES:
             curves[key].append(stats[_STAT_OF_CURVE.get(key, key)])
             trial.set_user_attr(key, curves[key])
         patience.update(stats["epoch"], stats["val_acc"])
-        trial.set_user_attr("best_epoch", patience.best_epoch)
+        trial.set_user_attr(record.BEST_EPOCH, patience.best_epoch)
         trial.report(stats["val_acc"], stats["epoch"])
 
     def _train(self, trial: optuna.Trial, trainer: Trainer, config: TrialConfig, root: int,
-               history: list[dict]) -> tuple[float, dict[str, list[float]]]:
+               history: list[dict], best: WeightSnapshot) -> tuple[float, dict[str, list[float]]]:
         epochs = config.train.epochs
         patience = Patience(self.settings.patience)
-        curves: dict[str, list[float]] = {key: [] for key in CURVES}
+        curves: dict[str, list[float]] = {key: [] for key in record.CURVES}
         for stats in history:  # a resumed trial carries its original's learning curve on
             self._record(trial, curves, patience, stats)
         for s in trainer.epochs():
-            self._checkpoint(root, trainer, config)
+            if s.val_acc > patience.best:  # the same test as Patience.update: this epoch is the new best
+                best.take(trainer.model, s.epoch)
+            self._checkpoint(root, trainer, config, best)
             self._record(trial, curves, patience, s.as_dict())
             self.log(epoch_line(trial.number, epochs, s))
             if self.should_stop(force=True):  # `alexsearch stop`: after the checkpoint, so the retry loses nothing
@@ -190,13 +204,13 @@ class Objective:
             if s.epoch < epochs and trial.should_prune():
                 reason = (f"val_acc {s.val_acc:.4f} at epoch {s.epoch} fell below the "
                           f"{self.settings.pruner} pruner's bar")
-                trial.set_user_attr("pruned_reason", reason)
+                trial.set_user_attr(record.PRUNED_REASON, reason)
                 self.log(events.pruned(trial.number, reason))
                 raise optuna.TrialPruned(reason)
             if s.epoch < epochs and patience.exhausted(s.epoch):
                 reason = (f"no val_acc improvement for {self.settings.patience} epochs after best epoch "
                           f"{patience.best_epoch}; completed with its best score")
-                trial.set_user_attr("stopped_reason", reason)
+                trial.set_user_attr(record.STOPPED_REASON, reason)
                 self.log(f"trial {trial.number} stopped: {reason}")
                 break
         return patience.best, curves

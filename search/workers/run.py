@@ -9,7 +9,6 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import optuna
 import torch
@@ -20,14 +19,19 @@ from search.space.space import load_space
 from search.study.best_artifacts import publish_if_best
 from search.study.create import create_study
 from search.study.stop import StopFlag
+from search.trials import record
 from search.trials.objective import Objective
+from search.trials.record import best_line, finished_count
 from search.trials.stepwise import make_strategy
 from search.workers.display import Display
-from search.workers.loop import best_line, finished_count, run_trials
+from search.workers.loop import run_trials
+from search.workers.placement import run_place
+from search.workers.safe_output import survive_closed_pipes
 from search.workers.signals import exit_code, install_stop_handlers, requested_signal, stop_requested
 from storage.artifacts import artifact_dir, checkpoint_dir
 from storage.checkpoints import CheckpointStore
 from storage.heartbeat import reap_stale_trials, retry
+from storage.optuna_private import study_storage
 from storage.study import Heartbeat, quiet_optuna
 from storage.url import redact
 
@@ -42,9 +46,6 @@ class WorkerPlace:
     progress_bar: bool = True  # show the study's progress too (bar or progress lines), not only event lines
     deadline: float | None = None  # time.time() after which no new trial starts (search --timeout)
     debug: bool = False  # let Optuna's own log lines through
-
-
-DATA_SIZE = "data_size"  # study user attr: {"train": items, "val": items} as the workers loaded them
 
 
 def heartbeat_of(settings: SearchConfig) -> Heartbeat:
@@ -66,6 +67,7 @@ def run_worker(settings: SearchConfig, place: WorkerPlace = WorkerPlace(),
         os.environ["CUDA_VISIBLE_DEVICES"] = place.gpu  # before CUDA starts in this process
     if place.threads:
         torch.set_num_threads(place.threads)
+    survive_closed_pipes()
     install_stop_handlers()
     if place.ignore_sigint:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -104,12 +106,12 @@ def _run(settings: SearchConfig, place: WorkerPlace, log: Callable[[str], None],
     study = create_study(settings, space, settings.seed + 1000 * place.index, heartbeat_of(settings),
                          device_label=device_name(device))
     opened["study"] = study
-    if DATA_SIZE not in study.user_attrs:  # for the report's captions: what "all" meant in items
-        study.set_user_attr(DATA_SIZE, {"train": len(data.train), "val": len(data.eval)})
+    if record.DATA_SIZE not in study.user_attrs:  # for the report's captions: what "all" meant in items
+        study.set_user_attr(record.DATA_SIZE, {"train": len(data.train), "val": len(data.eval)})
     reaped = reap_stale_trials(study, settings.grace_period, settings.max_retry)
     if reaped:
         log(f"reaped dead trials {reaped}: failed and queued for retry")
-    flag = StopFlag(study._storage, settings.study)
+    flag = StopFlag(study_storage(study), settings.study)
     if flag(force=True):
         log(f"study {settings.study!r} was stopped by {flag.describe()}; not starting (`alexsearch search` "
             "clears the stop and resumes)")
@@ -124,9 +126,10 @@ def _run(settings: SearchConfig, place: WorkerPlace, log: Callable[[str], None],
         f"({torch.get_num_threads()} threads)")
     folder = artifact_dir(settings.storage, settings.artifacts)
 
-    def publish_best(trial: optuna.Trial, value: float, trainer: Any, curves: dict[str, list[float]]) -> None:
+    def publish_best(trial: optuna.Trial, value: float, weights: dict[str, torch.Tensor],
+                     curves: dict[str, list[float]]) -> None:
         try:  # a full disk must not fail a trial that trained well
-            publish_if_best(study, trial, value, trainer.model.state_dict(), curves, folder)
+            publish_if_best(study, trial, value, weights, curves, folder)
         except OSError as e:
             log(f"trial {trial.number}: could not save best-trial artifacts: {e}")
 
@@ -138,12 +141,13 @@ def _run(settings: SearchConfig, place: WorkerPlace, log: Callable[[str], None],
 
     objective = Objective(space, settings, data, device, log=log,
                           checkpoints=CheckpointStore(checkpoint_dir(folder, settings.study)),
-                          on_complete=publish_best, should_stop=should_stop, worker=worker_label(place))
+                          on_complete=publish_best, place=run_place(), should_stop=should_stop,
+                          worker=worker_label(place))
     try:
         run_trials(study, objective, settings.trials, space, strategy=make_strategy(settings, space),
-                   should_stop=lambda: should_stop(force=True) or out_of_time())
+                   should_stop=lambda: should_stop(force=True) or out_of_time(), log=log)
     except KeyboardInterrupt:  # a stop signal or flag, raised by the trainer at a step boundary (or a 2nd signal)
-        _requeue(study, objective, settings.max_retry, log)
+        _requeue(study, objective, settings.max_retry, log)  # before any output, which may have no reader
         if flag.flag is not None and not stop_requested():
             log(f"stopped by {flag.describe()}")
             return 0
@@ -163,7 +167,7 @@ def _requeue(study: optuna.Study, objective: Objective, max_retry: int, log: Cal
     """The stopped trial is FAIL now (Optuna marked it); queue its retry, which resumes from its checkpoint."""
     if objective.current_trial_id is None:
         return
-    trial = study._storage.get_trial(objective.current_trial_id)
+    trial = study_storage(study).get_trial(objective.current_trial_id)
     if trial.state == optuna.trial.TrialState.FAIL:
         retry(study, trial, max_retry)
         log(f"stopped: trial {trial.number} failed and queued for retry")

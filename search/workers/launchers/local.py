@@ -8,17 +8,19 @@ import queue
 import signal
 import sys
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from model.device import device_name, resolve_device
-from search.errors import USAGE_ERRORS, one_line, silence_optuna_warnings
+from search.errors import USAGE_ERRORS, one_line, silence_optuna_warnings, user_paths
 from search.settings import SearchConfig
 from search.space.space import load_space
 from search.study.create import create_study
+from search.trials.record import best_line, finished_count
 from search.workers.display import Display
-from search.workers.loop import best_line, finished_count
 from search.workers.placement import gpu_for
 from search.workers.run import WorkerPlace, run_worker
+from search.workers.safe_output import survive_closed_pipes
 from search.workers.signals import exit_code
 from storage.study import load_study, open_storage
 
@@ -28,7 +30,8 @@ STOP_WAIT_S = 30.0  # how long the parent waits for stopped workers before killi
 def _child_main(settings: dict[str, Any], place: dict[str, Any], lines: Any) -> None:
     silence_optuna_warnings()
     try:
-        code = run_worker(SearchConfig.from_dict(settings), WorkerPlace(**place), emit=lines.put)
+        with user_paths():
+            code = run_worker(SearchConfig.from_dict(settings), WorkerPlace(**place), emit=lines.put)
     except KeyboardInterrupt:  # stopped before the trial loop began
         code = 130
     except USAGE_ERRORS as e:
@@ -37,60 +40,70 @@ def _child_main(settings: dict[str, Any], place: dict[str, Any], lines: Any) -> 
     sys.exit(code)
 
 
-def launch(settings: SearchConfig, workers: int, gpu_ids: list[str], threads: int | None,
-           deadline: float | None = None, debug: bool = False) -> int:
-    """Spawn `workers` processes on the study and show their lines and the study's progress; stop them all
-    on SIGINT/SIGTERM. deadline (time.time()): no new trial starts after it."""
-    # Create the study (and the database's tables) here, so the workers only ever open it.
-    create_study(settings, load_space(settings.space, settings.task), settings.seed,
-                 device_label=f"{workers} x {device_name(resolve_device(settings.device))}")
-    ctx = mp.get_context("spawn")
-    lines = ctx.Queue()  # every worker line, whole: one put per line, so lines never interleave
-    procs = []
-    for i in range(workers):
-        place = WorkerPlace(index=i, gpu=gpu_for(i, gpu_ids), threads=threads, prefix=f"[w{i}] ",
-                            progress_bar=False, ignore_sigint=True, deadline=deadline, debug=debug)
-        p = ctx.Process(target=_child_main, args=(settings.to_dict(), place.__dict__, lines),
-                        name=f"alexsearch-w{i}")
-        p.start()
-        procs.append(p)
-    stop = {"signum": 0}
+@dataclass(frozen=True)
+class LocalLauncher:
+    """Spawned processes on this machine; with GPUs, worker i sees only GPU gpu_ids[i % len(gpu_ids)]."""
 
-    def on_signal(signum: int, _frame: Any) -> None:
-        stop["signum"] = stop["signum"] or signum
+    gpu_ids: list[str] = field(default_factory=list)  # CUDA device ids; empty: CPU workers
+    threads: int | None = None  # torch CPU threads per worker (None: torch's default)
+    deadline: float | None = None  # time.time() after which no new trial starts (search --timeout)
+    debug: bool = False  # let Optuna's own log lines through
 
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    poller = _Poller(settings)
-    display = Display(settings.trials, poller.count, workers=workers, epochs=settings.epochs)
-    try:
-        while any(p.is_alive() for p in procs) and not stop["signum"]:
-            _show(lines, display, wait_s=0.5)
-            display.tick()
-        if stop["signum"]:
-            display.line(f"stopping {sum(p.is_alive() for p in procs)} workers "
-                         f"({signal.Signals(stop['signum']).name})")
+    def launch(self, settings: SearchConfig, workers: int) -> int:
+        """Spawn `workers` processes on the study and show their lines and the study's progress; stop them all
+        on SIGINT/SIGTERM."""
+        gpu_ids, threads, deadline, debug = self.gpu_ids, self.threads, self.deadline, self.debug
+        survive_closed_pipes()  # the stop below must reach the workers even when our output has no reader
+        # Create the study (and the database's tables) here, so the workers only ever open it.
+        create_study(settings, load_space(settings.space, settings.task), settings.seed,
+                     device_label=f"{workers} x {device_name(resolve_device(settings.device))}")
+        ctx = mp.get_context("spawn")
+        lines = ctx.Queue()  # every worker line, whole: one put per line, so lines never interleave
+        procs = []
+        for i in range(workers):
+            place = WorkerPlace(index=i, gpu=gpu_for(i, gpu_ids), threads=threads, prefix=f"[w{i}] ",
+                                progress_bar=False, ignore_sigint=True, deadline=deadline, debug=debug)
+            p = ctx.Process(target=_child_main, args=(settings.to_dict(), place.__dict__, lines),
+                            name=f"alexsearch-w{i}")
+            p.start()
+            procs.append(p)
+        stop = {"signum": 0}
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            stop["signum"] = stop["signum"] or signum
+
+        old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        poller = _Poller(settings)
+        display = Display(settings.trials, poller.count, workers=workers, epochs=settings.epochs)
+        try:
+            while any(p.is_alive() for p in procs) and not stop["signum"]:
+                _show(lines, display, wait_s=0.5)
+                display.tick()
+            if stop["signum"]:
+                display.line(f"stopping {sum(p.is_alive() for p in procs)} workers "
+                             f"({signal.Signals(stop['signum']).name})")
+                for p in procs:
+                    if p.is_alive():
+                        os.kill(p.pid, signal.SIGTERM)
+            deadline_join = time.monotonic() + STOP_WAIT_S
+            while any(p.is_alive() for p in procs) and time.monotonic() < deadline_join:
+                _show(lines, display, wait_s=0.2)  # a worker exits only once its queued lines are taken
             for p in procs:
                 if p.is_alive():
-                    os.kill(p.pid, signal.SIGTERM)
-        deadline_join = time.monotonic() + STOP_WAIT_S
-        while any(p.is_alive() for p in procs) and time.monotonic() < deadline_join:
-            _show(lines, display, wait_s=0.2)  # a worker exits only once its queued lines are taken
-        for p in procs:
-            if p.is_alive():
-                p.kill()
-            p.join()
-        _show(lines, display, wait_s=0.0)
-        if poller.study is not None and not stop["signum"]:
-            display.line(best_line(poller.study))
-    finally:
-        display.close(final_count=not stop["signum"])
-        for s, handler in old.items():
-            signal.signal(s, handler)
-    if stop["signum"]:
-        return exit_code(stop["signum"])
-    # A negative exitcode means killed by that signal: report it as the shell would (128 + signal).
-    failed = [p.exitcode if p.exitcode > 0 else 128 - p.exitcode for p in procs if p.exitcode not in (0, None)]
-    return failed[0] if failed else 0
+                    p.kill()
+                p.join()
+            _show(lines, display, wait_s=0.0)
+            if poller.study is not None and not stop["signum"]:
+                display.line(best_line(poller.study))
+        finally:
+            display.close(final_count=not stop["signum"])
+            for s, handler in old.items():
+                signal.signal(s, handler)
+        if stop["signum"]:
+            return exit_code(stop["signum"])
+        # A negative exitcode means killed by that signal: report it as the shell would (128 + signal).
+        failed = [p.exitcode if p.exitcode > 0 else 128 - p.exitcode for p in procs if p.exitcode not in (0, None)]
+        return failed[0] if failed else 0
 
 
 def _show(lines: Any, display: Display, wait_s: float) -> None:
