@@ -10,7 +10,6 @@ end trials early, so the figure is an upper bound.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 
 import optuna
@@ -18,13 +17,14 @@ import torch
 from optuna.trial import TrialState
 
 from model.tasks import Split, TaskData
-from model.train import Trainer
+from model.train import StepProgress, Trainer
 from search.settings import SearchConfig
 from search.space.space import Choice, Range, Space
 from search.workers.display import duration
 
 WARMUP_STEPS = 2  # untimed: the first steps pay for allocation and kernel selection
-TIMED_STEPS = 2
+TIMED_STEPS = 2  # at least; more for small batches, until MIN_TIMED_IMAGES
+MIN_TIMED_IMAGES = 100  # 2 steps of batch 10 (20 images) read 2x too slow on a loaded CPU: per-step noise
 EVAL_SPEEDUP = 3.0  # evaluation images per second / training images per second
 CPU_HINT_S = 3600.0  # a CPU search over this long gets a quick-run hint
 QUICK = {"train_size": 5000, "val_size": 1000, "epochs": 3}  # the hint's quick run
@@ -84,8 +84,9 @@ def estimate_cost(settings: SearchConfig, space: Space, data: TaskData, device: 
         return Estimate(epoch_s=0.0, source="nothing left to run", **common)
     speeds = time_batch_sizes(settings, space, data, device, threads)
     epoch_s = sum(len(data.train) / s + len(data.eval) / (EVAL_SPEEDUP * s) for s in speeds.values()) / len(speeds)
-    return Estimate(epoch_s=epoch_s, speeds=speeds, source=f"{WARMUP_STEPS + TIMED_STEPS} timed steps per batch "
-                    f"size on {device.type}" + (f", {threads} thread(s) per worker" if threads else ""), **common)
+    return Estimate(epoch_s=epoch_s, speeds=speeds, source=f"timed training steps (at least {MIN_TIMED_IMAGES} "
+                    f"images per batch size, after {WARMUP_STEPS} warm-up steps) on {device.type}"
+                    + (f", {threads} thread(s) per worker" if threads else ""), **common)
 
 
 def _finished(study: optuna.Study | None) -> list[optuna.trial.FrozenTrial]:
@@ -128,19 +129,22 @@ def time_batch_sizes(settings: SearchConfig, space: Space, data: TaskData, devic
         speeds = {}
         for b in batch_sizes(space):
             values = {**_typical(space), **({"batch_size": b} if "batch_size" in space.names else {})}
-            model_config, train = space.build(values, epochs=2, seed=settings.seed,
+            model_config, train = space.build(values, epochs=1, seed=settings.seed,
                                               **({"precision": settings.precision} if settings.precision else {}))
-            n = min(len(data.train), b * max(WARMUP_STEPS, TIMED_STEPS))
-            # Two epochs over n items: the first is the warm-up, the second is timed. One eval item: no eval cost.
+            steps = WARMUP_STEPS + max(TIMED_STEPS, math.ceil(MIN_TIMED_IMAGES / b))
+            n = min(len(data.train), b * steps)
+            # One epoch over n items, timed from the end of the warm-up steps. One eval item: no eval cost.
             sliced = TaskData(Split(data.train.x[:n], data.train.y[:n]), Split(data.eval.x[:1], data.eval.y[:1]),
                               data.eval_name)
-            trainer = Trainer(space.task, model_config, train.replace(batch_size=min(b, n)), sliced, device)
-            start = time.perf_counter()
-            stats = list(trainer.epochs())
-            if len(stats) < 2 or stats[1].seconds <= 0:
-                speeds[b] = n / (time.perf_counter() - start)
-            else:
-                speeds[b] = stats[1].images_per_s
+            warm: list[StepProgress] = []
+            trainer = Trainer(space.task, model_config, train.replace(batch_size=min(b, n)), sliced, device,
+                              on_progress=lambda p, w=warm: w.append(p) if p.steps == WARMUP_STEPS else None,
+                              progress_every_s=0.0)
+            (stats,) = trainer.epochs()
+            if warm and stats.seconds > warm[0].seconds:
+                speeds[b] = (n - warm[0].images) / (stats.seconds - warm[0].seconds)
+            else:  # the slice held no more than the warm-up
+                speeds[b] = stats.images_per_s
         return speeds
     finally:
         torch.set_num_threads(old_threads)
