@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-
-import optuna
+from typing import TYPE_CHECKING
 
 from search.cli.args import add_storage_args
-from search.trials import record
-from search.trials.record import best_line
-from search.workers.launchers.slurm import job_status_line
-from storage.study import load_study, open_storage, quiet_optuna
+
+if TYPE_CHECKING:
+    import optuna
 
 HELP = "print the study's trials (number, state, params, value, best epoch) and the best trial"
 
@@ -28,6 +26,8 @@ def _fmt(v: object) -> str:
 
 
 def trial_rows(study: optuna.Study) -> list[list[str]]:
+    from search.trials import record
+
     rows = []
     for t in study.get_trials(deepcopy=False):
         params = " ".join(f"{k}={_fmt(v)}" for k, v in t.params.items())
@@ -45,6 +45,10 @@ def format_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from search.trials.record import best_line
+    from search.workers.launchers.slurm import job_status_line
+    from storage.study import load_study, open_storage, quiet_optuna
+
     quiet_optuna()
     study = load_study(open_storage(args.storage, create=False), args.study)
     rows = trial_rows(study)

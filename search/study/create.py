@@ -22,7 +22,7 @@ def create_study(settings: SearchConfig, space: Space, sampler_seed: int, heartb
     storage = open_storage(settings.storage, create=True, heartbeat=heartbeat)
     study = optuna.create_study(
         study_name=settings.study, storage=storage, direction="maximize", load_if_exists=True,
-        sampler=make_sampler(settings.sampler, space, sampler_seed),
+        sampler=make_sampler(settings.sampler, space, sampler_seed, settings.tpe_startup()),
         pruner=make_pruner(settings.pruner, settings.epochs, settings.startup_trials, settings.warmup_epochs),
     )
     stored = study.user_attrs.get(record.SEARCH_CONFIG)
@@ -37,7 +37,7 @@ def create_study(settings: SearchConfig, space: Space, sampler_seed: int, heartb
         study.set_metric_names(["val_acc"])
     existing = len(study.get_trials(deepcopy=False))
     if existing:
-        study.sampler = make_sampler(settings.sampler, space, sampler_seed + 7919 * existing)
+        study.sampler = make_sampler(settings.sampler, space, sampler_seed + 7919 * existing, settings.tpe_startup())
     if stored is None:
         study.set_user_attr(record.SEARCH_CONFIG, settings.replace(storage=redact(settings.storage)).to_dict())
         study.set_user_attr(record.SPACE, space.to_dict())
