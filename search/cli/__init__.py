@@ -10,8 +10,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-from search.cli import dashboard, export, final, report, search, status, worker
-from search.errors import USAGE_ERRORS, one_line, silence_optuna_warnings
+try:  # torch, optuna and the rest take seconds to import: a Ctrl-C then is a user's stop, not a crash
+    from search.cli import dashboard, export, final, report, search, status, worker
+    from search.errors import USAGE_ERRORS, one_line, silence_optuna_warnings
+except KeyboardInterrupt:
+    print("alexsearch: interrupted", file=sys.stderr)
+    raise SystemExit(130) from None
 
 COMMANDS = [search, worker, dashboard, export, final, report, status]  # in the order `--help` lists them
 
@@ -30,9 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    silence_optuna_warnings()
-    args = build_parser().parse_args(argv)
+    args = argparse.Namespace(command="")
     try:
+        silence_optuna_warnings()
+        args = build_parser().parse_args(argv)
         return args.run(args)
     except USAGE_ERRORS as e:
         if os.environ.get("ALEXSEARCH_DEBUG"):
@@ -40,5 +45,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"alexsearch {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"alexsearch {args.command}: interrupted", file=sys.stderr)
+        print(f"{f'alexsearch {args.command}'.strip()}: interrupted", file=sys.stderr)
         return 130

@@ -15,6 +15,7 @@ from search.trials.stepwise import STRATEGIES, apply_protocol
 from search.workers.launchers.local import launch
 from search.workers.placement import cpu_cores, default_workers, threads_per_worker, visible_gpu_ids
 from search.workers.run import WorkerPlace, run_worker
+from storage.rdb import OUTAGE_TIMEOUT_S
 from storage.study import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, MAX_RETRY
 from storage.url import parse_url
 
@@ -56,6 +57,9 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
                         f"(default: {GRACE_PERIOD_S})")
     p.add_argument("--max-retry", type=non_negative_int, default=MAX_RETRY,
                    help=f"retries of a dead trial, each resuming from its last checkpoint (default: {MAX_RETRY})")
+    p.add_argument("--db-outage-timeout", type=non_negative_int, default=int(OUTAGE_TIMEOUT_S),
+                   help=f"seconds a worker waits, retrying, for a database server it cannot reach before it "
+                        f"stops; 0 = stop at once (default: {OUTAGE_TIMEOUT_S:.0f})")
     p.add_argument("--artifacts", default=None,
                    help="folder for checkpoints and artifacts (default: next to the SQLite file, "
                         "DB-artifacts/; ./alexsearch-artifacts for a server database)")
@@ -90,7 +94,8 @@ def settings_from_args(args: argparse.Namespace) -> tuple[SearchConfig, Space]:
                             startup_trials=args.startup_trials, seed=args.seed, device=args.device, data=data,
                             precision=args.precision,
                             heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
-                            max_retry=args.max_retry, artifacts=args.artifacts)
+                            max_retry=args.max_retry, db_outage_timeout=args.db_outage_timeout,
+                            artifacts=args.artifacts)
     resolve_device(settings.device)  # fails here, before the database is touched
     return apply_protocol(settings, space, args.trials), space  # stepwise: no pruning, 7 trials by default
 

@@ -11,8 +11,11 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.space.space import Space
+from search.workers.failures import FAILED_PAUSE_S, MAX_FAILED_IN_A_ROW, WorkerGaveUp, classify
+from storage.heartbeat import retry
+from storage.optuna_rows import close_waiting_trial
+from storage.rdb import first_line
 
-STORAGE_ERROR_PAUSE_S = 5.0
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 TAKEN = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 
@@ -53,25 +56,100 @@ def space_exhausted(study: optuna.Study, space: Space) -> bool:
     return len(taken) >= space.grid_size()
 
 
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], budget: int, space: Space,
                on_progress: Callable[[int], None] = lambda done: None, strategy: Strategy | None = None,
-               should_stop: Callable[[], bool] = lambda: False) -> int:
-    """Run one trial at a time until `budget` trials of the study have finished. Returns trials run here."""
-    ran = 0
+               should_stop: Callable[[], bool] = lambda: False, max_retry: int = 0,
+               log: Callable[[str], None] = _to_stderr) -> int:
+    """Run one trial at a time until `budget` trials of the study have finished. Returns trials run here.
+
+    A trial that fails for the environment (search/workers/failures.py) is failed and queued for retry, and
+    the loop goes on; after MAX_FAILED_IN_A_ROW of them in a row it raises WorkerGaveUp. A trial another
+    worker took over is left to it. A database outage is ridden out by the storage (storage/rdb.py);
+    one longer than its timeout raises WorkerGaveUp.
+    """
+    ran = failed_in_a_row = 0
+    current: list[int] = []  # the id of the trial this iteration runs, once Optuna has made it
+
+    def tracked(trial: optuna.Trial) -> float:
+        current.append(trial._trial_id)
+        return objective(trial)
+
     while True:
-        done = finished_count(study)
-        on_progress(done)
-        if done >= budget or space_exhausted(study, space):
-            return ran
-        if strategy is not None and not strategy.prepare(study):
-            return ran
-        if should_stop():
-            return ran
+        current.clear()
         try:
-            study.optimize(objective, n_trials=1, catch=(), gc_after_trial=False)
-        except optuna.exceptions.StorageInternalError as e:
-            # The database connection dropped mid-call. The pool reconnects on the next call; the
-            # trial, if left RUNNING, stops beating and is retried from its checkpoint by the heartbeat.
-            print(f"storage error, going on after {STORAGE_ERROR_PAUSE_S:.0f} s: {e.__cause__ or e}", file=sys.stderr)
-            time.sleep(STORAGE_ERROR_PAUSE_S)
+            done = finished_count(study)
+            on_progress(done)
+            if done >= budget or space_exhausted(study, space):
+                close_leftover_retries(study, budget, log)
+                return ran
+            if strategy is not None and not strategy.prepare(study):
+                return ran
+            if should_stop():
+                return ran
+            study.optimize(tracked, n_trials=1, catch=(), gc_after_trial=False)
+            failed_in_a_row = 0
+        except Exception as e:
+            kind, reason = classify(e) or (None, "")
+            if kind is None:
+                raise
+            number = _trial_number(study, current)
+            if kind == "outage":
+                left = f"; trial {number} stays RUNNING until a worker reaps it" if number is not None else ""
+                raise WorkerGaveUp(f"{reason}{left}") from e
+            if kind == "taken":
+                log(f"trial {number} was failed by another worker (no heartbeat for longer than the grace period: "
+                    f"this worker was paused or cut off); its retry runs there, going on")
+            else:
+                failed_in_a_row += 1
+                log(f"{'trial ' + str(number) if number is not None else 'starting a trial'} failed: {reason}; "
+                    f"{_settle(study, current, max_retry)} ({failed_in_a_row} in a row, "
+                    f"stopping at {MAX_FAILED_IN_A_ROW})")
+                if failed_in_a_row >= MAX_FAILED_IN_A_ROW:
+                    raise WorkerGaveUp(f"{MAX_FAILED_IN_A_ROW} trials in a row failed, the last one with: "
+                                       f"{reason}") from e
+                time.sleep(FAILED_PAUSE_S * failed_in_a_row)
         ran += 1
+
+
+def _trial_number(study: optuna.Study, current: list[int]) -> int | None:
+    if not current:
+        return None
+    try:
+        return study._storage.get_trial(current[0]).number
+    except Exception:  # the database may be what failed
+        return None
+
+
+def _settle(study: optuna.Study, current: list[int], max_retry: int) -> str:
+    """Fail the trial if Optuna could not (its tell failed too) and queue its retry. Says what was done."""
+    if not current:
+        return "no trial was started"
+    storage = study._storage
+    try:
+        trial = storage.get_trial(current[0])
+        if trial.state == TrialState.RUNNING:
+            storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+            trial = storage.get_trial(trial._trial_id)
+        if trial.state != TrialState.FAIL:
+            return f"it is {trial.state.name}"
+        return "queued for retry" if retry(study, trial, max_retry) else f"not retried (max {max_retry} retries)"
+    except Exception as e:  # the database refuses this write too: the reaper fails and retries it later
+        return f"could not mark it failed ({first_line(e.__cause__ or e)}); a worker reaps it later"
+
+
+def close_leftover_retries(study: optuna.Study, budget: int, log: Callable[[str], None]) -> list[int]:
+    """Close the retries still WAITING once the study has reached its budget: no worker will run them, and
+    their checkpoints can go. Returns their numbers."""
+    closed = []
+    storage = getattr(study._storage, "_backend", study._storage)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        if "failed_trial" in t.system_attrs and hasattr(storage, "scoped_session") and close_waiting_trial(
+                storage, t._trial_id, f"the study reached its budget of {budget} finished trials first"):
+            closed.append(t.number)
+    if closed:
+        log(f"closed retries {closed}: the study reached its budget of {budget} finished trials first")
+    return closed

@@ -11,6 +11,7 @@ from typing import Any
 
 import optuna
 import torch
+from optuna.trial import TrialState
 from tqdm import tqdm
 
 from model.device import device_name, resolve_device
@@ -20,13 +21,16 @@ from search.study.best_artifacts import publish_if_best
 from search.study.create import create_study
 from search.trials.objective import Objective
 from search.trials.stepwise import make_strategy
-from search.workers.loop import best_line, finished_count, run_trials
+from search.workers.failures import WorkerGaveUp, hide_handled_failures
+from search.workers.loop import best_line, close_leftover_retries, finished_count, run_trials
 from search.workers.signals import exit_code, install_stop_handlers, requested_signal, stop_requested
 from storage.artifacts import artifact_dir, checkpoint_dir
 from storage.checkpoints import CheckpointStore
 from storage.heartbeat import reap_stale_trials, retry
 from storage.study import Heartbeat, quiet_optuna
 from storage.url import redact
+
+GAVE_UP_EXIT = 1  # the worker stopped because its environment failed (full disk, database gone)
 
 
 @dataclass(frozen=True)
@@ -53,19 +57,27 @@ def run_worker(settings: SearchConfig, place: WorkerPlace = WorkerPlace()) -> in
     if place.ignore_sigint:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     quiet_optuna()
+    hide_handled_failures()
     space = load_space(settings.space, settings.task)
     device = resolve_device(settings.device)
     data = space.task.load_search_data(settings.data)
     study = create_study(settings, space, settings.seed + 1000 * place.index, heartbeat_of(settings),
                          device_label=device_name(device))
+    backend = getattr(study._storage, "_backend", study._storage)
+    backend.say = lambda line: print(place.prefix + line, file=sys.stderr, flush=True)  # its outage lines
     reaped = reap_stale_trials(study, settings.grace_period, settings.max_retry)
     if reaped:
         print(f"{place.prefix}reaped dead trials {reaped}: failed and queued for retry", file=sys.stderr)
+    folder = artifact_dir(settings.storage, settings.artifacts)
+    checkpoints = CheckpointStore(checkpoint_dir(folder, settings.study))
     done = finished_count(study)
     if done >= settings.trials:
+        close_leftover_retries(study, settings.trials, lambda line: print(place.prefix + line, file=sys.stderr))
+        sweep_checkpoints(study, checkpoints, place.prefix)
         print(f"study {settings.study!r} already has {done} finished trials (budget {settings.trials}); "
               "nothing to do")
         return 0
+    sweep_checkpoints(study, checkpoints, place.prefix)
     print(f"{place.prefix}study {settings.study!r} in {redact(settings.storage)}: {done}/{settings.trials} trials "
           f"finished; {len(data.train)} train / {len(data.eval)} val items on {device_name(device)} "
           f"({torch.get_num_threads()} threads)", file=sys.stderr)
@@ -75,8 +87,6 @@ def run_worker(settings: SearchConfig, place: WorkerPlace = WorkerPlace()) -> in
     def log(line: str) -> None:
         bar.write(place.prefix + line) if place.progress_bar else print(place.prefix + line, flush=True)
 
-    folder = artifact_dir(settings.storage, settings.artifacts)
-
     def publish_best(trial: optuna.Trial, value: float, trainer: Any, curves: dict[str, list[float]]) -> None:
         try:  # a full disk must not fail a trial that trained well
             publish_if_best(study, trial, value, trainer.model.state_dict(), curves, folder)
@@ -84,15 +94,19 @@ def run_worker(settings: SearchConfig, place: WorkerPlace = WorkerPlace()) -> in
             log(f"trial {trial.number}: could not save best-trial artifacts: {e}")
 
     objective = Objective(space, settings, data, device, log=log,
-                          checkpoints=CheckpointStore(checkpoint_dir(folder, settings.study)),
-                          on_complete=publish_best)
+                          checkpoints=checkpoints, on_complete=publish_best)
     try:
         run_trials(study, objective, settings.trials, space, lambda n: bar.update(n - bar.n),
-                   make_strategy(settings, space), should_stop=stop_requested)
+                   make_strategy(settings, space), should_stop=stop_requested, max_retry=settings.max_retry,
+                   log=log)
     except KeyboardInterrupt:  # a stop signal, raised by the trainer at a step boundary (or a second signal)
         bar.close()
         _requeue(study, objective, settings.max_retry, place.prefix)
         return exit_code(requested_signal())
+    except WorkerGaveUp as e:
+        bar.close()
+        print(f"{place.prefix}worker stopped: {e}", file=sys.stderr)
+        return GAVE_UP_EXIT
     bar.close()
     if stop_requested():  # stopped between trials
         return exit_code(requested_signal())
@@ -101,12 +115,30 @@ def run_worker(settings: SearchConfig, place: WorkerPlace = WorkerPlace()) -> in
     return 0
 
 
+def live_roots(study: optuna.Study) -> set[int]:
+    """Checkpoint keys still needed: the retry-chain roots of RUNNING and WAITING trials."""
+    return {t.system_attrs.get("failed_trial", t.number)
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))}
+
+
+def sweep_checkpoints(study: optuna.Study, checkpoints: CheckpointStore, prefix: str = "") -> None:
+    """Delete the checkpoints no live trial will resume from (see CheckpointStore.sweep)."""
+    try:
+        files, freed = checkpoints.sweep(live_roots(study))
+    except OSError as e:  # a read-only or vanished folder: nothing to sweep, nothing to stop for
+        print(f"{prefix}could not sweep old checkpoints: {e}", file=sys.stderr)
+        return
+    if files:
+        print(f"{prefix}deleted {files} old checkpoint files ({freed / 1e6:.1f} MB) of trials no retry will "
+              "resume", file=sys.stderr)
+
+
 def _requeue(study: optuna.Study, objective: Objective, max_retry: int, prefix: str) -> None:
     """The stopped trial is FAIL now (Optuna marked it); queue its retry, which resumes from its checkpoint."""
     if objective.current_trial_id is None:
         return
     trial = study._storage.get_trial(objective.current_trial_id)
-    if trial.state == optuna.trial.TrialState.FAIL:
+    if trial.state == TrialState.FAIL:
         retry(study, trial, max_retry)
         print(f"{prefix}stopped: trial {trial.number} failed and queued for retry", file=sys.stderr)
 

@@ -23,6 +23,7 @@ from search.workers.signals import exit_code
 from storage.study import load_study, open_storage
 
 STOP_WAIT_S = 30.0  # how long the parent waits for stopped workers before killing them
+HURRY_WAIT_S = 2.0  # after a second stop signal: how long workers get to requeue their trials
 POLL_S = 2.0  # how often the parent reads the study to update its progress bar
 
 
@@ -44,19 +45,34 @@ def launch(settings: SearchConfig, workers: int, gpu_ids: list[str], threads: in
     create_study(settings, load_space(settings.space, settings.task), settings.seed,
                  device_label=f"{workers} x {device_name(resolve_device(settings.device))}")
     ctx = mp.get_context("spawn")
-    procs = []
-    for i in range(workers):
-        place = WorkerPlace(index=i, gpu=gpu_for(i, gpu_ids), threads=threads, prefix=f"[w{i}] ",
-                            progress_bar=False, ignore_sigint=True)
-        p = ctx.Process(target=_child_main, args=(settings.to_dict(), place.__dict__), name=f"alexsearch-w{i}")
-        p.start()
-        procs.append(p)
-    stop = {"signum": 0}
+    procs: list[Any] = []
+    stop = {"signum": 0, "signals": 0}
 
     def on_signal(signum: int, _frame: Any) -> None:
+        # The first signal asks each worker to stop its trial at the next training step; a second one (a
+        # user who wants out now) is forwarded too, and a worker that gets a second stop raises at once.
         stop["signum"] = stop["signum"] or signum
+        stop["signals"] += 1
+        for p in procs:
+            if p.pid is not None and p.exitcode is None:
+                os.kill(p.pid, signal.SIGTERM)
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    # Workers ignore SIGINT from their first instruction on: a terminal's Ctrl-C reaches the whole process
+    # group, and one that lands while a worker imports torch would print a KeyboardInterrupt traceback. The
+    # disposition is inherited by the spawned interpreter, so it is set before the spawn and put back after.
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for i in range(workers):
+            place = WorkerPlace(index=i, gpu=gpu_for(i, gpu_ids), threads=threads, prefix=f"[w{i}] ",
+                                progress_bar=False, ignore_sigint=True)
+            p = ctx.Process(target=_child_main, args=(settings.to_dict(), place.__dict__), name=f"alexsearch-w{i}")
+            p.start()
+            procs.append(p)
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    if stop["signum"]:  # a signal during the spawns: stop the workers started before it too
+        on_signal(stop["signum"], None)
     storage = None
     bar = tqdm(total=settings.trials, desc="trials", unit="trial", dynamic_ncols=True, file=sys.stderr)
     try:
@@ -64,25 +80,28 @@ def launch(settings: SearchConfig, workers: int, gpu_ids: list[str], threads: in
             storage, done = _poll(settings, storage)
             if done is not None:
                 bar.update(done - bar.n)
-            time.sleep(POLL_S)
+            _sleep_unless_stopped(POLL_S, stop)
         if stop["signum"]:
             bar.write(f"stopping {sum(p.is_alive() for p in procs)} workers ({signal.Signals(stop['signum']).name})")
-            for p in procs:
-                if p.is_alive():
-                    os.kill(p.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_WAIT_S
+        while any(p.is_alive() for p in procs):
+            if stop["signals"] > 1:  # the user wants out now: workers got a second stop, give them a moment
+                deadline = min(deadline, time.monotonic() + HURRY_WAIT_S)
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
         for p in procs:
-            p.join(max(0.0, deadline - time.monotonic()))
             if p.is_alive():
                 p.kill()
-                p.join()
-        storage, done = _poll(settings, storage)
-        if done is not None:
-            bar.update(done - bar.n)
+            p.join()
+        if not stop["signum"]:
+            storage, done = _poll(settings, storage)
+            if done is not None:
+                bar.update(done - bar.n)
     finally:
         bar.close()
-        for s, handler in old.items():
-            signal.signal(s, handler)
+        for s, previous in old.items():
+            signal.signal(s, previous)
     if stop["signum"]:
         return exit_code(stop["signum"])
     # A negative exitcode means killed by that signal: report it as the shell would (128 + signal).
@@ -90,6 +109,12 @@ def launch(settings: SearchConfig, workers: int, gpu_ids: list[str], threads: in
     if storage is not None:
         print_best(load_study(storage, settings.study))
     return failed[0] if failed else 0
+
+
+def _sleep_unless_stopped(seconds: float, stop: dict[str, int]) -> None:
+    end = time.monotonic() + seconds
+    while not stop["signum"] and time.monotonic() < end:
+        time.sleep(0.05)
 
 
 def _poll(settings: SearchConfig, storage: Any) -> tuple[Any, int | None]:
