@@ -49,15 +49,17 @@ def close_waiting_trial(storage: RDBStorage, trial_id: int, reason: str) -> bool
     """FAIL the trial if it is still WAITING, with user attr closed_reason = reason. True if it was closed."""
     session = storage.scoped_session()
     try:
-        updated = (session.query(models.TrialModel)
-                   .filter(models.TrialModel.trial_id == trial_id, models.TrialModel.state == TrialState.WAITING)
-                   .update({models.TrialModel.state: TrialState.FAIL,
-                            models.TrialModel.datetime_complete: dt.datetime.now()}, synchronize_session=False))
-        if updated:
+        # The row lock (PostgreSQL) or BEGIN IMMEDIATE (SQLite, storage/sqlite.py) keeps a claim out until commit.
+        trial = session.query(models.TrialModel).filter(models.TrialModel.trial_id == trial_id).with_for_update()\
+            .one_or_none()
+        closed = trial is not None and trial.state == TrialState.WAITING
+        if closed:
+            trial.state = TrialState.FAIL
+            trial.datetime_complete = dt.datetime.now()
             session.add(models.TrialUserAttributeModel(trial_id=trial_id, key="closed_reason",
                                                        value_json=json.dumps(reason)))
         session.commit()
-        return bool(updated)
+        return closed
     except BaseException:
         session.rollback()
         raise

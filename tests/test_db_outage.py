@@ -51,7 +51,7 @@ def search(url: str, tmp_path: Path) -> subprocess.Popen:
         [ALEXSEARCH, "search", "--task", "mlp-synth", "--storage", url, "--study", "outage", "--workers", "2",
          "--trials", str(TRIALS), "--epochs", "3", "--train-size", "1500", "--val-size", "300", "--device", "cpu",
          "--pruner", "none", "--patience", "0", "--heartbeat-interval", "2", "--grace-period", "60",
-         "--db-outage-timeout", "90", "--artifacts", str(tmp_path / "art")],
+         "--artifacts", str(tmp_path / "art")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True)
 
 
