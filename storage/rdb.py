@@ -16,13 +16,17 @@ UnboundLocalError or AssertionError, with the trial left RUNNING. So the outage 
   failed beat, and the live trial would later be failed as stale and run twice.
 - An outage longer than `outage_timeout_s` raises DatabaseUnavailable; the worker loop stops on it.
 
-Other errors (a full disk, a constraint) are not retried here: they are not transient in seconds.
+A SQLite write that fails on a full disk is tried once more after the write-ahead log has been checkpointed
+and truncated (that frees the log's pages, often enough to finish a trial, or at least to fail it cleanly).
+Other errors (a constraint, a full disk that stays full) are not retried: they are not transient in seconds.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
+import sqlite3
 import sys
 import threading
 import time
@@ -42,6 +46,9 @@ BACKOFF_MAX_S = 10.0
 # PostgreSQL SQLSTATEs that mean "the server is not there right now": class 08 (connection exception),
 # and admin_shutdown, crash_shutdown, cannot_connect_now (starting up or shutting down).
 _OUTAGE_SQLSTATES = ("57P01", "57P02", "57P03")
+# Free space a SQLite database's disk must have before a trial starts: the write-ahead log grows by one 4 KiB
+# page per page written until a checkpoint, and a trial writes some dozens per epoch.
+MIN_FREE_BYTES = 1_000_000
 # Storage calls that create a row: not repeated when their commit may have landed.
 _CREATES = ("create_new_study", "_create_new_trial")
 # Every RDBStorage method that _CachedStorage or our code calls, except record_heartbeat.
@@ -81,6 +88,12 @@ def outage_cause(e: BaseException) -> BaseException | None:
     return None
 
 
+def disk_full(e: BaseException) -> bool:
+    """e is SQLite's "database or disk is full" (SQLITE_FULL)."""
+    cause = e.__cause__ if isinstance(e, StorageInternalError) else e
+    return getattr(getattr(cause, "orig", None), "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+
+
 def first_line(e: BaseException) -> str:
     orig = getattr(e, "orig", None) or e
     text = str(orig).strip()
@@ -90,6 +103,7 @@ def first_line(e: BaseException) -> str:
 class _CallState(threading.local):
     depth = 0  # nested ridden calls (get_all_trials -> _get_trials): only the outermost one retries
     committing = False  # a COMMIT was sent on this thread's connection during the current attempt
+    started: int | None = None  # the id of the last trial this thread created or claimed (WAITING -> RUNNING)
 
 
 def _ride_out(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -98,7 +112,7 @@ def _ride_out(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def call(self: SteadyRDBStorage, *args: Any, **kwargs: Any) -> Any:
         calls = self._calls
-        if calls.depth or self.outage_timeout_s <= 0:
+        if calls.depth:
             calls.depth += 1
             try:
                 return method(self, *args, **kwargs)
@@ -106,6 +120,7 @@ def _ride_out(method: Callable[..., Any]) -> Callable[..., Any]:
                 calls.depth -= 1
         began = None  # when the first failure of this call happened
         wait = BACKOFF_FIRST_S
+        reclaimed = False
         while True:
             calls.depth, calls.committing = 1, False
             try:
@@ -115,10 +130,17 @@ def _ride_out(method: Callable[..., Any]) -> Callable[..., Any]:
                     return True  # our earlier attempt committed before its connection dropped
                 raise
             except (StorageInternalError, sqlalchemy.exc.DBAPIError) as e:
+                if disk_full(e) and not reclaimed:
+                    reclaimed = True
+                    if self._reclaim_wal():  # space freed: try the call once more
+                        continue
+                    raise
                 cause = outage_cause(e)
                 if cause is None or (calls.committing and name in _CREATES):
                     raise
                 now = time.monotonic()
+                if self.outage_timeout_s <= 0:
+                    raise
                 began = began if began is not None else now
                 self._outage_began(now, cause)
                 if now - began >= self.outage_timeout_s:
@@ -179,6 +201,58 @@ class SteadyRDBStorage(RDBStorage):
                 self.say(f"database back after {time.monotonic() - self._outage_since:.0f} s; going on")
                 self._outage_since = None
 
+    def _create_new_trial(self, study_id: int, template_trial: Any = None) -> Any:
+        frozen = super()._create_new_trial(study_id, template_trial)
+        if frozen.state == TrialState.RUNNING:
+            self._calls.started = frozen._trial_id
+        return frozen
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
+        done = super().set_trial_state_values(trial_id, state, values)
+        if done and state == TrialState.RUNNING:
+            self._calls.started = trial_id
+        return done
+
+    def take_started_trial(self) -> int | None:
+        """The id of the trial this thread last created or claimed, and forget it. Optuna's ask can fail after
+        it made a trial and before the caller learns its id (a sampler's write to a full disk, say): this is
+        how the worker finds that trial, to fail and retry it instead of leaving it RUNNING."""
+        started, self._calls.started = self._calls.started, None
+        return started
+
+    def disk_space_problem(self) -> str | None:
+        """For a SQLite database: a one-line reason not to start a trial if its disk is (nearly) full. A trial
+        started there could not even be marked failed when its writes hit the full disk, and would stay
+        RUNNING until reaped. None for a server database (its disk is the server's) or enough space."""
+        path = self.engine.url.database
+        if self.engine.dialect.name != "sqlite" or not path or path == ":memory:":
+            return None
+        try:
+            st = os.statvfs(os.path.dirname(os.path.abspath(path)))
+        except OSError:
+            return None
+        free = st.f_bavail * st.f_frsize
+        if free >= MIN_FREE_BYTES:
+            return None
+        return (f"database or disk is full: {free / 1e6:.2f} MB free for {path}, less than the "
+                f"{MIN_FREE_BYTES / 1e6:.0f} MB a trial's writes may need")
+
+    def _reclaim_wal(self) -> bool:
+        """On a full disk, copy SQLite's write-ahead log into the database and truncate it: the log holds a
+        copy of every page written since the last checkpoint, often more than the write that failed needs.
+        True if the checkpoint completed (then the failed write may fit)."""
+        if self.engine.dialect.name != "sqlite":
+            return False
+        try:
+            raw = self.engine.raw_connection()
+            try:
+                busy, _, _ = raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                raw.close()
+        except Exception:  # the checkpoint may itself need space the disk lacks
+            return False
+        return busy == 0
+
     def _already_set(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
         return self.get_trial(trial_id).state == state
 
@@ -192,4 +266,4 @@ class SteadyRDBStorage(RDBStorage):
 
 
 for _name in _RIDDEN:
-    setattr(SteadyRDBStorage, _name, _ride_out(getattr(RDBStorage, _name)))
+    setattr(SteadyRDBStorage, _name, _ride_out(getattr(SteadyRDBStorage, _name)))

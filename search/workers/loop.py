@@ -80,6 +80,7 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
 
     while True:
         current.clear()
+        _take_started_trial(study)
         try:
             done = finished_count(study)
             on_progress(done)
@@ -90,12 +91,16 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
                 return ran
             if should_stop():
                 return ran
+            _check_disk(study)
             study.optimize(tracked, n_trials=1, catch=(), gc_after_trial=False)
             failed_in_a_row = 0
         except Exception as e:
             kind, reason = classify(e) or (None, "")
             if kind is None:
                 raise
+            started = _take_started_trial(study)
+            if not current and started is not None:  # Optuna made the trial, then failed before our objective ran
+                current.append(started)
             number = _trial_number(study, current)
             if kind == "outage":
                 left = f"; trial {number} stays RUNNING until a worker reaps it" if number is not None else ""
@@ -113,6 +118,18 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
                                        f"{reason}") from e
                 time.sleep(FAILED_PAUSE_S * failed_in_a_row)
         ran += 1
+
+
+def _check_disk(study: optuna.Study) -> None:
+    storage = getattr(study._storage, "_backend", study._storage)
+    problem = storage.disk_space_problem() if hasattr(storage, "disk_space_problem") else None
+    if problem is not None:
+        raise WorkerGaveUp(f"{problem}; no trial started. Free some space and run the worker again")
+
+
+def _take_started_trial(study: optuna.Study) -> int | None:
+    storage = getattr(study._storage, "_backend", study._storage)
+    return storage.take_started_trial() if hasattr(storage, "take_started_trial") else None
 
 
 def _trial_number(study: optuna.Study, current: list[int]) -> int | None:
