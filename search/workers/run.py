@@ -134,10 +134,18 @@ def sweep_checkpoints(study: optuna.Study, checkpoints: CheckpointStore, prefix:
 
 
 def _requeue(study: optuna.Study, objective: Objective, max_retry: int, prefix: str) -> None:
-    """The stopped trial is FAIL now (Optuna marked it); queue its retry, which resumes from its checkpoint."""
+    """The stopped trial is FAIL now (Optuna marked it; or RUNNING, if a second signal cut Optuna short);
+    queue its retry, which resumes from its checkpoint. Further signals are ignored meanwhile: this takes
+    milliseconds, and a second Ctrl-C landing in it would lose the retry."""
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
     if objective.current_trial_id is None:
         return
-    trial = study._storage.get_trial(objective.current_trial_id)
+    storage = study._storage
+    trial = storage.get_trial(objective.current_trial_id)
+    if trial.state == TrialState.RUNNING:
+        storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        trial = storage.get_trial(trial._trial_id)
     if trial.state == TrialState.FAIL:
         retry(study, trial, max_retry)
         print(f"{prefix}stopped: trial {trial.number} failed and queued for retry", file=sys.stderr)
