@@ -13,15 +13,19 @@ STORAGE ?= sqlite:///alexsearch.db
 STUDY ?= alexnet-cifar10
 SEARCH_ARGS ?=
 PYTEST_ARGS ?=
+# Offline installs (the GPU machine has no registry): an existing VENV is reused, PIP_ARGS passes e.g.
+# "--no-index --find-links DIR --no-build-isolation", EXTRAS= installs no extras. docs/gpu-check.md.
+EXTRAS ?= dev,postgres
+PIP_ARGS ?=
 
-.PHONY: install search test status dashboard bench lint clean
+.PHONY: install search test status dashboard bench gpu-check lint clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,postgres]'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q $(PIP_ARGS) --upgrade pip
+	$(BIN)/pip install -q $(PIP_ARGS) -e '.$(if $(EXTRAS),[$(EXTRAS)])'
 	touch $@
 
 search: install
@@ -44,6 +48,13 @@ test: install
 BENCH_ARGS ?=
 bench: install
 	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
+
+# make gpu-check: every GPU figure in one run (under 8 minutes on an H100/H200), results in bench/results/;
+# without CUDA the same steps at toy scale. GPU_CHECK_ARGS passes options, e.g. "--out DIR --grid-budget 240".
+# See docs/gpu-check.md.
+GPU_CHECK_ARGS ?=
+gpu-check: install
+	$(BIN)/python -m bench.gpu_check --data $(DATA) $(GPU_CHECK_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -5,13 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from model.config import JsonConfig
+from model.config import MAX_SEED, JsonConfig
 from model.tasks import DataConfig
+from search.errors import UsageError
 from storage.rdb import OUTAGE_TIMEOUT_S
 from storage.study import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, MAX_RETRY
 from storage.url import DEFAULT_STORAGE
 
 DEFAULT_STUDY = "alexnet-cifar10"
+MAX_STUDY_NAME = 200  # characters; Optuna stores up to 512, and a name is also shown in every line and folder
+
+
+def check_study_name(name: str) -> str:
+    if not name.strip():
+        raise UsageError(f"--study: must be a name of 1 to {MAX_STUDY_NAME} characters, not empty or blank")
+    if len(name) > MAX_STUDY_NAME:
+        raise UsageError(f"--study: must be at most {MAX_STUDY_NAME} characters, got {len(name)}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -59,15 +69,16 @@ class SearchConfig(JsonConfig):
         self.check_types()
         for name in ("trials", "epochs"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name}: must be >= 1, got {getattr(self, name)}")
+                raise UsageError(f"--{name}: must be >= 1, got {getattr(self, name)}")
         for name in ("heartbeat_interval", "grace_period"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')}: must be >= 1 second, got {getattr(self, name)}")
+                raise UsageError(f"--{name.replace('_', '-')}: must be >= 1 second, got {getattr(self, name)}")
         if self.grace_period <= self.heartbeat_interval:
-            raise ValueError(f"--grace-period: must be longer than --heartbeat-interval "
+            raise UsageError(f"--grace-period: must be longer than --heartbeat-interval "
                              f"({self.heartbeat_interval} s), got {self.grace_period}")
         for name in ("patience", "warmup_epochs", "startup_trials", "max_retry", "db_outage_timeout"):
             if getattr(self, name) < 0:
-                raise ValueError(f"--{name.replace('_', '-')}: must be >= 0, got {getattr(self, name)}")
-        if not self.study.strip():
-            raise ValueError("--study: must not be empty")
+                raise UsageError(f"--{name.replace('_', '-')}: must be >= 0, got {getattr(self, name)}")
+        check_study_name(self.study)
+        if not 0 <= self.seed <= MAX_SEED:
+            raise UsageError(f"--seed: must be in 0..{MAX_SEED} (numpy's seed range), got {self.seed}")

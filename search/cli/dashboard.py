@@ -19,6 +19,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import optuna_dashboard
 
 from search.cli.args import add_storage_args
+from search.errors import UsageError
 from storage.artifacts import artifact_dir, artifact_store
 from storage.study import load_study, open_storage, quiet_optuna, study_names
 from storage.url import redact
@@ -84,12 +85,12 @@ def bind(host: str, port: int, app) -> WSGIServer:
         return make_server(host, port, app, server_class=server_class, handler_class=QuietHandler)
     except OSError as e:
         if e.errno == errno.EADDRINUSE:
-            raise ValueError(f"--port: port {port} on {host} is already in use; pick another with --port") from None
+            raise UsageError(f"--port: port {port} on {host} is already in use; pick another with --port") from None
         if e.errno in (errno.EACCES, errno.EPERM):
-            raise ValueError(f"--port: not allowed to bind port {port} (ports below 1024 need root)") from None
+            raise UsageError(f"--port: not allowed to bind port {port} (ports below 1024 need root)") from None
         if isinstance(e, socket.gaierror) or e.errno == errno.EADDRNOTAVAIL:
-            raise ValueError(f"--host: cannot bind {host!r} (not an address of this machine)") from None
-        raise ValueError(f"--host/--port: cannot bind {host}:{port} ({e.strerror or e})") from None
+            raise UsageError(f"--host: cannot bind {host!r} (not an address of this machine)") from None
+        raise UsageError(f"--host/--port: cannot bind {host}:{port} ({e.strerror or e})") from None
 
 
 def run(args: argparse.Namespace) -> int:

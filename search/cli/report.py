@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from search.cli.args import add_storage_args
+from search.errors import UsageError
 from search.report.build import write_report
 from search.report.compare import write_compare
 from search.report.figures import NeedsMoreTrials
@@ -32,9 +33,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.compare is not None:
         if len(args.compare) < 2:
-            raise ValueError(f"--compare: give two or more studies, got {len(args.compare)}")
+            raise UsageError(f"--compare: give two or more studies, got {len(args.compare)}")
         if args.study is not None:
-            raise ValueError("--study: not used with --compare; name the studies after --compare")
+            raise UsageError("--study: not used with --compare; name the studies after --compare")
     quiet_optuna()
     storage = open_storage(args.storage, create=False)
     out = Path(args.out)
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             figure, lines = write_compare(studies, out)
         except NeedsMoreTrials as e:
-            raise ValueError(f"--compare: {e}") from None
+            raise UsageError(f"--compare: {e}") from None
         print("\n".join(lines))
         print(f"wrote {figure} and {out / 'compare.md'}")
         return 0

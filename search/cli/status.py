@@ -7,7 +7,8 @@ import argparse
 import optuna
 
 from search.cli.args import add_storage_args
-from search.workers.loop import best_line
+from search.trials import record
+from search.trials.record import best_line
 from storage.artifacts import artifact_dir, checkpoint_dir
 from storage.checkpoints import CheckpointStore
 from storage.study import load_study, open_storage, quiet_optuna
@@ -37,8 +38,7 @@ def trial_rows(study: optuna.Study) -> list[list[str]]:
         value = f"{t.value:.4f}" if t.value is not None else "-"
         if value == "-" and t.intermediate_values:
             value = f"({max(t.intermediate_values.values()):.4f})"
-        note = t.user_attrs.get("pruned_reason") or t.user_attrs.get("stopped_reason") or ""
-        rows.append([str(t.number), t.state.name, value, str(t.user_attrs.get("best_epoch", "-")), params, note])
+        rows.append([str(t.number), t.state.name, value, str(record.best_epoch(t, "-")), params, record.note(t)])
     return rows
 
 
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
 def checkpoints_line(study: optuna.Study, storage_url: str, artifacts: str | None) -> str:
     """How much disk the study's checkpoints take (an AlexNet checkpoint with Adam is 279 MB)."""
-    artifacts = artifacts or study.user_attrs.get("search_config", {}).get("artifacts")
+    artifacts = artifacts or study.user_attrs.get(record.SEARCH_CONFIG, {}).get("artifacts")
     folder = checkpoint_dir(artifact_dir(storage_url, artifacts), study.study_name)
     files, size = CheckpointStore(folder).held_bytes()
     return f"checkpoints: {files} files, {size / 1e6:.1f} MB ({size:,} bytes) in {folder}"

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import optuna
 
+from search.errors import UsageError
 from search.report.curves import draw_param_curves, trials_for
 from search.report.figures import NeedsMoreTrials
 from search.report.optuna_plots import draw_history, draw_importance, importances, plotly_figures, write_html
 from search.report.summary import Output, Summary, write_index, write_markdown
 from search.report.trials import best_trial, searched_params, state_counts, total_epochs
+from search.trials import record
 
 FIXED_FILES = ("history.png", "importance.png", "history.html", "intermediate.html", "parallel.html",
                "importance.html", "summary.md", "index.html")
@@ -35,7 +37,7 @@ def _try(file: str, title: str, draw: Callable[[], object], note: str = "") -> O
 
 def write_report(study: optuna.Study, out: Path, source: str = "") -> Summary:
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out: {out} is a file, not a folder")
+        raise UsageError(f"--out: {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
     _remove_old(out)
     trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)  # one snapshot for every file
@@ -53,7 +55,7 @@ def write_report(study: optuna.Study, out: Path, source: str = "") -> Summary:
                         "Optuna's PED-ANOVA importance for validation accuracy"))
     for file, (title, build) in plotly_figures(study, trials).items():
         outputs.append(_try(file, title, lambda b=build, f=file: write_html(b(), out / f)))
-    summary = Summary(study=study.study_name, source=source, search=study.user_attrs.get("search_config", {}),
+    summary = Summary(study=study.study_name, source=source, search=study.user_attrs.get(record.SEARCH_CONFIG, {}),
                       written_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), counts=state_counts(trials),
                       epochs=total_epochs(trials), best=best_trial(trials), trials=trials, outputs=outputs)
     write_markdown(summary, out / "summary.md")

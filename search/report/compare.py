@@ -15,8 +15,11 @@ import optuna
 from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 
+from search.errors import UsageError
 from search.report.figures import NeedsMoreTrials, new_figure, save
-from search.report.trials import epochs_trained, fmt_params, is_duplicate
+from search.report.trials import fmt_params
+from search.trials import record
+from search.trials.record import epochs_trained, is_duplicate
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class CostCurve:
 
 
 def strategy_label(study: optuna.Study) -> str:
-    s = study.user_attrs.get("search_config", {})
+    s = study.user_attrs.get(record.SEARCH_CONFIG, {})
     if not s:
         return "unknown search"
     if s.get("strategy") == "stepwise":
@@ -60,7 +63,7 @@ def cost_curve(study: optuna.Study) -> CostCurve:
                 if not is_duplicate(t)]
     finished.sort(key=lambda t: (t.datetime_complete or datetime.max, t.number))
     total, best, best_trial = 0, None, None
-    seconds = sum(sum(t.user_attrs.get("epoch_seconds", [])) for t in finished)
+    seconds = sum(sum(t.user_attrs.get(record.EPOCH_SECONDS, [])) for t in finished)
     epochs, bests = [], []
     for t in finished:
         total += epochs_trained(t)
@@ -110,7 +113,7 @@ def compare_lines(curves: list[CostCurve]) -> list[str]:
 
 def write_compare(studies: list[optuna.Study], out: Path) -> tuple[Path, list[str]]:
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out: {out} is a file, not a folder")
+        raise UsageError(f"--out: {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
     curves = [cost_curve(s) for s in studies]
     figure = save(compare_figure(curves), out / "compare.png")

@@ -24,8 +24,9 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import FrozenTrial, TrialState
 
 from search.report.figures import NeedsMoreTrials, new_figure, save
-from search.report.trials import curves, fmt, fmt_params, is_duplicate
-from search.trials.stepwise import PLAN_ATTR, Plan, replay
+from search.report.trials import fmt, fmt_params
+from search.trials.record import STEPWISE_PLAN, curves, is_duplicate
+from search.trials.stepwise import Plan, replay
 
 MAX_LEGEND_VALUES = 5  # more distinct values than this: a colour bar instead of a legend
 STYLES = ("-", "--", ":", "-.")
@@ -35,7 +36,7 @@ END_MARKERS = {TrialState.PRUNED: ("x", "pruned"), TrialState.RUNNING: (">", "st
 def trials_for(param: str, trials: list[FrozenTrial], study_attrs: dict[str, Any]) -> tuple[list[FrozenTrial], str]:
     """The trials that show this parameter's effect, and a caption saying which they are."""
     drawable = [t for t in trials if param in t.params and curves(t) is not None and not is_duplicate(t)]
-    plan = study_attrs.get(PLAN_ATTR)
+    plan = study_attrs.get(STEPWISE_PLAN)
     if plan is None:
         return drawable, f"all {len(drawable)} trials with curves (the other parameters vary)"
     views = replay(Plan.from_dict(plan), trials)

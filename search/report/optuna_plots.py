@@ -14,7 +14,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.report.figures import NeedsMoreTrials, new_figure, save
-from search.report.trials import complete, is_duplicate
+from search.report.trials import complete
+from search.trials.record import is_duplicate
 
 # Parameter importance from fewer complete trials is noise (Optuna's PED-ANOVA wants far more).
 MIN_IMPORTANCE_TRIALS = 5

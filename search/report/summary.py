@@ -10,7 +10,10 @@ from typing import Any
 
 from optuna.trial import FrozenTrial
 
-from search.report.trials import epochs_trained, fmt_params
+from search.report.trials import fmt_params
+from search.trials import record
+from search.trials.record import epochs_trained
+from storage.optuna_private import fixed_params
 
 
 @dataclass(frozen=True)
@@ -54,23 +57,23 @@ class Summary:
         b = self.best
         if b is None:
             return ["no trial has completed yet"]
-        return [f"trial {b.number}: val_acc {b.value:.4f} at epoch {b.user_attrs.get('best_epoch', '?')} of "
+        return [f"trial {b.number}: val_acc {b.value:.4f} at epoch {record.best_epoch(b, '?')} of "
                 f"{epochs_trained(b)}", f"params: {fmt_params(b.params)}"]
 
     def best_config_json(self) -> str | None:
-        if self.best is None or "config" not in self.best.user_attrs:
+        if self.best is None or record.CONFIG not in self.best.user_attrs:
             return None
-        return json.dumps(self.best.user_attrs["config"], indent=2)
+        return json.dumps(self.best.user_attrs[record.CONFIG], indent=2)
 
 
 def trial_row(t: FrozenTrial) -> list[str]:
     value = f"{t.value:.4f}" if t.value is not None else "-"
     if t.value is None and t.intermediate_values:
         value = f"({max(t.intermediate_values.values()):.4f})"  # best so far of a pruned or running trial
-    state = t.state.name + (" (stopped)" if "stopped_reason" in t.user_attrs else "")
-    note = t.user_attrs.get("pruned_reason") or t.user_attrs.get("stopped_reason") or ""
-    return [str(t.number), state, value, str(t.user_attrs.get("best_epoch", "-")), str(epochs_trained(t)),
-            fmt_params(t.params) or fmt_params(t.system_attrs.get("fixed_params", {})), note]
+    state = t.state.name + (" (stopped)" if record.STOPPED_REASON in t.user_attrs else "")
+    note = record.note(t)
+    return [str(t.number), state, value, str(record.best_epoch(t, "-")), str(epochs_trained(t)),
+            fmt_params(t.params) or fmt_params(fixed_params(t)), note]
 
 
 HEADER = ["#", "state", "val_acc", "best epoch", "epochs", "params", "note"]

@@ -8,25 +8,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.workers.loop import is_duplicate
-
-
-def epochs_trained(t: FrozenTrial) -> int:
-    """Epochs this trial trained: one intermediate value (validation accuracy) per epoch."""
-    return len(t.intermediate_values)
-
-
-def is_stopped(t: FrozenTrial) -> bool:
-    """Completed early by patience (no improvement), with its best epoch's score."""
-    return t.state == TrialState.COMPLETE and "stopped_reason" in t.user_attrs
-
-
-def curves(t: FrozenTrial) -> tuple[list[float], list[float]] | None:
-    """Per-epoch train and validation accuracy, or None for a trial that has not finished an epoch."""
-    train, val = t.user_attrs.get("train_acc"), t.user_attrs.get("val_acc")
-    if not train or not val:
-        return None
-    return list(train), list(val)
+from search.trials import record
+from search.trials.record import epochs_trained, is_duplicate, is_stopped
 
 
 def state_counts(trials: list[FrozenTrial]) -> dict[str, int]:
@@ -53,7 +36,7 @@ def complete(trials: list[FrozenTrial]) -> list[FrozenTrial]:
 
 def searched_params(study: optuna.Study, trials: list[FrozenTrial]) -> list[str]:
     """The space's parameters in the order of the space file; else in order of first appearance."""
-    space = study.user_attrs.get("space") or {}
+    space = study.user_attrs.get(record.SPACE) or {}
     names = list(space.get("params", {}))
     for t in trials:
         names += [n for n in t.params if n not in names]

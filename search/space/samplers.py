@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import optuna
 
+from search.errors import UsageError
 from search.space.space import Space
 
 SAMPLERS = ("tpe", "grid", "random")
@@ -18,4 +19,4 @@ def make_sampler(kind: str, space: Space, seed: int) -> optuna.samplers.BaseSamp
         return optuna.samplers.GridSampler(space.grid(), seed=seed)
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    raise ValueError(f"--sampler: unknown sampler {kind!r} (allowed: {', '.join(SAMPLERS)})")
+    raise UsageError(f"--sampler: unknown sampler {kind!r} (allowed: {', '.join(SAMPLERS)})")

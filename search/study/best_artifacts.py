@@ -20,9 +20,10 @@ from optuna.artifacts import upload_artifact
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import TrialState
 
+from search.trials import record
 from storage.artifacts import artifact_store
 
-ATTR = "best_artifacts"
+ATTR = record.BEST_ARTIFACTS
 
 
 def beats_complete_trials(study: optuna.Study, trial_number: int, value: float) -> bool:
@@ -37,10 +38,10 @@ def save_curve_png(curves: dict[str, list[float]], path: Path, title: str) -> Pa
     fig = Figure(figsize=(6.4, 4.0), dpi=100)
     FigureCanvasAgg(fig)  # Agg canvas without pyplot: no global state, safe in any thread or process
     ax = fig.add_subplot()
-    for key, label in (("train_acc", "train accuracy"), ("val_acc", "validation accuracy")):
+    for key, label in ((record.TRAIN_ACC, "train accuracy"), (record.VAL_ACC, "validation accuracy")):
         values = curves.get(key) or []
         ax.plot(range(1, len(values) + 1), values, marker="o", label=label)
-    val = curves.get("val_acc") or []
+    val = curves.get(record.VAL_ACC) or []
     if val:
         best = max(range(len(val)), key=val.__getitem__)
         ax.axvline(best + 1, color="grey", linestyle=":", label=f"best epoch {best + 1} ({val[best]:.4f})")
@@ -75,7 +76,7 @@ def publish_if_best(study: optuna.Study, trial: optuna.Trial, value: float, mode
         _remove(store, weights_id)  # lost the race to a better trial; its weights stay
         return False
     study.set_user_attr(ATTR, {"trial": trial.number, "value": value, "weights_id": weights_id,
-                               "curve_id": curve_id, "epochs_trained": len(curves.get("val_acc") or [])})
+                               "curve_id": curve_id, "epochs_trained": len(curves.get(record.VAL_ACC) or [])})
     if previous is not None and previous.get("weights_id"):
         _remove(store, previous["weights_id"])
     return True

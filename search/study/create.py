@@ -10,11 +10,12 @@ from search.space.pruning import make_pruner
 from search.space.samplers import make_sampler
 from search.space.space import Space
 from search.study.note import save_study_note, study_note
-from storage.optuna_rows import insert_study_user_attrs
+from search.trials import record
+from storage.optuna_private import insert_study_user_attrs
 from storage.study import Heartbeat, open_storage
 from storage.url import redact
 
-SETTINGS_KEYS = ("search_config", "space")  # written together, once, by the process that creates the study
+SETTINGS_KEYS = (record.SEARCH_CONFIG, record.SPACE)  # written together, once, by the process that creates the study
 
 
 def create_study(settings: SearchConfig, space: Space, sampler_seed: int, heartbeat: Heartbeat | None = None,
@@ -22,7 +23,7 @@ def create_study(settings: SearchConfig, space: Space, sampler_seed: int, heartb
     """Create the study, or load it to resume; the sampler seed also moves on with the trials already run,
     so a resumed study does not propose its first configs again.
 
-    The settings are claimed in one transaction (storage/optuna_rows.py): of several commands started
+    The settings are claimed in one transaction (storage/optuna_private.py): of several commands started
     together, exactly one writes them and the others are checked against them, so a second command with
     other settings is refused. A study left without settings (a kill right after Optuna created it) is
     claimed by the next command; one left with only some of them (older versions wrote them one by one)
@@ -35,7 +36,8 @@ def create_study(settings: SearchConfig, space: Space, sampler_seed: int, heartb
         sampler=make_sampler(settings.sampler, space, sampler_seed),
         pruner=make_pruner(settings.pruner, settings.epochs, settings.startup_trials, settings.warmup_epochs),
     )
-    ours = {"search_config": settings.replace(storage=redact(settings.storage)).to_dict(), "space": space.to_dict()}
+    ours = {record.SEARCH_CONFIG: settings.replace(storage=redact(settings.storage)).to_dict(),
+            record.SPACE: space.to_dict()}
     stored = study.user_attrs
     _check_same_settings(settings, space, stored)  # before writing anything: a refused command changes nothing
     missing = {key: ours[key] for key in SETTINGS_KEYS if key not in stored}
@@ -51,8 +53,8 @@ def create_study(settings: SearchConfig, space: Space, sampler_seed: int, heartb
 
 
 def _check_same_settings(settings: SearchConfig, space: Space, stored: dict) -> None:
-    conflict = settings.conflict_with(stored["search_config"]) if "search_config" in stored else None
-    if conflict is None and "space" in stored and stored["space"] != space.to_dict():
+    conflict = settings.conflict_with(stored[record.SEARCH_CONFIG]) if record.SEARCH_CONFIG in stored else None
+    if conflict is None and record.SPACE in stored and stored[record.SPACE] != space.to_dict():
         conflict = (f"--space: study {settings.study!r} was created with another search space; resume it "
                     "with the same space, or start a new study with --study")
     if conflict is not None:

@@ -6,6 +6,7 @@ last checkpoint, and no second training of a config that has already been traine
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -20,14 +21,15 @@ from model.train import EpochStats, Trainer
 from search.settings import SearchConfig
 from search.space.pruning import Patience
 from search.space.space import Space
+from search.trials import record
+from search.trials.record import is_duplicate
 from search.trials.trial_config import TrialConfig, versions
-from search.workers.loop import is_duplicate
 from search.workers.signals import stop_requested
-from storage.checkpoints import CheckpointStore
+from storage.checkpoints import CheckpointError, CheckpointStore
+from storage.optuna_private import frozen, trial_id
 
 Log = Callable[[str], None]
-CURVES = ("train_acc", "val_acc", "train_loss", "epoch_seconds", "images_per_s")
-_STAT_OF_CURVE = {"epoch_seconds": "seconds"}  # curve name -> EpochStats field where they differ
+_STAT_OF_CURVE = {record.EPOCH_SECONDS: "seconds"}  # curve name -> EpochStats field where they differ
 # Called when a trial completes: (trial, value, trainer, curves). The best-trial artifacts hook.
 FinishHook = Callable[[optuna.Trial, float, Trainer, dict[str, list[float]]], None]
 
@@ -35,12 +37,6 @@ FinishHook = Callable[[optuna.Trial, float, Trainer, dict[str, list[float]]], No
 def epoch_line(trial_number: int, epochs: int, s: EpochStats) -> str:
     return (f"trial {trial_number} epoch {s.epoch}/{epochs}: loss {s.train_loss:.4f} "
             f"train_acc {s.train_acc:.4f} val_acc {s.val_acc:.4f} {s.seconds:.1f}s {s.images_per_s:.0f} img/s")
-
-
-def retry_root(trial: optuna.Trial) -> int:
-    """The number of the first trial in this trial's retry chain (itself if it is not a retry)."""
-    attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
-    return attrs.get("failed_trial", trial.number)
 
 
 def duplicate_of(trial: optuna.Trial) -> int | None:
@@ -70,20 +66,20 @@ class Objective:
         return TrialConfig(self.space.task.name, model.to_dict(), train, self.settings.data)
 
     def __call__(self, trial: optuna.Trial) -> float:
-        self.current_trial_id = trial._trial_id
+        self.current_trial_id = trial_id(trial)
         config = self.config_for(trial)
         earlier = duplicate_of(trial)
         if earlier is not None:
             reason = f"duplicate of trial {earlier}: this config was already trained"
-            trial.set_user_attr("duplicate_of", earlier)
-            trial.set_user_attr("pruned_reason", reason)
+            trial.set_user_attr(record.DUPLICATE_OF, earlier)
+            trial.set_user_attr(record.PRUNED_REASON, reason)
             self.log(f"trial {trial.number} skipped: {reason}")
             raise optuna.TrialPruned(reason)
-        trial.set_user_attr("config", config.to_dict())
-        trial.set_user_attr("seed", config.train.seed)
-        trial.set_user_attr("device", device_name(self.device))
-        trial.set_user_attr("versions", self.versions)
-        root = retry_root(trial)
+        trial.set_user_attr(record.CONFIG, config.to_dict())
+        trial.set_user_attr(record.SEED, config.train.seed)
+        trial.set_user_attr(record.DEVICE, device_name(self.device))
+        trial.set_user_attr(record.VERSIONS, self.versions)
+        root = record.retry_root(frozen(trial))
         trainer = Trainer(self.space.task, config.model_config(), config.train, self.data, self.device,
                           should_stop=stop_requested)
         history = self._resume(trial, trainer, config, root)
@@ -91,7 +87,7 @@ class Objective:
             value, curves = self._train(trial, trainer, config, root, history)
         except DivergedError as e:
             reason = f"diverged: {e}"
-            trial.set_user_attr("pruned_reason", reason)
+            trial.set_user_attr(record.PRUNED_REASON, reason)
             self.log(f"trial {trial.number} pruned: {reason}")
             self._drop_checkpoint(root)
             raise optuna.TrialPruned(reason) from None
@@ -107,14 +103,17 @@ class Objective:
         """Load the retry chain's checkpoint into trainer; return the epochs it already trained."""
         if self.checkpoints is None or root == trial.number:
             return []
-        state = self.checkpoints.load(root)
+        try:  # checked against this trial's config, model and optimizer before anything is loaded
+            state = self.checkpoints.load_resumable(
+                root, config=config.to_dict(), model=trainer.model, optimizer=trainer.optimizer,
+                epochs=config.train.epochs, history_keys=[f.name for f in dataclasses.fields(EpochStats)])
+        except CheckpointError as e:
+            self.log(f"trial {trial.number}: not resuming trial {root}: {e}; training from scratch")
+            return []
         if state is None:
             return []
-        if state.get("config") != config.to_dict():
-            self.log(f"trial {trial.number}: checkpoint of trial {root} has another config; starting over")
-            return []
         trainer.load_state_dict(state)
-        trial.set_user_attr("resumed_from", {"trial": root, "epoch": trainer.epoch})
+        trial.set_user_attr(record.RESUMED_FROM, {"trial": root, "epoch": trainer.epoch})
         self.log(f"trial {trial.number}: resuming trial {root} after epoch {trainer.epoch}")
         return list(state["history"])
 
@@ -128,18 +127,18 @@ class Objective:
 
     def _record(self, trial: optuna.Trial, curves: dict[str, list[float]], patience: Patience,
                 stats: dict[str, Any]) -> None:
-        for key in CURVES:
+        for key in record.CURVES:
             curves[key].append(stats[_STAT_OF_CURVE.get(key, key)])
             trial.set_user_attr(key, curves[key])
         patience.update(stats["epoch"], stats["val_acc"])
-        trial.set_user_attr("best_epoch", patience.best_epoch)
+        trial.set_user_attr(record.BEST_EPOCH, patience.best_epoch)
         trial.report(stats["val_acc"], stats["epoch"])
 
     def _train(self, trial: optuna.Trial, trainer: Trainer, config: TrialConfig, root: int,
                history: list[dict]) -> tuple[float, dict[str, list[float]]]:
         epochs = config.train.epochs
         patience = Patience(self.settings.patience)
-        curves: dict[str, list[float]] = {key: [] for key in CURVES}
+        curves: dict[str, list[float]] = {key: [] for key in record.CURVES}
         for stats in history:  # a resumed trial carries its original's learning curve on
             self._record(trial, curves, patience, stats)
         for s in trainer.epochs():
@@ -149,13 +148,13 @@ class Objective:
             if trial.should_prune():
                 reason = (f"val_acc {s.val_acc:.4f} at epoch {s.epoch} fell below the "
                           f"{self.settings.pruner} pruner's bar")
-                trial.set_user_attr("pruned_reason", reason)
+                trial.set_user_attr(record.PRUNED_REASON, reason)
                 self.log(f"trial {trial.number} pruned: {reason}")
                 raise optuna.TrialPruned(reason)
             if s.epoch < epochs and patience.exhausted(s.epoch):
                 reason = (f"no val_acc improvement for {self.settings.patience} epochs after best epoch "
                           f"{patience.best_epoch}; completed with its best score")
-                trial.set_user_attr("stopped_reason", reason)
+                trial.set_user_attr(record.STOPPED_REASON, reason)
                 self.log(f"trial {trial.number} stopped: {reason}")
                 break
         return patience.best, curves

@@ -8,15 +8,16 @@ from collections.abc import Callable
 from typing import Protocol
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from search.space.space import Space
+from search.trials import record
+from search.trials.record import finished_count
 from search.workers.failures import FAILED_PAUSE_S, MAX_FAILED_IN_A_ROW, WorkerGaveUp, classify
 from storage.heartbeat import retry
-from storage.optuna_rows import close_waiting_trial
+from storage.optuna_private import close_waiting_trial, rdb_backend, study_storage, trial_id
 from storage.rdb import first_line
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 TAKEN = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 
 
@@ -26,25 +27,6 @@ class Strategy(Protocol):
     def prepare(self, study: optuna.Study) -> bool:
         """Called before each trial: enqueue what should run next. False = the plan has nothing left."""
         ...
-
-
-def is_duplicate(t: FrozenTrial) -> bool:
-    """A trial the objective skipped because its config had already been trained."""
-    return "duplicate_of" in t.user_attrs
-
-
-def best_line(study: optuna.Study) -> str:
-    try:
-        best = study.best_trial
-    except ValueError:
-        return "best: none yet (no complete trial)"
-    return (f"best: trial {best.number}, val_acc {best.value:.4f} at epoch {best.user_attrs.get('best_epoch')}, "
-            f"{best.params}")
-
-
-def finished_count(study: optuna.Study) -> int:
-    """Trials that count towards the budget: the study's, not this process's. Skipped duplicates don't."""
-    return sum(not is_duplicate(t) for t in study.get_trials(deepcopy=False, states=FINISHED))
 
 
 def space_exhausted(study: optuna.Study, space: Space) -> bool:
@@ -75,7 +57,7 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
     current: list[int] = []  # the id of the trial this iteration runs, once Optuna has made it
 
     def tracked(trial: optuna.Trial) -> float:
-        current.append(trial._trial_id)
+        current.append(trial_id(trial))
         return objective(trial)
 
     while True:
@@ -121,14 +103,14 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
 
 
 def _check_disk(study: optuna.Study) -> None:
-    storage = getattr(study._storage, "_backend", study._storage)
+    storage = rdb_backend(study)
     problem = storage.disk_space_problem() if hasattr(storage, "disk_space_problem") else None
     if problem is not None:
         raise WorkerGaveUp(f"{problem}; no trial started. Free some space and run the worker again")
 
 
 def _take_started_trial(study: optuna.Study) -> int | None:
-    storage = getattr(study._storage, "_backend", study._storage)
+    storage = rdb_backend(study)
     return storage.take_started_trial() if hasattr(storage, "take_started_trial") else None
 
 
@@ -136,7 +118,7 @@ def _trial_number(study: optuna.Study, current: list[int]) -> int | None:
     if not current:
         return None
     try:
-        return study._storage.get_trial(current[0]).number
+        return study_storage(study).get_trial(current[0]).number
     except Exception:  # the database may be what failed
         return None
 
@@ -145,12 +127,12 @@ def _settle(study: optuna.Study, current: list[int], max_retry: int) -> str:
     """Fail the trial if Optuna could not (its tell failed too) and queue its retry. Says what was done."""
     if not current:
         return "no trial was started"
-    storage = study._storage
+    storage = study_storage(study)
     try:
         trial = storage.get_trial(current[0])
         if trial.state == TrialState.RUNNING:
-            storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-            trial = storage.get_trial(trial._trial_id)
+            storage.set_trial_state_values(trial_id(trial), state=TrialState.FAIL)
+            trial = storage.get_trial(trial_id(trial))
         if trial.state != TrialState.FAIL:
             return f"it is {trial.state.name}"
         return "queued for retry" if retry(study, trial, max_retry) else f"not retried (max {max_retry} retries)"
@@ -162,10 +144,11 @@ def close_leftover_retries(study: optuna.Study, budget: int, log: Callable[[str]
     """Close the retries still WAITING once the study has reached its budget: no worker will run them, and
     their checkpoints can go. Returns their numbers."""
     closed = []
-    storage = getattr(study._storage, "_backend", study._storage)
+    storage = rdb_backend(study)
+    reason = f"the study reached its budget of {budget} finished trials first"
     for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        if "failed_trial" in t.system_attrs and hasattr(storage, "scoped_session") and close_waiting_trial(
-                storage, t._trial_id, f"the study reached its budget of {budget} finished trials first"):
+        if record.retried_trial_number(t) is not None and hasattr(storage, "scoped_session") and \
+                close_waiting_trial(storage, trial_id(t), record.CLOSED_REASON, reason):
             closed.append(t.number)
     if closed:
         log(f"closed retries {closed}: the study reached its budget of {budget} finished trials first")

@@ -3,6 +3,49 @@
 from __future__ import annotations
 
 import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from model.config import ConfigError, JsonConfig
+
+# The default K of --workers-per-gpu, as measured: `make gpu-check` (bench/gpu_check.py) writes the best K it
+# found on a GPU here, with the device and the results file it came from.
+MEASURED_WORKERS_FILE = Path(__file__).with_name("workers_per_gpu.json")
+
+
+@dataclass(frozen=True)
+class MeasuredWorkers(JsonConfig):
+    workers_per_gpu: int = 1
+    device: str | None = None  # e.g. "NVIDIA H200"; None while never measured
+    date: str | None = None  # YYYY-MM-DD of the measurement
+    results: str | None = None  # the results file holding the K = 1, 2, 4, 8 figures, relative to the repo
+    commit: str | None = None  # the commit that was measured
+
+    def __post_init__(self) -> None:
+        self.check_types()
+        if self.workers_per_gpu < 1:
+            raise ConfigError(f"MeasuredWorkers.workers_per_gpu must be >= 1, got {self.workers_per_gpu}")
+
+    def describe(self) -> str:
+        if self.device is None:
+            return f"{self.workers_per_gpu}, not measured on a GPU yet"
+        return f"{self.workers_per_gpu}, measured on {self.device} on {self.date}, see {self.results}"
+
+
+def measured_workers(path: Path = MEASURED_WORKERS_FILE) -> MeasuredWorkers:
+    """The measured default K; K = 1 (with a warning) if the file is missing or unreadable, so a broken file
+    never stops the CLI."""
+    try:
+        return MeasuredWorkers.from_json(path.read_text())
+    except (OSError, ConfigError) as e:
+        warnings.warn(f"{path}: {e}; --workers-per-gpu defaults to 1", stacklevel=2)
+        return MeasuredWorkers()
+
+
+def write_measured_workers(measured: MeasuredWorkers, path: Path = MEASURED_WORKERS_FILE) -> Path:
+    path.write_text(measured.to_json() + "\n")
+    return path
 
 
 def visible_gpu_ids() -> list[str]:

@@ -19,14 +19,17 @@ from search.settings import SearchConfig
 from search.space.space import load_space
 from search.study.best_artifacts import publish_if_best
 from search.study.create import create_study
+from search.trials import record
 from search.trials.objective import Objective
+from search.trials.record import best_line, finished_count
 from search.trials.stepwise import make_strategy
 from search.workers.failures import WorkerGaveUp, hide_handled_failures
-from search.workers.loop import best_line, close_leftover_retries, finished_count, run_trials
+from search.workers.loop import close_leftover_retries, run_trials
 from search.workers.signals import exit_code, install_stop_handlers, requested_signal, stop_requested
 from storage.artifacts import artifact_dir, checkpoint_dir
 from storage.checkpoints import CheckpointStore
 from storage.heartbeat import reap_stale_trials, retry
+from storage.optuna_private import rdb_backend, study_storage
 from storage.study import Heartbeat, quiet_optuna
 from storage.url import redact
 
@@ -63,7 +66,7 @@ def run_worker(settings: SearchConfig, place: WorkerPlace = WorkerPlace()) -> in
     data = space.task.load_search_data(settings.data)
     study = create_study(settings, space, settings.seed + 1000 * place.index, heartbeat_of(settings),
                          device_label=device_name(device))
-    backend = getattr(study._storage, "_backend", study._storage)
+    backend = rdb_backend(study)
     backend.say = lambda line: print(place.prefix + line, file=sys.stderr, flush=True)  # its outage lines
     reaped = reap_stale_trials(study, settings.grace_period, settings.max_retry)
     if reaped:
@@ -117,8 +120,8 @@ def run_worker(settings: SearchConfig, place: WorkerPlace = WorkerPlace()) -> in
 
 def live_roots(study: optuna.Study) -> set[int]:
     """Checkpoint keys still needed: the retry-chain roots of RUNNING and WAITING trials."""
-    return {t.system_attrs.get("failed_trial", t.number)
-            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))}
+    live = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
+    return {record.retry_root(t) for t in live}
 
 
 def sweep_checkpoints(study: optuna.Study, checkpoints: CheckpointStore, prefix: str = "") -> None:
@@ -141,7 +144,7 @@ def _requeue(study: optuna.Study, objective: Objective, max_retry: int, prefix: 
         signal.signal(s, signal.SIG_IGN)
     if objective.current_trial_id is None:
         return
-    storage = study._storage
+    storage = study_storage(study)
     trial = storage.get_trial(objective.current_trial_id)
     if trial.state == TrialState.RUNNING:
         storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)

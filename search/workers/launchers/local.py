@@ -7,16 +7,17 @@ import os
 import signal
 import sys
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from tqdm import tqdm
 
 from model.device import device_name, resolve_device
-from search.errors import USAGE_ERRORS, silence_optuna_warnings
+from search.errors import USAGE_ERRORS, one_line, silence_optuna_warnings, user_paths
 from search.settings import SearchConfig
 from search.space.space import load_space
 from search.study.create import create_study
-from search.workers.loop import finished_count
+from search.trials.record import finished_count
 from search.workers.placement import gpu_for
 from search.workers.run import WorkerPlace, print_best, run_worker
 from search.workers.signals import exit_code
@@ -30,11 +31,12 @@ POLL_S = 2.0  # how often the parent reads the study to update its progress bar
 def _child_main(settings: dict[str, Any], place: dict[str, Any]) -> None:
     silence_optuna_warnings()
     try:
-        code = run_worker(SearchConfig.from_dict(settings), WorkerPlace(**place))
+        with user_paths():
+            code = run_worker(SearchConfig.from_dict(settings), WorkerPlace(**place))
     except KeyboardInterrupt:  # stopped before the trial loop began
         code = 130
     except USAGE_ERRORS as e:
-        print(f"{place['prefix']}error: {e}", file=sys.stderr)
+        print(f"{place['prefix']}error: {one_line(e, settings.get('storage'))}", file=sys.stderr)
         code = 2
     _exit_now(code)
 
@@ -48,78 +50,88 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
-def launch(settings: SearchConfig, workers: int, gpu_ids: list[str], threads: int | None) -> int:
-    """Spawn `workers` processes on the study, show the study's progress, stop them all on SIGINT/SIGTERM."""
-    # Create the study (and the database's tables) here, so the workers only ever open it.
-    create_study(settings, load_space(settings.space, settings.task), settings.seed,
-                 device_label=f"{workers} x {device_name(resolve_device(settings.device))}")
-    ctx = mp.get_context("spawn")
-    procs: list[Any] = []
-    stop = {"signum": 0, "signals": 0}
+@dataclass(frozen=True)
+class LocalLauncher:
+    """Spawned processes on this machine; with GPUs, worker i sees only GPU gpu_ids[i % len(gpu_ids)]."""
 
-    def on_signal(signum: int, _frame: Any) -> None:
-        # The first signal asks each worker to stop its trial at the next training step; a second one (a
-        # user who wants out now) is forwarded too, and a worker that gets a second stop raises at once.
-        stop["signum"] = stop["signum"] or signum
-        stop["signals"] += 1
-        for p in procs:
-            if p.pid is not None and p.exitcode is None:
-                os.kill(p.pid, signal.SIGTERM)
+    gpu_ids: list[str] = field(default_factory=list)  # CUDA device ids; empty: CPU workers
+    threads: int | None = None  # torch CPU threads per worker (None: torch's default)
 
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    # Workers ignore SIGINT from their first instruction on: a terminal's Ctrl-C reaches the whole process
-    # group, and one that lands while a worker imports torch would print a KeyboardInterrupt traceback. The
-    # disposition is inherited by the spawned interpreter, so it is set before the spawn and put back after.
-    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        for i in range(workers):
-            place = WorkerPlace(index=i, gpu=gpu_for(i, gpu_ids), threads=threads, prefix=f"[w{i}] ",
-                                progress_bar=False, ignore_sigint=True)
-            p = ctx.Process(target=_child_main, args=(settings.to_dict(), place.__dict__), name=f"alexsearch-w{i}")
-            p.start()
-            procs.append(p)
-    finally:
-        signal.signal(signal.SIGINT, handler)
-    if stop["signum"]:  # a signal during the spawns: stop the workers started before it too
-        on_signal(stop["signum"], None)
-    storage = None
-    bar = tqdm(total=settings.trials, desc="trials", unit="trial", dynamic_ncols=True, file=sys.stderr)
-    try:
-        while any(p.is_alive() for p in procs) and not stop["signum"]:
-            storage, done = _poll(settings, storage)
-            if done is not None:
-                bar.update(done - bar.n)
-            _sleep_unless_stopped(POLL_S, stop)
+    def launch(self, settings: SearchConfig, workers: int) -> int:
+        """Spawn `workers` processes on the study, show the study's progress, stop them all on SIGINT/SIGTERM."""
+        gpu_ids, threads = self.gpu_ids, self.threads
+        # Create the study (and the database's tables) here, so the workers only ever open it.
+        create_study(settings, load_space(settings.space, settings.task), settings.seed,
+                     device_label=f"{workers} x {device_name(resolve_device(settings.device))}")
+        ctx = mp.get_context("spawn")
+        procs: list[Any] = []
+        stop = {"signum": 0, "signals": 0}
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            # The first signal asks each worker to stop its trial at the next training step; a second one (a
+            # user who wants out now) is forwarded too, and a worker that gets a second stop raises at once.
+            stop["signum"] = stop["signum"] or signum
+            stop["signals"] += 1
+            for p in procs:
+                if p.pid is not None and p.exitcode is None:
+                    os.kill(p.pid, signal.SIGTERM)
+
+        old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        # Workers ignore SIGINT from their first instruction on: a terminal's Ctrl-C reaches the whole process
+        # group, and one that lands while a worker imports torch would print a KeyboardInterrupt traceback. The
+        # disposition is inherited by the spawned interpreter, so it is set before the spawn and put back after.
+        handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            for i in range(workers):
+                place = WorkerPlace(index=i, gpu=gpu_for(i, gpu_ids), threads=threads, prefix=f"[w{i}] ",
+                                    progress_bar=False, ignore_sigint=True)
+                p = ctx.Process(target=_child_main, args=(settings.to_dict(), place.__dict__),
+                                name=f"alexsearch-w{i}")
+                p.start()
+                procs.append(p)
+        finally:
+            signal.signal(signal.SIGINT, handler)
+        if stop["signum"]:  # a signal during the spawns: stop the workers started before it too
+            on_signal(stop["signum"], None)
+        storage = None
+        bar = tqdm(total=settings.trials, desc="trials", unit="trial", dynamic_ncols=True, file=sys.stderr)
+        try:
+            while any(p.is_alive() for p in procs) and not stop["signum"]:
+                storage, done = _poll(settings, storage)
+                if done is not None:
+                    bar.update(done - bar.n)
+                _sleep_unless_stopped(POLL_S, stop)
+            if stop["signum"]:
+                name = signal.Signals(stop["signum"]).name
+                bar.write(f"stopping {sum(p.is_alive() for p in procs)} workers ({name})")
+            deadline = time.monotonic() + STOP_WAIT_S
+            while any(p.is_alive() for p in procs):
+                if stop["signals"] > 1:  # the user wants out now: workers got a second stop, give them a moment
+                    deadline = min(deadline, time.monotonic() + HURRY_WAIT_S)
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.05)
+            for p in procs:
+                if p.is_alive():
+                    p.kill()
+                p.join()
+            if not stop["signum"]:
+                storage, done = _poll(settings, storage)
+                if done is not None:
+                    bar.update(done - bar.n)
+        finally:
+            bar.close()
+            for s, previous in old.items():
+                signal.signal(s, previous)
+        if stop["signals"] > 1:  # asked twice: out now
+            _exit_now(exit_code(stop["signum"]))
         if stop["signum"]:
-            bar.write(f"stopping {sum(p.is_alive() for p in procs)} workers ({signal.Signals(stop['signum']).name})")
-        deadline = time.monotonic() + STOP_WAIT_S
-        while any(p.is_alive() for p in procs):
-            if stop["signals"] > 1:  # the user wants out now: workers got a second stop, give them a moment
-                deadline = min(deadline, time.monotonic() + HURRY_WAIT_S)
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(0.05)
-        for p in procs:
-            if p.is_alive():
-                p.kill()
-            p.join()
-        if not stop["signum"]:
-            storage, done = _poll(settings, storage)
-            if done is not None:
-                bar.update(done - bar.n)
-    finally:
-        bar.close()
-        for s, previous in old.items():
-            signal.signal(s, previous)
-    if stop["signals"] > 1:  # asked twice: out now
-        _exit_now(exit_code(stop["signum"]))
-    if stop["signum"]:
-        return exit_code(stop["signum"])
-    # A negative exitcode means killed by that signal: report it as the shell would (128 + signal).
-    failed = [p.exitcode if p.exitcode > 0 else 128 - p.exitcode for p in procs if p.exitcode not in (0, None)]
-    if storage is not None:
-        print_best(load_study(storage, settings.study))
-    return failed[0] if failed else 0
+            return exit_code(stop["signum"])
+        # A negative exitcode means killed by that signal: report it as the shell would (128 + signal).
+        failed = [p.exitcode if p.exitcode > 0 else 128 - p.exitcode for p in procs if p.exitcode not in (0, None)]
+        if storage is not None:
+            print_best(load_study(storage, settings.study))
+        return failed[0] if failed else 0
 
 
 def _sleep_unless_stopped(seconds: float, stop: dict[str, int]) -> None:

@@ -1,0 +1,111 @@
+"""Every use of Optuna's private API in alexsearch, in one place.
+
+Checked against Optuna 5.0.0. Optuna does not promise these names, so when Optuna is upgraded, read its
+source for each function here (optuna/study/study.py, optuna/trial/_trial.py, optuna/storages/_rdb/models.py,
+optuna/study/study.py:enqueue_trial) and run the tests. Public helpers are used where Optuna has them
+(RetryHeartbeatStaleTrialCallback.retried_trial_number).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import optuna
+import sqlalchemy
+from optuna.storages import BaseStorage
+from optuna.storages._rdb import models
+from optuna.trial import FrozenTrial, TrialState
+
+# The system attr in which Study.enqueue_trial stores the params a WAITING trial will take.
+FIXED_PARAMS = "fixed_params"
+
+
+def study_storage(study: optuna.Study) -> BaseStorage:
+    """The storage a study reads and writes (Study._storage)."""
+    return study._storage
+
+
+def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
+    """The storage's id of a trial (Trial._trial_id), which storage calls take instead of its number."""
+    return trial._trial_id
+
+
+def frozen(trial: optuna.Trial) -> FrozenTrial:
+    """A running trial as the storage holds it now, system attrs included (Trial has no public system_attrs)."""
+    return trial.storage.get_trial(trial._trial_id)
+
+
+def fixed_params(t: FrozenTrial) -> dict[str, Any]:
+    """The params enqueue_trial fixed for this trial (empty when it was not enqueued)."""
+    return t.system_attrs.get(FIXED_PARAMS, {})
+
+
+def heartbeat_trial_ids(storage: BaseStorage) -> set[int]:
+    """Ids of the trials that have ever recorded a heartbeat; empty for a storage without a heartbeat table."""
+    if not hasattr(storage, "scoped_session"):  # only RDBStorage keeps heartbeats in a table we can read
+        return set()
+    with storage.scoped_session() as session:
+        ids = {row[0] for row in session.query(models.TrialHeartbeatModel.trial_id).all()}
+        session.commit()
+    return ids
+
+
+def rdb_backend(study: optuna.Study) -> BaseStorage:
+    """The storage behind the _CachedStorage that Optuna wraps an RDBStorage in (_CachedStorage._backend); the
+    study's storage itself when it is not wrapped."""
+    storage = study._storage
+    return getattr(storage, "_backend", storage)
+
+
+# Conditional writes that Optuna's public API cannot express, each in one transaction, on the RDB models
+# (optuna/storages/_rdb/models.py).
+#
+# insert_study_user_attrs: Optuna's set_study_user_attr overwrites, one key per transaction. Two `search`
+# commands started together on a new study would both find no settings and both write theirs (the last one
+# wins, and both run); a kill or a full disk between two writes would leave half the settings. Here all keys
+# are INSERTed in one transaction: the table's unique (study_id, key) constraint makes every other writer's
+# INSERT fail, so exactly one wins, and either all keys are written or none.
+#
+# close_waiting_trial: WAITING -> FAIL only if still WAITING, so a trial another worker has just claimed
+# (WAITING -> RUNNING) is never failed under it.
+
+
+def insert_study_user_attrs(storage: BaseStorage, study_id: int, attrs: dict[str, Any]) -> bool:
+    """Insert every key of attrs in one transaction. False (and nothing written) if any key already exists."""
+    session = storage.scoped_session()
+    try:
+        for key, value in attrs.items():
+            session.add(models.StudyUserAttributeModel(study_id=study_id, key=key, value_json=json.dumps(value)))
+        session.commit()
+        return True
+    except sqlalchemy.exc.IntegrityError:
+        session.rollback()
+        return False
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def close_waiting_trial(storage: BaseStorage, tid: int, key: str, reason: str) -> bool:
+    """FAIL trial tid if it is still WAITING, with user attr key = reason. True if it was closed."""
+    session = storage.scoped_session()
+    try:
+        # The row lock (PostgreSQL) or BEGIN IMMEDIATE (SQLite, storage/sqlite.py) keeps a claim out until commit.
+        trial = session.query(models.TrialModel).filter(models.TrialModel.trial_id == tid).with_for_update()\
+            .one_or_none()
+        closed = trial is not None and trial.state == TrialState.WAITING
+        if closed:
+            trial.state = TrialState.FAIL
+            trial.datetime_complete = dt.datetime.now()
+            session.add(models.TrialUserAttributeModel(trial_id=tid, key=key, value_json=json.dumps(reason)))
+        session.commit()
+        return closed
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
