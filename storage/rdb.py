@@ -50,7 +50,7 @@ _OUTAGE_SQLSTATES = ("57P01", "57P02", "57P03")
 # page per page written until a checkpoint, and a trial writes some dozens per epoch.
 MIN_FREE_BYTES = 1_000_000
 # Storage calls that create a row: not repeated when their commit may have landed.
-_CREATES = ("create_new_study", "_create_new_trial")
+_CREATES = ("create_new_study", "create_new_trial", "_create_new_trial")
 # Every RDBStorage method that _CachedStorage or our code calls, except record_heartbeat.
 _RIDDEN = ("create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
            "get_study_id_from_name", "get_study_name_from_id", "get_study_directions", "get_study_user_attrs",
