@@ -66,9 +66,11 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
         try:
             done = finished_count(study)
             on_progress(done)
-            if done >= budget or space_exhausted(study, space):
+            if done >= budget:
                 close_leftover_retries(study, budget, log)
                 return ran
+            if space_exhausted(study, space) and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+                return ran  # every config is finished or running (a WAITING retry is run first: ask takes it)
             if strategy is not None and not strategy.prepare(study):
                 return ran
             if should_stop():
