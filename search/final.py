@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from model.errors import DivergedError
-from model.tasks import DataConfig, Task, TaskData
+from model.tasks import DataConfig, Task, TaskData, get_task
 from model.train import EpochStats, Trainer
 from search.errors import UsageError
 from search.export import ExportedConfig
@@ -40,6 +40,9 @@ CONFIG_FILE = "config.json"  # the exported config the run used, copied next to 
 CONFUSION_PNG = "confusion_matrix.png"
 CURVE_PNG = "learning_curve.png"
 STUDY_ATTR = record.FINAL_RESULT
+# A `final --train-size N` run is a smoke test of the pipeline, not the study's result: it is kept apart, marked,
+# and adds no artifacts (the last smoke run replaces the one before).
+SMOKE_ATTR = record.FINAL_SMOKE_RESULT
 
 
 def check_out_dir(out: Path) -> None:
@@ -269,6 +272,8 @@ def metrics(exported: ExportedConfig, results: list[SeedResult], names: list[str
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"), "seconds": seconds,
         "weights": weights, "versions": now_versions, "per_seed": [r.as_dict() for r in results],
         "config": exported.to_dict(),
+        # What a model-seed*.pt expects as input: apply this before model(x), or its predictions mean nothing.
+        "input_normalisation": get_task(config.task).input_normalisation,
     }
 
 
@@ -294,8 +299,13 @@ def open_study_for_result(storage_url: str, study_name: str | None) -> optuna.St
 
 
 def record_on_study(study: optuna.Study, storage_url: str, artifacts: str | None, result: dict[str, Any],
-                    files: list[Path]) -> dict[str, str]:
-    """Upload files as study artifacts and set the study user attr `final_result`. Returns name -> artifact id."""
+                    files: list[Path], smoke_train_size: int | None = None) -> dict[str, str]:
+    """Upload files as study artifacts and set the study user attr `final_result`. Returns name -> artifact id.
+
+    A smoke run (smoke_train_size set) only sets `final_smoke_result`, marked as one, and uploads nothing."""
+    if smoke_train_size is not None:
+        study.set_user_attr(SMOKE_ATTR, _nan_to_none({**result, "smoke": True, "train_size": smoke_train_size}))
+        return {}
     store = artifact_store(artifact_dir(storage_url, artifacts))
     ids = {p.name: optuna.artifacts.upload_artifact(artifact_store=store, study_or_trial=study, file_path=str(p))
            for p in files}

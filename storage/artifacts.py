@@ -13,8 +13,11 @@ import re
 import unicodedata
 from pathlib import Path
 
+import optuna
 from optuna.artifacts import FileSystemArtifactStore
+from optuna.artifacts.exceptions import ArtifactNotFound
 
+from storage.optuna_private import delete_artifact_attr
 from storage.url import parse_url, sqlite_path
 
 DEFAULT_SERVER_ARTIFACTS = "alexsearch-artifacts"
@@ -53,3 +56,12 @@ def safe_name(name: str) -> str:
 
 def checkpoint_dir(folder: Path, study_name: str) -> Path:
     return folder / "checkpoints" / safe_name(study_name)
+
+
+def drop_study_artifact(study: optuna.Study, store: FileSystemArtifactStore, artifact_id: str) -> None:
+    """Take a study artifact off the study's list, then delete its file, so a listed artifact always exists."""
+    delete_artifact_attr(study, artifact_id)
+    try:
+        store.remove(artifact_id)
+    except ArtifactNotFound:
+        pass

@@ -14,7 +14,7 @@ from typing import Any
 
 import optuna
 import sqlalchemy
-from optuna.storages import BaseStorage
+from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 
@@ -42,21 +42,44 @@ def fixed_params(t: FrozenTrial) -> dict[str, Any]:
     return t.system_attrs.get(FIXED_PARAMS, {})
 
 
+def rdb_backend(storage: BaseStorage) -> RDBStorage | None:
+    """The RDBStorage under a study's storage, which Optuna wraps in a _CachedStorage (_CachedStorage._backend)."""
+    backend = getattr(storage, "_backend", storage)
+    return backend if isinstance(backend, RDBStorage) else None
+
+
 def heartbeat_trial_ids(storage: BaseStorage) -> set[int]:
-    """Ids of the trials that have ever recorded a heartbeat; empty for a storage without a heartbeat table."""
-    if not hasattr(storage, "scoped_session"):  # only RDBStorage keeps heartbeats in a table we can read
-        return set()
-    with storage.scoped_session() as session:
+    """Ids of the trials that have ever recorded a heartbeat: their liveness is the heartbeat's to judge.
+
+    Raises TypeError for a storage without a heartbeat table: an empty answer would make every running
+    trial look dead to the reaper (the bug of issue 12, when the check looked at the _CachedStorage wrapper).
+    """
+    backend = rdb_backend(storage)
+    if backend is None:
+        raise TypeError(f"heartbeats need an RDBStorage, got {type(storage).__name__}")
+    with backend.scoped_session() as session:
         ids = {row[0] for row in session.query(models.TrialHeartbeatModel.trial_id).all()}
-        session.commit()
+        session.commit()  # end the read transaction now
     return ids
 
 
-def rdb_backend(study: optuna.Study) -> BaseStorage:
-    """The storage behind the _CachedStorage that Optuna wraps an RDBStorage in (_CachedStorage._backend); the
-    study's storage itself when it is not wrapped."""
-    storage = study._storage
-    return getattr(storage, "_backend", storage)
+def delete_artifact_attr(study: optuna.Study, artifact_id: str) -> None:
+    """Take a study artifact off the study's list. Optuna has no call that deletes a study system attr, and
+    optuna-dashboard's own delete leaves a JSON null behind; so the row goes through the RDBStorage's session
+    (optuna.artifacts._upload.ARTIFACTS_ATTR_PREFIX and the StudySystemAttributeModel table)."""
+    from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX
+    backend = rdb_backend(study._storage)
+    if backend is None:
+        raise TypeError(f"dropping an artifact needs an RDBStorage, got {type(study._storage).__name__}")
+    with backend.scoped_session() as session:
+        session.query(models.StudySystemAttributeModel).filter_by(
+            study_id=study._study_id, key=ARTIFACTS_ATTR_PREFIX + artifact_id).delete()
+        session.commit()
+
+
+def study_system_attrs(study: optuna.Study) -> dict[str, Any]:
+    """A study's system attrs (Study has no public reader for them)."""
+    return study._storage.get_study_system_attrs(study._study_id)
 
 
 # Conditional writes that Optuna's public API cannot express, each in one transaction, on the RDB models

@@ -51,6 +51,12 @@ class AlexNetCifar10(Task):
         tx, ty = cifar10.load_test(data.root, data.download)
         return TaskData(Split(x, y), Split(tx, ty), "test")
 
+    input_normalisation = {  # noqa: RUF012 - a constant, read only
+        "input": "uint8 RGB images, N x 3 x 32 x 32, values 0-255 (CIFAR-10's layout, channels R, G, B)",
+        "formula": "x = (x / 255 - mean[c]) / std[c] for each channel c, as float32",
+        "mean": list(cifar10.MEAN), "std": list(cifar10.STD),
+    }
+
     def make_preprocess(self, device: torch.device) -> Preprocess:
         # uint8 [0, 255] -> (x/255 - mean)/std as one multiply-add, constants made once on the device.
         std = torch.tensor(cifar10.STD, device=device).view(1, 3, 1, 1)

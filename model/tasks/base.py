@@ -65,6 +65,8 @@ class Task(ABC):
     grid_space_file: str | None = None  # a categorical space for --sampler grid
     default_val_size: int
     class_names: tuple[str, ...] | None = None  # for figures and per-class metrics; None = "0".."n-1"
+    # What make_preprocess does, for people who load saved weights elsewhere (written into final's metrics.json).
+    input_normalisation: dict = {"formula": "none: the model takes the stored inputs as they are"}  # noqa: RUF012
     has_augmentation: bool = False  # whether `augment` is implemented, so a trial may set augment = true
 
     @abstractmethod

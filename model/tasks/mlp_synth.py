@@ -60,6 +60,11 @@ class MLPSynth(Task):
     def load_final_data(self, data: DataConfig) -> TaskData:
         return TaskData(self._train_split(data), Split(*synth.draw(TEST_POINTS, TEST_SEED)), "test")
 
+    input_normalisation = {  # noqa: RUF012 - a constant, read only
+        "input": "float32 features, N x 2, as model/synth.py draws them",
+        "formula": "none: the features are already standard normal",
+    }
+
     def make_preprocess(self, device: torch.device) -> Preprocess:
         # The features are already standard normal float32: nothing to scale.
         def preprocess(x: torch.Tensor) -> torch.Tensor:

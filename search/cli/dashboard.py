@@ -1,9 +1,10 @@
 """`alexsearch dashboard`: serve optuna-dashboard for a study's database and its artifact store.
 
 The dashboard reads the same database the workers write, so new trials and each epoch's validation
-accuracy show up as they land. It never creates a database (a typo gets an error), and binds to
-localhost unless asked otherwise: the dashboard can also edit and delete studies, so it should not
-face a network without a tunnel in front of it (see the README's SSH port forwarding).
+accuracy show up as they land. It never creates a database (a typo gets an error), serves read-only
+unless --allow-edits (search/read_only.py), and binds to localhost unless asked otherwise: with edits
+on, anyone who reaches it can delete studies, so it should not face a network without a tunnel in front
+of it (see the README's SSH port forwarding).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import optuna_dashboard
 
 from search.cli.args import add_storage_args
 from search.errors import UsageError
+from search.read_only import read_only
 from storage.artifacts import artifact_dir, artifact_store
 from storage.study import load_study, open_storage, quiet_optuna, study_names
 from storage.url import redact
@@ -66,6 +68,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "0.0.0.0 exposes the dashboard to the network)")
     p.add_argument("--artifacts", default=None,
                    help="artifact folder (default: next to a SQLite database, e.g. study.db -> study-artifacts/)")
+    p.add_argument("--allow-edits", action="store_true",
+                   help="let the dashboard delete and rename studies, edit notes, tell trials and delete artifacts "
+                        "(default: read-only; every such request is refused with 403)")
     p.set_defaults(run=run)
 
 
@@ -100,10 +105,11 @@ def run(args: argparse.Namespace) -> int:
     study = load_study(storage, args.study) if args.study or len(study_names(storage)) == 1 else None
     store = artifact_store(artifact_dir(args.storage, args.artifacts))
     app = optuna_dashboard.wsgi(storage, artifact_store=store)
-    server = bind(args.host, args.port, app)
+    server = bind(args.host, args.port, app if args.allow_edits else read_only(app))
     if not is_loopback(args.host):
+        can = "read, edit and delete" if args.allow_edits else "read"
         print(f"alexsearch dashboard: warning: binding {args.host}, so anyone who can reach this machine can "
-              "read, edit and delete the study; prefer the default 127.0.0.1 with an SSH tunnel", file=sys.stderr)
+              f"{can} the study; prefer the default 127.0.0.1 with an SSH tunnel", file=sys.stderr)
     shown = socket.gethostname() if args.host in ("0.0.0.0", "::") else args.host
     shown = f"[{shown}]" if ":" in shown else shown
     url = f"http://{shown}:{server.server_port}/dashboard"
@@ -111,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
         url += f"/studies/{storage.get_study_id_from_name(study.study_name)}"
     print(f"dashboard for {redact(args.storage)}" + (f", study {study.study_name!r}" if study else "")
           + f": {url}", flush=True)
-    print("press Ctrl-C to stop", file=sys.stderr, flush=True)
+    mode = "edits allowed" if args.allow_edits else "read-only (--allow-edits to edit)"
+    print(f"{mode}; press Ctrl-C to stop", file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -107,9 +107,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"test accuracy {metrics['test_acc_mean']:.4f}{spread} over {len(done)} seed(s): {accs}; wrote {out}")
     if study is not None:
         try:
-            final.record_on_study(study, storage_url, args.artifacts, final.study_result(metrics, out), files)
-            print(f"recorded on study {study.study_name!r}: user attr {final.STUDY_ATTR!r} and "
-                  f"{len(files)} artifacts")
+            final.record_on_study(study, storage_url, args.artifacts, final.study_result(metrics, out), files,
+                                  smoke_train_size=args.train_size)
+            if args.train_size is None:
+                print(f"recorded on study {study.study_name!r}: user attr {final.STUDY_ATTR!r} and "
+                      f"{len(files)} artifacts")
+            else:
+                print(f"a --train-size run is a smoke test: recorded on study {study.study_name!r} only as user "
+                      f"attr {final.SMOKE_ATTR!r} (its {final.STUDY_ATTR!r} and artifacts are left as they were)")
         except Exception as e:  # the run is done and saved; a storage hiccup must not hide that
             why = redact_text(str(e).splitlines()[0] if str(e) else "", storage_url)
             print(f"alexsearch final: could not record on study {study.study_name!r} "

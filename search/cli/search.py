@@ -15,6 +15,8 @@ from search.space.samplers import SAMPLERS
 from search.space.space import Space, load_space
 from search.trials.stepwise import STRATEGIES, apply_protocol
 from search.workers.launchers.local import LocalLauncher
+from search.workers.launchers.sbatch import SlurmConfig
+from search.workers.launchers.slurm import SlurmLauncher
 from search.workers.placement import cpu_cores, default_workers, measured_workers, threads_per_worker, visible_gpu_ids
 from search.workers.run import WorkerPlace, run_worker
 from storage.url import parse_url
@@ -76,12 +78,62 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     measured = measured_workers()
     p.add_argument("--workers-per-gpu", type=positive_int, default=measured.workers_per_gpu,
                    help=f"workers sharing each GPU (default: {measured.describe()}; "
-                        f"search/workers/workers_per_gpu.json, written by make gpu-check)")
+                        f"search/workers/workers_per_gpu.json, written by make gpu-check); with --launcher slurm, "
+                        "workers in each array task per GPU it asks for")
+    add_launcher_args(p)
     p.set_defaults(run=run)
 
 
-def settings_from_args(args: argparse.Namespace) -> tuple[SearchConfig, Space]:
-    """Validate every input; nothing touches the database until this returns."""
+def add_launcher_args(p: argparse.ArgumentParser) -> None:
+    """Where the workers run: here (local), or as a Slurm job array of --workers tasks (docs/slurm.md)."""
+    d = SlurmConfig()
+    p.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                   help="local: worker processes on this machine; slurm: a Slurm job array of --workers tasks, "
+                        "submitted with sbatch and watched from here (default: local)")
+    p.add_argument("--detach", action="store_true",
+                   help="slurm: return once the array is submitted; run the same command again to watch it")
+    g = p.add_argument_group("Slurm (with --launcher slurm; each option asks for one array task)")
+    g.add_argument("--slurm-partition", metavar="NAME", default=d.partition,
+                   help="default: the cluster's default partition")
+    g.add_argument("--slurm-time", metavar="TIME", default=d.time,
+                   help="time limit per task, e.g. 4:00:00; the task requeues itself just before it "
+                        "(default: the partition's)")
+    g.add_argument("--slurm-gpus-per-worker", metavar="N", type=non_negative_int, default=d.gpus_per_worker,
+                   help=f"GPUs per array task; 0 = CPU only (default: {d.gpus_per_worker})")
+    g.add_argument("--slurm-cpus-per-worker", metavar="N", type=positive_int, default=d.cpus_per_worker,
+                   help=f"CPU cores per array task (default: {d.cpus_per_worker})")
+    g.add_argument("--slurm-mem", metavar="SIZE", default=d.mem,
+                   help="memory per array task, e.g. 16G (default: the partition's)")
+    g.add_argument("--slurm-account", metavar="NAME", default=d.account, help="account to charge (default: yours)")
+    g.add_argument("--slurm-arg", action="append", default=list(d.sbatch_args), metavar="OPTION",
+                   help="another sbatch option, copied into the script as an #SBATCH line, e.g. "
+                        "--slurm-arg=--qos=high (repeatable)")
+
+
+def slurm_from_args(args: argparse.Namespace) -> SlurmConfig:
+    return SlurmConfig(partition=args.slurm_partition, time=args.slurm_time,
+                       gpus_per_worker=args.slurm_gpus_per_worker, cpus_per_worker=args.slurm_cpus_per_worker,
+                       mem=args.slurm_mem, account=args.slurm_account, sbatch_args=tuple(args.slurm_arg))
+
+
+def check_launcher_args(args: argparse.Namespace) -> None:
+    """Slurm options without --launcher slurm are a mistake, not something to ignore."""
+    if args.launcher == "slurm":
+        return
+    given = [name for name in ("slurm_partition", "slurm_time", "slurm_mem", "slurm_account")
+             if getattr(args, name) is not None]
+    given += [name for name, default in (("slurm_gpus_per_worker", SlurmConfig().gpus_per_worker),
+                                         ("slurm_cpus_per_worker", SlurmConfig().cpus_per_worker))
+              if getattr(args, name) != default]
+    given += ["slurm_arg"] if args.slurm_arg else []
+    given += ["detach"] if args.detach else []
+    if given:
+        raise UsageError(f"--{given[0].replace('_', '-')}: only with --launcher slurm")
+
+
+def settings_from_args(args: argparse.Namespace, check_device: bool = True) -> tuple[SearchConfig, Space]:
+    """Validate every input; nothing touches the database until this returns. check_device=False when the
+    workers run elsewhere (a Slurm array): this machine need not have the device."""
     parse_url(args.storage)
     if args.task not in all_tasks():
         raise UsageError(f"--task: unknown task {args.task!r} (allowed: {', '.join(sorted(all_tasks()))})")
@@ -101,12 +153,18 @@ def settings_from_args(args: argparse.Namespace) -> tuple[SearchConfig, Space]:
                             heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
                             max_retry=args.max_retry, db_outage_timeout=args.db_outage_timeout,
                             artifacts=args.artifacts)
-    device = resolve_device(settings.device)  # fails here, before the database is touched
-    space.check_models(device)  # a model too big for the device fails here, not in every trial
+    if check_device:  # a Slurm array's workers run elsewhere: their node checks its device
+        device = resolve_device(settings.device)  # fails here, before the database is touched
+        space.check_models(device)  # a model too big for the device fails here, not in every trial
     return apply_protocol(settings, space, args.trials), space  # stepwise: no pruning, 7 trials by default
 
 
 def run(args: argparse.Namespace) -> int:
+    check_launcher_args(args)
+    if args.launcher == "slurm":
+        settings, space = settings_from_args(args, check_device=False)
+        launcher = SlurmLauncher(space, slurm_from_args(args), args.workers_per_gpu, detach=args.detach)
+        return launcher.launch(settings, args.workers or 1)
     settings, space = settings_from_args(args)
     device = resolve_device(settings.device)
     gpu_ids = visible_gpu_ids() if device.type == "cuda" else []

@@ -9,6 +9,7 @@ import optuna
 from search.cli.args import add_storage_args
 from search.trials import record
 from search.trials.record import best_line
+from search.workers.launchers.slurm import job_status_line
 from storage.artifacts import artifact_dir, checkpoint_dir
 from storage.checkpoints import CheckpointStore
 from storage.study import load_study, open_storage, quiet_optuna
@@ -61,6 +62,9 @@ def run(args: argparse.Namespace) -> int:
     print("states: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
     print(best_line(study))
     print(checkpoints_line(study, args.storage, args.artifacts))
+    slurm = job_status_line(study)  # only for a study launched with --launcher slurm
+    if slurm is not None:
+        print(slurm)
     return 0
 
 

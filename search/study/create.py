@@ -44,6 +44,8 @@ def create_study(settings: SearchConfig, space: Space, sampler_seed: int, heartb
     claimed = bool(missing) and insert_study_user_attrs(storage, study._study_id, missing)
     if missing and not claimed:  # another command claimed them first: its settings must be ours
         _check_same_settings(settings, space, study.user_attrs)
+    if study.metric_names is None:  # the dashboard's label for the value (else "Objective 0")
+        study.set_metric_names(["val_acc"])
     existing = len(study.get_trials(deepcopy=False))
     if existing:
         study.sampler = make_sampler(settings.sampler, space, sampler_seed + 7919 * existing)

@@ -7,7 +7,7 @@ last checkpoint, and no second training of a config that has already been traine
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import optuna
@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 
 from model.device import device_name
 from model.errors import DivergedError
+from model.snapshot import WeightSnapshot
 from model.tasks import TaskData
 from model.train import EpochStats, Trainer
 from search.settings import SearchConfig
@@ -30,8 +31,9 @@ from storage.optuna_private import frozen, trial_id
 
 Log = Callable[[str], None]
 _STAT_OF_CURVE = {record.EPOCH_SECONDS: "seconds"}  # curve name -> EpochStats field where they differ
-# Called when a trial completes: (trial, value, trainer, curves). The best-trial artifacts hook.
-FinishHook = Callable[[optuna.Trial, float, Trainer, dict[str, list[float]]], None]
+# Called when a trial completes: (trial, value, the best epoch's weights as a CPU state_dict, curves). The
+# best-trial artifacts hook.
+FinishHook = Callable[[optuna.Trial, float, dict[str, torch.Tensor], dict[str, list[float]]], None]
 
 
 def epoch_line(trial_number: int, epochs: int, s: EpochStats) -> str:
@@ -51,9 +53,10 @@ def duplicate_of(trial: optuna.Trial) -> int | None:
 class Objective:
     def __init__(self, space: Space, settings: SearchConfig, data: TaskData, device: torch.device,
                  log: Log = print, checkpoints: CheckpointStore | None = None,
-                 on_complete: FinishHook | None = None) -> None:
+                 on_complete: FinishHook | None = None, place: Mapping[str, str] | None = None) -> None:
         self.space, self.settings, self.data, self.device, self.log = space, settings, data, device, log
         self.checkpoints, self.on_complete = checkpoints, on_complete
+        self.place = dict(place or {})  # where this worker runs (host, Slurm job): user attrs of each trial
         self.versions = versions()
         self.current_trial_id: int | None = None  # the trial this process is running, for signal cleanup
 
@@ -79,12 +82,15 @@ class Objective:
         trial.set_user_attr(record.SEED, config.train.seed)
         trial.set_user_attr(record.DEVICE, device_name(self.device))
         trial.set_user_attr(record.VERSIONS, self.versions)
+        for key, value in self.place.items():  # where it ran: record.HOST, record.SLURM_JOB_ID, ...
+            trial.set_user_attr(key, value)
         root = record.retry_root(frozen(trial))
         trainer = Trainer(self.space.task, config.model_config(), config.train, self.data, self.device,
                           should_stop=stop_requested)
-        history = self._resume(trial, trainer, config, root)
+        best = WeightSnapshot()
+        history = self._resume(trial, trainer, config, root, best)
         try:
-            value, curves = self._train(trial, trainer, config, root, history)
+            value, curves = self._train(trial, trainer, config, root, history, best)
         except DivergedError as e:
             reason = f"diverged: {e}"
             trial.set_user_attr(record.PRUNED_REASON, reason)
@@ -95,12 +101,13 @@ class Objective:
             self._drop_checkpoint(root)
             raise
         if self.on_complete is not None:
-            self.on_complete(trial, value, trainer, curves)
+            self.on_complete(trial, value, best.cpu_state() or trainer.model.state_dict(), curves)
         self._drop_checkpoint(root)
         return value
 
-    def _resume(self, trial: optuna.Trial, trainer: Trainer, config: TrialConfig, root: int) -> list[dict]:
-        """Load the retry chain's checkpoint into trainer; return the epochs it already trained."""
+    def _resume(self, trial: optuna.Trial, trainer: Trainer, config: TrialConfig, root: int,
+                best: WeightSnapshot) -> list[dict]:
+        """Load the retry chain's checkpoint into trainer and best; return the epochs it already trained."""
         if self.checkpoints is None or root == trial.number:
             return []
         try:  # checked against this trial's config, model and optimizer before anything is loaded
@@ -113,13 +120,22 @@ class Objective:
         if state is None:
             return []
         trainer.load_state_dict(state)
+        saved = state.get("best") or {}
+        if saved.get("model") is not None:
+            best.load(saved["model"], saved["epoch"], self.device)
+        elif saved.get("epoch") == trainer.epoch:  # the last epoch was the best: its weights are the model's
+            best.take(trainer.model, trainer.epoch)
         trial.set_user_attr(record.RESUMED_FROM, {"trial": root, "epoch": trainer.epoch})
         self.log(f"trial {trial.number}: resuming trial {root} after epoch {trainer.epoch}")
         return list(state["history"])
 
-    def _checkpoint(self, root: int, trainer: Trainer, config: TrialConfig) -> None:
+    def _checkpoint(self, root: int, trainer: Trainer, config: TrialConfig, best: WeightSnapshot) -> None:
         if self.checkpoints is not None:
-            self.checkpoints.save(root, {**trainer.state_dict(), "config": config.to_dict()})
+            # The best epoch's weights only when they are not the model's own (most epochs improve while
+            # a trial is worth running on), so a checkpoint is mostly one copy of the weights, not two.
+            best_model = best.tensors() if best.epoch != trainer.epoch else None
+            self.checkpoints.save(root, {**trainer.state_dict(), "config": config.to_dict(),
+                                         "best": {"epoch": best.epoch, "model": best_model}})
 
     def _drop_checkpoint(self, root: int) -> None:
         if self.checkpoints is not None:
@@ -135,14 +151,16 @@ class Objective:
         trial.report(stats["val_acc"], stats["epoch"])
 
     def _train(self, trial: optuna.Trial, trainer: Trainer, config: TrialConfig, root: int,
-               history: list[dict]) -> tuple[float, dict[str, list[float]]]:
+               history: list[dict], best: WeightSnapshot) -> tuple[float, dict[str, list[float]]]:
         epochs = config.train.epochs
         patience = Patience(self.settings.patience)
         curves: dict[str, list[float]] = {key: [] for key in record.CURVES}
         for stats in history:  # a resumed trial carries its original's learning curve on
             self._record(trial, curves, patience, stats)
         for s in trainer.epochs():
-            self._checkpoint(root, trainer, config)
+            if s.val_acc > patience.best:  # the same test as Patience.update: this epoch is the new best
+                best.take(trainer.model, s.epoch)
+            self._checkpoint(root, trainer, config, best)
             self._record(trial, curves, patience, s.as_dict())
             self.log(epoch_line(trial.number, epochs, s))
             if trial.should_prune():

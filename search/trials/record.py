@@ -32,6 +32,11 @@ TRAIN_LOSS = "train_loss"
 EPOCH_SECONDS = "epoch_seconds"  # wall seconds per epoch
 IMAGES_PER_S = "images_per_s"  # training throughput per epoch
 CURVES = (TRAIN_ACC, VAL_ACC, TRAIN_LOSS, EPOCH_SECONDS, IMAGES_PER_S)
+# Trial user attrs: where the worker that ran the trial was (search/workers/placement.py: run_place).
+HOST = "host"  # the node's name (SLURMD_NODENAME under Slurm, else the host name)
+SLURM_JOB_ID = "slurm_job_id"  # "4711_3" for task 3 of array job 4711; only under Slurm
+SLURM_ARRAY_TASK_ID = "slurm_array_task_id"  # "3"
+SLURM_RESTART_COUNT = "slurm_restart_count"  # how often Slurm had requeued the task when the trial started
 # Trial user attrs set by the stepwise strategy when it enqueues a trial.
 STEPWISE_STEP = "stepwise_step"  # 1-based step of the plan
 STEPWISE_PARAM = "stepwise_param"  # the parameter that step tunes
@@ -42,6 +47,8 @@ SPACE = "space"  # the Space as a dict
 STEPWISE_PLAN = "stepwise_plan"  # the plan's steps, so the report can draw one figure per step
 BEST_ARTIFACTS = "best_artifacts"  # ids of the best trial's weights and curve in the artifact store
 FINAL_RESULT = "final_result"  # what `alexsearch final` measured on the test set
+FINAL_SMOKE_RESULT = "final_smoke_result"  # a `final --train-size N` smoke run, kept apart and marked
+SLURM_JOB = "slurm_job"  # the job array `search --launcher slurm` last submitted: job_id, tasks, script, log_dir
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 

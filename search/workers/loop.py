@@ -42,6 +42,33 @@ def _to_stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+class _EndedElsewhere:
+    """Runs the objective and notices when its trial was finished by someone else while it ran (a reaper that
+    took it for dead, a user in the dashboard): every write to the trial then raises UpdateFinishedTrialError."""
+
+    def __init__(self, study: optuna.Study, objective: Callable[[optuna.Trial], float]) -> None:
+        self.study, self.objective = study, objective
+        self.trial_id: int | None = None
+        self.lost: int | None = None  # the number of this call's trial, once it is known to be lost
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        self.trial_id, self.lost = trial_id(trial), None
+        try:
+            value = self.objective(trial)
+            if study_storage(self.study).get_trial(trial_id(trial)).state.is_finished():  # failed after its last write
+                raise optuna.exceptions.UpdateFinishedTrialError("finished elsewhere")
+            return value
+        except optuna.exceptions.UpdateFinishedTrialError:
+            self.lost = trial.number
+            # Optuna's tell now fails ("Cannot tell a FAIL trial") and logs the trial as failed with a
+            # traceback; the worker says it in one line instead (run_trials restores the level).
+            optuna.logging.set_verbosity(optuna.logging.ERROR)
+            raise optuna.TrialPruned("finished elsewhere") from None
+
+    def state(self) -> str:
+        return study_storage(self.study).get_trial(self.trial_id).state.name if self.trial_id is not None else "?"
+
+
 def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], budget: int, space: Space,
                on_progress: Callable[[int], None] = lambda done: None, strategy: Strategy | None = None,
                should_stop: Callable[[], bool] = lambda: False, max_retry: int = 0,
@@ -54,15 +81,11 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
     one longer than its timeout raises WorkerGaveUp.
     """
     ran = failed_in_a_row = 0
-    current: list[int] = []  # the id of the trial this iteration runs, once Optuna has made it
-
-    def tracked(trial: optuna.Trial) -> float:
-        current.append(trial_id(trial))
-        return objective(trial)
-
+    guarded = _EndedElsewhere(study, objective)
     while True:
-        current.clear()
+        guarded.trial_id = guarded.lost = None
         _take_started_trial(study)
+        verbosity = optuna.logging.get_verbosity()
         try:
             done = finished_count(study)
             on_progress(done)
@@ -76,22 +99,23 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
             if should_stop():
                 return ran
             _check_disk(study)
-            study.optimize(tracked, n_trials=1, catch=(), gc_after_trial=False)
+            study.optimize(guarded, n_trials=1, catch=(), gc_after_trial=False)
             failed_in_a_row = 0
         except Exception as e:
-            kind, reason = classify(e) or (None, "")
+            kind, reason = ("taken", "") if guarded.lost is not None else (classify(e) or (None, ""))
             if kind is None:
                 raise
             started = _take_started_trial(study)
-            if not current and started is not None:  # Optuna made the trial, then failed before our objective ran
-                current.append(started)
+            if guarded.trial_id is None:  # Optuna made the trial, then failed before our objective ran
+                guarded.trial_id = started
+            current = [] if guarded.trial_id is None else [guarded.trial_id]
             number = _trial_number(study, current)
             if kind == "outage":
                 left = f"; trial {number} stays RUNNING until a worker reaps it" if number is not None else ""
                 raise WorkerGaveUp(f"{reason}{left}") from e
-            if kind == "taken":
-                log(f"trial {number} was failed by another worker (no heartbeat for longer than the grace period: "
-                    f"this worker was paused or cut off); its retry runs there, going on")
+            if kind == "taken":  # reaped while this worker was paused or cut off, or failed in the dashboard
+                log(f"trial {number} was set {guarded.state()} by another process while it ran here; "
+                    "stopped it, going on with the next trial")
             else:
                 failed_in_a_row += 1
                 log(f"{'trial ' + str(number) if number is not None else 'starting a trial'} failed: {reason}; "
@@ -101,18 +125,20 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
                     raise WorkerGaveUp(f"{MAX_FAILED_IN_A_ROW} trials in a row failed, the last one with: "
                                        f"{reason}") from e
                 time.sleep(FAILED_PAUSE_S * failed_in_a_row)
+        finally:
+            optuna.logging.set_verbosity(verbosity)
         ran += 1
 
 
 def _check_disk(study: optuna.Study) -> None:
-    storage = rdb_backend(study)
+    storage = rdb_backend(study_storage(study))
     problem = storage.disk_space_problem() if hasattr(storage, "disk_space_problem") else None
     if problem is not None:
         raise WorkerGaveUp(f"{problem}; no trial started. Free some space and run the worker again")
 
 
 def _take_started_trial(study: optuna.Study) -> int | None:
-    storage = rdb_backend(study)
+    storage = rdb_backend(study_storage(study))
     return storage.take_started_trial() if hasattr(storage, "take_started_trial") else None
 
 
@@ -146,7 +172,7 @@ def close_leftover_retries(study: optuna.Study, budget: int, log: Callable[[str]
     """Close the retries still WAITING once the study has reached its budget: no worker will run them, and
     their checkpoints can go. Returns their numbers."""
     closed = []
-    storage = rdb_backend(study)
+    storage = rdb_backend(study_storage(study))
     reason = f"the study reached its budget of {budget} finished trials first"
     for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         if record.retried_trial_number(t) is not None and hasattr(storage, "scoped_session") and \

@@ -1,13 +1,17 @@
-"""Where each worker runs: GPU i mod G, K workers per GPU; on CPU the cores are split between workers."""
+"""Where each worker runs: GPU i mod G, K workers per GPU; on CPU the cores are split between workers; and the
+host and Slurm job it runs in, which its trials record."""
 
 from __future__ import annotations
 
 import os
+import socket
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from model.config import ConfigError, JsonConfig
+from search.trials import record
 
 # The default K of --workers-per-gpu, as measured: `make gpu-check` (bench/gpu_check.py) writes the best K it
 # found on a GPU here, with the device and the results file it came from.
@@ -78,3 +82,17 @@ def gpu_for(worker_index: int, gpu_ids: list[str]) -> str | None:
 
 def threads_per_worker(workers: int, cores: int) -> int:
     return max(1, cores // workers)
+
+
+def run_place(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Where this worker runs, for its trials' user attrs: the host always; under Slurm the job id (array
+    form '12_3' for an array task), the array task id and the restart count."""
+    env = os.environ if environ is None else environ
+    place = {record.HOST: env.get("SLURMD_NODENAME") or socket.gethostname()}
+    if "SLURM_JOB_ID" in env:
+        array, task = env.get("SLURM_ARRAY_JOB_ID"), env.get("SLURM_ARRAY_TASK_ID")
+        place[record.SLURM_JOB_ID] = f"{array}_{task}" if array and task else env["SLURM_JOB_ID"]
+        if task:
+            place[record.SLURM_ARRAY_TASK_ID] = task
+        place[record.SLURM_RESTART_COUNT] = env.get("SLURM_RESTART_COUNT", "0")
+    return place

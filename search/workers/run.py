@@ -7,7 +7,6 @@ import os
 import signal
 import sys
 from dataclasses import dataclass
-from typing import Any
 
 import optuna
 import torch
@@ -25,6 +24,8 @@ from search.trials.record import best_line, finished_count
 from search.trials.stepwise import make_strategy
 from search.workers.failures import WorkerGaveUp, hide_handled_failures
 from search.workers.loop import close_leftover_retries, run_trials
+from search.workers.placement import run_place
+from search.workers.safe_output import survive_closed_pipes
 from search.workers.signals import exit_code, install_stop_handlers, requested_signal, stop_requested
 from storage.artifacts import artifact_dir, checkpoint_dir
 from storage.checkpoints import CheckpointStore
@@ -56,6 +57,7 @@ def run_worker(settings: SearchConfig, place: WorkerPlace = WorkerPlace()) -> in
         os.environ["CUDA_VISIBLE_DEVICES"] = place.gpu  # before CUDA starts in this process
     if place.threads:
         torch.set_num_threads(place.threads)
+    survive_closed_pipes()
     install_stop_handlers()
     if place.ignore_sigint:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -66,8 +68,9 @@ def run_worker(settings: SearchConfig, place: WorkerPlace = WorkerPlace()) -> in
     data = space.task.load_search_data(settings.data)
     study = create_study(settings, space, settings.seed + 1000 * place.index, heartbeat_of(settings),
                          device_label=device_name(device))
-    backend = rdb_backend(study)
-    backend.say = lambda line: print(place.prefix + line, file=sys.stderr, flush=True)  # its outage lines
+    backend = rdb_backend(study_storage(study))
+    if backend is not None:  # its outage lines (storage/rdb.py), with this worker's prefix
+        backend.say = lambda line: print(place.prefix + line, file=sys.stderr, flush=True)
     reaped = reap_stale_trials(study, settings.grace_period, settings.max_retry)
     if reaped:
         print(f"{place.prefix}reaped dead trials {reaped}: failed and queued for retry", file=sys.stderr)
@@ -90,21 +93,22 @@ def run_worker(settings: SearchConfig, place: WorkerPlace = WorkerPlace()) -> in
     def log(line: str) -> None:
         bar.write(place.prefix + line) if place.progress_bar else print(place.prefix + line, flush=True)
 
-    def publish_best(trial: optuna.Trial, value: float, trainer: Any, curves: dict[str, list[float]]) -> None:
+    def publish_best(trial: optuna.Trial, value: float, weights: dict[str, torch.Tensor],
+                     curves: dict[str, list[float]]) -> None:
         try:  # a full disk must not fail a trial that trained well
-            publish_if_best(study, trial, value, trainer.model.state_dict(), curves, folder)
+            publish_if_best(study, trial, value, weights, curves, folder)
         except OSError as e:
             log(f"trial {trial.number}: could not save best-trial artifacts: {e}")
 
     objective = Objective(space, settings, data, device, log=log,
-                          checkpoints=checkpoints, on_complete=publish_best)
+                          checkpoints=checkpoints, on_complete=publish_best, place=run_place())
     try:
         run_trials(study, objective, settings.trials, space, lambda n: bar.update(n - bar.n),
                    make_strategy(settings, space), should_stop=stop_requested, max_retry=settings.max_retry,
                    log=log)
     except KeyboardInterrupt:  # a stop signal, raised by the trainer at a step boundary (or a second signal)
+        _requeue(study, objective, settings.max_retry, place.prefix)  # before any output, which may have no reader
         bar.close()
-        _requeue(study, objective, settings.max_retry, place.prefix)
         return exit_code(requested_signal())
     except WorkerGaveUp as e:
         bar.close()

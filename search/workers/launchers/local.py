@@ -20,6 +20,7 @@ from search.study.create import create_study
 from search.trials.record import finished_count
 from search.workers.placement import gpu_for
 from search.workers.run import WorkerPlace, print_best, run_worker
+from search.workers.safe_output import survive_closed_pipes
 from search.workers.signals import exit_code
 from storage.study import load_study, open_storage
 
@@ -60,6 +61,7 @@ class LocalLauncher:
     def launch(self, settings: SearchConfig, workers: int) -> int:
         """Spawn `workers` processes on the study, show the study's progress, stop them all on SIGINT/SIGTERM."""
         gpu_ids, threads = self.gpu_ids, self.threads
+        survive_closed_pipes()  # the stop below must reach the workers even when our output has no reader
         # Create the study (and the database's tables) here, so the workers only ever open it.
         create_study(settings, load_space(settings.space, settings.task), settings.seed,
                      device_label=f"{workers} x {device_name(resolve_device(settings.device))}")
