@@ -17,6 +17,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from storage.artifacts import checkpoint_dir
 from storage.study import open_storage
 
 ALEXSEARCH = str(Path(sys.executable).parent / "alexsearch")
@@ -53,7 +54,7 @@ def group_is_gone(pgid: int) -> bool:
 @pytest.mark.parametrize("workers", [1, 2])
 def test_ctrl_c_on_a_piped_search_queues_the_retries_and_the_rerun_finishes_them(workers, db_url, tmp_path):
     art = tmp_path / "art"
-    folder = art / "checkpoints" / "piped"
+    folder = checkpoint_dir(art, "piped")  # a readable slug plus a hash of the name
     log = tmp_path / "run.log"
     search = subprocess.Popen(search_cmd(db_url, art, workers, trials=workers), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, env=ENV, process_group=0)  # own group: a terminal job
