@@ -129,6 +129,7 @@ def test_second_ctrl_c_stops_two_workers_at_once(db_url, tmp_path):
     run.ctrl_c()
     rc = run.finish(60)
     took = time.monotonic() - sent
+    print(f"second Ctrl-C: search --workers 2 ended {took:.1f} s after it")
     assert took < 4, f"a second Ctrl-C took {took:.1f} s to stop the workers"
     assert "Traceback" not in run.output, run.output[-3000:]
     assert rc == 128 + signal.SIGINT
