@@ -25,6 +25,7 @@ from search.workers.signals import exit_code
 from storage.study import load_study, open_storage
 
 STOP_WAIT_S = 30.0  # how long the parent waits for stopped workers before killing them
+HURRY_WAIT_S = 2.0  # after a second stop signal: how long workers get to requeue their trials
 
 
 def _child_main(settings: dict[str, Any], place: dict[str, Any], lines: Any) -> None:
@@ -37,7 +38,16 @@ def _child_main(settings: dict[str, Any], place: dict[str, Any], lines: Any) -> 
     except USAGE_ERRORS as e:
         lines.put(f"{place['prefix']}error: {one_line(e, settings.get('storage'))}")
         code = 2
-    sys.exit(code)
+    _exit_now(code)
+
+
+def _exit_now(code: int) -> None:
+    """Exit without the interpreter's teardown, which takes seconds with torch loaded (4 s measured on a busy
+    2-core machine) and would keep a stopped search waiting. Everything is written by now: the study's
+    transactions are committed, and the output streams are flushed here."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 @dataclass(frozen=True)
@@ -59,20 +69,35 @@ class LocalLauncher:
                      device_label=f"{workers} x {device_name(resolve_device(settings.device))}")
         ctx = mp.get_context("spawn")
         lines = ctx.Queue()  # every worker line, whole: one put per line, so lines never interleave
-        procs = []
-        for i in range(workers):
-            place = WorkerPlace(index=i, gpu=gpu_for(i, gpu_ids), threads=threads, prefix=f"[w{i}] ",
-                                progress_bar=False, ignore_sigint=True, deadline=deadline, debug=debug)
-            p = ctx.Process(target=_child_main, args=(settings.to_dict(), place.__dict__, lines),
-                            name=f"alexsearch-w{i}")
-            p.start()
-            procs.append(p)
-        stop = {"signum": 0}
+        procs: list[Any] = []
+        stop = {"signum": 0, "signals": 0}
 
         def on_signal(signum: int, _frame: Any) -> None:
+            # The first signal asks each worker to stop its trial at the next training step; a second one (a
+            # user who wants out now) is forwarded too, and a worker that gets a second stop raises at once.
             stop["signum"] = stop["signum"] or signum
+            stop["signals"] += 1
+            for p in procs:
+                if p.pid is not None and p.exitcode is None:
+                    os.kill(p.pid, signal.SIGTERM)
 
         old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        # Workers ignore SIGINT from their first instruction on: a terminal's Ctrl-C reaches the whole process
+        # group, and one that lands while a worker imports torch would print a KeyboardInterrupt traceback. The
+        # disposition is inherited by the spawned interpreter, so it is set before the spawn and put back after.
+        handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            for i in range(workers):
+                place = WorkerPlace(index=i, gpu=gpu_for(i, gpu_ids), threads=threads, prefix=f"[w{i}] ",
+                                    progress_bar=False, ignore_sigint=True, deadline=deadline, debug=debug)
+                p = ctx.Process(target=_child_main, args=(settings.to_dict(), place.__dict__, lines),
+                                name=f"alexsearch-w{i}")
+                p.start()
+                procs.append(p)
+        finally:
+            signal.signal(signal.SIGINT, handler)
+        if stop["signum"]:  # a signal during the spawns: stop the workers started before it too
+            on_signal(stop["signum"], None)
         poller = _Poller(settings)
         display = Display(settings.trials, poller.count, workers=workers, epochs=settings.epochs)
         try:
@@ -82,12 +107,11 @@ class LocalLauncher:
             if stop["signum"]:
                 display.line(f"stopping {sum(p.is_alive() for p in procs)} workers "
                              f"({signal.Signals(stop['signum']).name})")
-                for p in procs:
-                    if p.is_alive():
-                        os.kill(p.pid, signal.SIGTERM)
             deadline_join = time.monotonic() + STOP_WAIT_S
             while any(p.is_alive() for p in procs) and time.monotonic() < deadline_join:
-                _show(lines, display, wait_s=0.2)  # a worker exits only once its queued lines are taken
+                if stop["signals"] > 1:  # the user wants out now: workers got a second stop, give them a moment
+                    deadline_join = min(deadline_join, time.monotonic() + HURRY_WAIT_S)
+                _show(lines, display, wait_s=0.05)  # a worker exits only once its queued lines are taken
             for p in procs:
                 if p.is_alive():
                     p.kill()
@@ -97,8 +121,10 @@ class LocalLauncher:
                 display.line(best_line(poller.study))
         finally:
             display.close(final_count=not stop["signum"])
-            for s, handler in old.items():
-                signal.signal(s, handler)
+            for s, previous in old.items():
+                signal.signal(s, previous)
+        if stop["signals"] > 1:  # asked twice: out now
+            _exit_now(exit_code(stop["signum"]))
         if stop["signum"]:
             return exit_code(stop["signum"])
         # A negative exitcode means killed by that signal: report it as the shell would (128 + signal).
