@@ -2,7 +2,9 @@
 line, and the script text.
 
 One array task per `--workers`; each task runs K worker processes (`--workers-per-gpu K`, times its GPUs) on
-the study, `alexsearch worker --worker-index I` with the same settings `search` would hand a local worker.
+the study, `alexsearch worker --lines-only --worker-index I` with the same settings `search` would hand a local
+worker. Each task's output goes to its own file, LOG_DIR/JOBNAME-ARRAYJOB_TASK.out (appended to when the task is
+requeued), where the watcher (search/workers/launchers/slurm.py) reads the workers' event lines.
 
 How a stop reaches a worker, and how its trial survives (written into every script, too):
 - scancel, preemption and `scontrol requeue` send SIGTERM to every process of the task. A worker that gets
