@@ -16,13 +16,13 @@ from search.errors import USAGE_ERRORS, one_line, silence_optuna_warnings, user_
 from search.settings import SearchConfig
 from search.space.space import load_space
 from search.study.create import create_study
-from search.trials.record import best_line, finished_count
+from search.trials.record import best_line
 from search.workers.display import Display
 from search.workers.placement import gpu_for
 from search.workers.run import WorkerPlace, run_worker
 from search.workers.safe_output import survive_closed_pipes
 from search.workers.signals import exit_code
-from storage.study import load_study, open_storage
+from search.workers.study_count import StudyCount
 
 STOP_WAIT_S = 30.0  # how long the parent waits for stopped workers before killing them
 HURRY_WAIT_S = 2.0  # after a second stop signal: how long workers get to requeue their trials
@@ -98,8 +98,8 @@ class LocalLauncher:
             signal.signal(signal.SIGINT, handler)
         if stop["signum"]:  # a signal during the spawns: stop the workers started before it too
             on_signal(stop["signum"], None)
-        poller = _Poller(settings)
-        display = Display(settings.trials, poller.count, workers=workers, epochs=settings.epochs)
+        poller = StudyCount(settings)
+        display = Display(settings.trials, poller, workers=workers, epochs=settings.epochs)
         try:
             while any(p.is_alive() for p in procs) and not stop["signum"]:
                 _show(lines, display, wait_s=0.5)
@@ -140,19 +140,3 @@ def _show(lines: Any, display: Display, wait_s: float) -> None:
             display.line(lines.get_nowait())
     except queue.Empty:
         pass
-
-
-class _Poller:
-    """The study's finished count for the display; None while the study cannot be read."""
-
-    def __init__(self, settings: SearchConfig) -> None:
-        self.settings = settings
-        self.study: Any = None
-
-    def count(self) -> int | None:
-        try:
-            if self.study is None:
-                self.study = load_study(open_storage(self.settings.storage, create=False), self.settings.study)
-            return finished_count(self.study)
-        except Exception:  # noqa: BLE001 - the database may be busy or away a moment; progress is best effort
-            return None
