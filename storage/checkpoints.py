@@ -7,12 +7,18 @@ weights_only=True (no pickled code runs on load).
 A checkpoint that loads is still checked before a trial resumes from it (`load_resumable`): a torn write
 that happens to unpickle, a file of another trial or study, or a hand-made one would otherwise crash the
 worker inside load_state_dict, or resume from an epoch the trial never reached.
+
+Files of finished chains are swept when a worker starts (`sweep`): a finished trial deletes its own
+checkpoint, but a trial that failed for good, a retry closed at the budget, or a kill during a write
+(`trial-7.pt.XXXX.tmp`) leaves files behind, and an AlexNet checkpoint with Adam is 279 MB.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -102,6 +108,10 @@ def check_resumable(state: Any, *, config: dict[str, Any], model: nn.Module, opt
     _check_tensors("torch_rng", {"state": state["torch_rng"]}, {"state": torch.get_rng_state()})
 
 
+SWEEP_MIN_AGE_S = 60.0  # a sweep leaves younger files alone
+_FILE = re.compile(r"trial-(\d+)\.pt(?:\..+\.tmp)?")  # trial-7.pt and its temp files trial-7.pt.XXXX.tmp
+
+
 class CheckpointStore:
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
@@ -110,7 +120,10 @@ class CheckpointStore:
         return self.folder / f"trial-{key}.pt"
 
     def save(self, key: int, state: dict[str, Any]) -> Path:
-        """Write state to trial-KEY.pt atomically: temp file in the same folder, fsync, os.replace."""
+        """Write state to trial-KEY.pt atomically: temp file in the same folder, fsync, os.replace.
+
+        A write that fails (a full disk) raises OSError naming the checkpoint, and leaves no temp file.
+        """
         self.folder.mkdir(parents=True, exist_ok=True)
         target = self.path(key)
         fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=self.folder)
@@ -120,6 +133,16 @@ class CheckpointStore:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, target)
+        except RuntimeError as e:
+            Path(tmp).unlink(missing_ok=True)
+            # torch.save reports a failed write as "[enforce fail at inline_container.cc] unexpected pos";
+            # the OSError it swallowed (e.g. ENOSPC) is the error to report.
+            if isinstance(e.__context__, OSError):
+                raise OSError(e.__context__.errno, e.__context__.strerror, str(target)) from e
+            raise
+        except OSError as e:
+            Path(tmp).unlink(missing_ok=True)
+            raise OSError(e.errno, e.strerror, str(target)) from e
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -161,3 +184,46 @@ class CheckpointStore:
 
     def delete(self, key: int) -> None:
         self.path(key).unlink(missing_ok=True)
+
+    def files(self) -> dict[int, list[Path]]:
+        """Checkpoints and temp files (left by a kill during a write) in the folder, by key."""
+        out: dict[int, list[Path]] = {}
+        if not self.folder.is_dir():
+            return out
+        for p in self.folder.iterdir():
+            m = _FILE.fullmatch(p.name)
+            if m and p.is_file():
+                out.setdefault(int(m.group(1)), []).append(p)
+        return out
+
+    def held_bytes(self) -> tuple[int, int]:
+        """(files, bytes) the folder's checkpoints and temp files hold."""
+        paths = [p for ps in self.files().values() for p in ps]
+        return len(paths), sum(_size(p) for p in paths)
+
+    def sweep(self, live: set[int], min_age_s: float = SWEEP_MIN_AGE_S) -> tuple[int, int]:
+        """Delete the checkpoints and temp files of every key not in live that are older than min_age_s
+        (a file that young may belong to a trial between its failure and its retry's creation).
+        Returns (files, bytes) deleted."""
+        now = time.time()
+        files = freed = 0
+        for key, paths in self.files().items():
+            if key in live:
+                continue
+            for p in paths:
+                try:
+                    st = p.stat()
+                    if now - st.st_mtime < min_age_s:
+                        continue
+                    p.unlink()
+                except FileNotFoundError:  # another worker swept it first
+                    continue
+                files, freed = files + 1, freed + st.st_size
+        return files, freed
+
+
+def _size(p: Path) -> int:
+    try:
+        return p.stat().st_size
+    except FileNotFoundError:
+        return 0

@@ -12,15 +12,11 @@ import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from storage import sqlite as sqlite_settings
+from storage.defaults import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, MAX_RETRY  # noqa: F401 - re-exported
 from storage.errors import StorageError
 from storage.rdb import SteadyRDBStorage
 from storage.url import parse_url, redact, redact_text, sqlite_path
 
-# Defaults that suit trials of minutes to hours: a beat each minute, declared dead after 10 minutes
-# of silence (a long evaluation or a checkpoint write on a slow disk never takes that long).
-HEARTBEAT_INTERVAL_S = 60
-GRACE_PERIOD_S = 600
-MAX_RETRY = 2
 SCHEMA_RACE_RETRIES = 5
 POOL_RECYCLE_S = 1800  # reconnect before servers and firewalls drop idle connections (~1 h seen)
 
@@ -32,11 +28,13 @@ class Heartbeat:
     max_retry: int = MAX_RETRY
 
 
-def open_storage(url: str, *, create: bool, heartbeat: Heartbeat | None = None) -> RDBStorage:
+def open_storage(url: str, *, create: bool, heartbeat: Heartbeat | None = None,
+                 outage_timeout_s: float = 0.0) -> RDBStorage:
     """An RDBStorage for url.
 
     create=False is for read-only commands: the database must already exist and hold Optuna's
-    tables, and nothing is created or written by opening it.
+    tables, and nothing is created or written by opening it. outage_timeout_s > 0: storage calls
+    ride out a database server that cannot be reached for up to that long (storage/rdb.py).
     """
     parsed = parse_url(url)
     path = sqlite_path(parsed)
@@ -71,7 +69,8 @@ def open_storage(url: str, *, create: bool, heartbeat: Heartbeat | None = None) 
         # Checked before RDBStorage, which on a database without Optuna's tables fails inside its own session.
         if path is None and not create and not _server_has_tables(url, kwargs):
             raise StorageError(f"--storage: {redact(url)} holds no Optuna study")
-        storage = _create_rdb_storage(engine_url, kwargs, skip_table_creation=not create, **hb)
+        storage = _create_rdb_storage(engine_url, kwargs, skip_table_creation=not create,
+                                      outage_timeout_s=outage_timeout_s, **hb)
     except sqlalchemy.exc.OperationalError as e:
         raise StorageError(f"--storage: cannot open {redact(url)}: {_first_line(e.orig or e, url)}") from None
     except RuntimeError as e:  # Optuna's schema check: a database from another Optuna version
@@ -137,6 +136,8 @@ def load_study(storage: RDBStorage, name: str | None, **kwargs) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=storage, **kwargs)
 
 
-def quiet_optuna() -> None:
-    """Our own progress output replaces Optuna's per-trial log lines."""
-    optuna.logging.set_verbosity(logging.WARNING)
+def quiet_optuna(debug: bool = False) -> None:
+    """Our own event lines replace Optuna's log lines ("[I ...] Trial 3 finished", "[W ...] Trial 1 failed with
+    value None." for a stopped trial): errors only, unless debug. A trial that fails on a bug still ends its
+    worker with the traceback (the workers run Optuna with catch=())."""
+    optuna.logging.set_verbosity(logging.INFO if debug else logging.ERROR)

@@ -23,6 +23,7 @@ BEST_EPOCH = "best_epoch"  # 1-based epoch of the best validation accuracy
 DUPLICATE_OF = "duplicate_of"  # number of the earlier trial with the same config; this one did not train
 PRUNED_REASON = "pruned_reason"
 STOPPED_REASON = "stopped_reason"  # completed early by patience
+CLOSED_REASON = "closed_reason"  # why a WAITING retry was closed (FAIL) without running: the budget was reached
 RESUMED_FROM = "resumed_from"  # {"trial": root of the retry chain, "epoch": epochs its checkpoint held}
 # Per-epoch curves, one list entry per epoch trained.
 TRAIN_ACC = "train_acc"
@@ -47,7 +48,11 @@ STEPWISE_PLAN = "stepwise_plan"  # the plan's steps, so the report can draw one 
 BEST_ARTIFACTS = "best_artifacts"  # ids of the best trial's weights and curve in the artifact store
 FINAL_RESULT = "final_result"  # what `alexsearch final` measured on the test set
 FINAL_SMOKE_RESULT = "final_smoke_result"  # a `final --train-size N` smoke run, kept apart and marked
+DATA_SIZE = "data_size"  # {"train": items, "val": items} as the workers loaded them: the report's captions
 SLURM_JOB = "slurm_job"  # the job array `search --launcher slurm` last submitted: job_id, tasks, script, log_dir
+
+# Study system attr: `alexsearch stop`'s request, {"at": UTC time, "time": Unix s, "by": "host:pid"}; None = cleared.
+STOP_REQUEST = "alexsearch_stop"
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -64,7 +69,7 @@ def is_stopped(t: FrozenTrial) -> bool:
 
 def note(t: FrozenTrial) -> str:
     """Why the trial ended early, or ''."""
-    return t.user_attrs.get(PRUNED_REASON) or t.user_attrs.get(STOPPED_REASON) or ""
+    return t.user_attrs.get(PRUNED_REASON) or t.user_attrs.get(STOPPED_REASON) or t.user_attrs.get(CLOSED_REASON) or ""
 
 
 def best_epoch(t: FrozenTrial, default: Any = None) -> Any:
