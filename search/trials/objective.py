@@ -56,6 +56,7 @@ def best_so_far(study: optuna.Study) -> tuple[int, float] | None:
         best = study.best_trial
     except ValueError:  # no complete trial yet
         return None
+    assert best.value is not None  # a complete trial's
     return best.number, best.value
 
 
