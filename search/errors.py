@@ -10,11 +10,11 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import optuna
-
 from model.errors import ConfigError, DataError
 from storage.errors import StorageError
-from storage.url import redact_text
+
+# Light at import: `--help` reads search.settings, which raises UsageError; Optuna and SQLAlchemy (for
+# redact_text) load only when an error is shown or the warnings are silenced.
 
 
 class UsageError(ValueError):
@@ -27,6 +27,8 @@ USAGE_ERRORS = (UsageError, ConfigError, DataError, StorageError)
 
 def one_line(e: BaseException, storage_url: str | None = None) -> str:
     """The error's first line, with every secret of storage_url (and any URL password) hidden."""
+    from storage.url import redact_text
+
     if isinstance(e, OSError) and e.filename is not None:
         text = f"{e.filename}: {e.strerror or type(e).__name__}"
     else:
@@ -37,6 +39,8 @@ def one_line(e: BaseException, storage_url: str | None = None) -> str:
 
 def silence_optuna_warnings() -> None:
     """Optuna's experimental-feature notices are for developers, not for users of alexsearch."""
+    import optuna
+
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", module="optuna")
 

@@ -27,6 +27,11 @@ def study_storage(study: optuna.Study) -> BaseStorage:
     return study._storage
 
 
+def study_id(study: optuna.Study) -> int:
+    """The storage's id of a study (Study._study_id), which storage calls take instead of its name."""
+    return study._study_id
+
+
 def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
     """The storage's id of a trial (Trial._trial_id), which storage calls take instead of its number."""
     return trial._trial_id

@@ -40,7 +40,6 @@ from optuna.trial import TrialState
 
 logger = logging.getLogger(__name__)
 
-OUTAGE_TIMEOUT_S = 300.0  # default: how long a worker waits for its database to come back
 BACKOFF_FIRST_S = 0.5  # first wait after a failed call; doubles up to BACKOFF_MAX_S
 BACKOFF_MAX_S = 10.0
 # PostgreSQL SQLSTATEs that mean "the server is not there right now": class 08 (connection exception),

@@ -12,15 +12,11 @@ import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from storage import sqlite as sqlite_settings
+from storage.defaults import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, MAX_RETRY  # noqa: F401 - re-exported
 from storage.errors import StorageError
 from storage.rdb import SteadyRDBStorage
 from storage.url import parse_url, redact, redact_text, sqlite_path
 
-# Defaults that suit trials of minutes to hours: a beat each minute, declared dead after 10 minutes
-# of silence (a long evaluation or a checkpoint write on a slow disk never takes that long).
-HEARTBEAT_INTERVAL_S = 60
-GRACE_PERIOD_S = 600
-MAX_RETRY = 2
 SCHEMA_RACE_RETRIES = 5
 POOL_RECYCLE_S = 1800  # reconnect before servers and firewalls drop idle connections (~1 h seen)
 
@@ -139,6 +135,8 @@ def load_study(storage: RDBStorage, name: str | None, **kwargs) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=storage, **kwargs)
 
 
-def quiet_optuna() -> None:
-    """Our own progress output replaces Optuna's per-trial log lines."""
-    optuna.logging.set_verbosity(logging.WARNING)
+def quiet_optuna(debug: bool = False) -> None:
+    """Our own event lines replace Optuna's log lines ("[I ...] Trial 3 finished", "[W ...] Trial 1 failed with
+    value None." for a stopped trial): errors only, unless debug. A trial that fails on a bug still ends its
+    worker with the traceback (the workers run Optuna with catch=())."""
+    optuna.logging.set_verbosity(logging.INFO if debug else logging.ERROR)

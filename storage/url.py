@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-import sqlalchemy
-from sqlalchemy.engine import URL, make_url
-
+from storage.defaults import DEFAULT_STORAGE  # noqa: F401 - re-exported
 from storage.errors import StorageError
 
-DEFAULT_STORAGE = "sqlite:///alexsearch.db"
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+
 EXAMPLES = "e.g. sqlite:///alexsearch.db or postgresql+psycopg://user:pass@host:5432/db"
 HIDDEN = "***"
 # Query parameters that carry a secret in the URLs of SQLAlchemy's drivers (libpq: password, sslpassword;
@@ -26,6 +27,9 @@ _USERINFO = re.compile(r"(:/*[^:/?#@\s]*:)([^/?#\s]*)@")
 
 def parse_url(url: str) -> URL:
     """url parsed, its dialect and driver importable; every error quotes the URL with its secrets hidden."""
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
     try:
         parsed = make_url(url)
     except (sqlalchemy.exc.ArgumentError, ValueError) as e:  # ValueError: a port that is not a number
@@ -54,6 +58,8 @@ def sqlite_path(url: URL) -> Path | None:
 
 def secrets_of(url: str) -> list[str]:
     """The secrets a URL holds (its password and secret query values), as written and percent-decoded."""
+    from sqlalchemy.engine import make_url
+
     found = [m.group(0).split("=", 1)[1] for m in _SECRET_QUERY.finditer(url)]
     found += [m.group(2) for m in _USERINFO.finditer(url)]
     try:

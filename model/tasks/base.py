@@ -10,7 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from model.config import MAX_SEED, ConfigError, JsonConfig
+from model.config import ConfigError, JsonConfig
+from model.data_config import DataConfig  # noqa: F401 - re-exported: the tasks' data type
 from model.device import memory_bytes
 
 
@@ -33,24 +34,6 @@ class TaskData:
     train: Split
     eval: Split  # the validation hold-out during search; the test set in the final run
     eval_name: str  # "val" or "test"
-
-
-@dataclass(frozen=True)
-class DataConfig(JsonConfig):
-    root: str = "data"  # folder searched for the data (CIFAR-10: ROOT/cifar-10-batches-py)
-    download: bool = False  # fetch the data when missing (needs internet)
-    val_size: int | None = None  # hold-out size; None = the task's default
-    train_size: int | None = None  # cap on training items for quick runs; None = all that remain
-    split_seed: int = 0  # seeds the hold-out and the training cap
-
-    def __post_init__(self) -> None:
-        self.check_types()
-        if self.val_size is not None and self.val_size < 1:
-            raise ConfigError(f"val_size must be >= 1, got {self.val_size}")
-        if self.train_size is not None and self.train_size < 1:
-            raise ConfigError(f"train_size must be >= 1, got {self.train_size}")
-        if not 0 <= self.split_seed <= MAX_SEED:
-            raise ConfigError(f"split_seed must be in 0..{MAX_SEED}, got {self.split_seed}")
 
 
 Preprocess = Callable[[torch.Tensor], torch.Tensor]

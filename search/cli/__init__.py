@@ -2,24 +2,30 @@
 anything else is a bug -> its traceback, exit 1. `--debug` shows the traceback of usage errors too.
 
 The top of the tree: nothing imports search.cli. Each command module has `add_parser(subparsers)` and `run(args)`.
+Building the parser imports no torch, Optuna or SQLAlchemy, so `--help` answers at once (tests/test_help.py);
+each command imports what it needs inside run().
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 import traceback
 from collections.abc import Sequence
 from importlib import metadata
 
-try:  # torch, optuna and the rest take seconds to import: a Ctrl-C then is a user's stop, not a crash
-    from search.cli import dashboard, export, final, report, search, status, worker
+try:  # a Ctrl-C while the modules load is a user's stop, not a crash
+    from search.cli import dashboard, export, final, report, search, status, stop, studies, worker
     from search.errors import USAGE_ERRORS, one_line, silence_optuna_warnings, user_paths
 except KeyboardInterrupt:
     print("alexsearch: interrupted", file=sys.stderr)
     raise SystemExit(130) from None
 
-COMMANDS = [search, worker, dashboard, export, final, report, status]  # in the order `--help` lists them
+STARTED = time.time()  # when the command began (before torch loads): what --timeout counts from
+
+# In the order `--help` lists them.
+COMMANDS = [search, worker, stop, status, studies, dashboard, export, final, report]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -34,11 +40,12 @@ def version() -> str:
         return "unknown (not installed)"
 
 
-DEBUG_HELP = "show the traceback of every error, usage errors too"
+DEBUG_HELP = "show the traceback of every error, usage errors too, and Optuna's own log lines"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="alexsearch", description="Optuna hyperparameter search for AlexNet on CIFAR-10.")
+    parser = OneLineParser(prog="alexsearch", description="Optuna hyperparameter search for AlexNet on CIFAR-10.",
+                           epilog=search.CHOICES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"alexsearch {version()}")
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser, required=True)
@@ -51,9 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        silence_optuna_warnings()
         args = build_parser().parse_args(argv)
-    except KeyboardInterrupt:
+        silence_optuna_warnings()  # after --help has answered: it imports Optuna
+        if not args.debug:
+            from storage.study import quiet_optuna
+
+            quiet_optuna()  # the parent's own Optuna calls (creating a study) log nothing either
+    except KeyboardInterrupt:  # start-up takes seconds (torch, Optuna): a Ctrl-C then is a stop, not a crash
         print("alexsearch: interrupted", file=sys.stderr)
         return 130
     try:

@@ -17,14 +17,9 @@ import sys
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-import optuna_dashboard
-
 from search.cli.args import add_storage_args
 from search.errors import UsageError
 from search.read_only import read_only
-from storage.artifacts import artifact_dir, artifact_store
-from storage.study import load_study, open_storage, quiet_optuna, study_names
-from storage.url import redact
 
 HELP = "serve optuna-dashboard for the study (live trials, curves, notes, best-trial artifacts)"
 DEFAULT_HOST = "127.0.0.1"
@@ -99,6 +94,12 @@ def bind(host: str, port: int, app) -> WSGIServer:
 
 
 def run(args: argparse.Namespace) -> int:
+    import optuna_dashboard
+
+    from storage.artifacts import artifact_dir, artifact_store
+    from storage.study import load_study, open_storage, quiet_optuna, study_names
+    from storage.url import redact
+
     quiet_optuna()
     storage = open_storage(args.storage, create=False)  # fails on a missing database instead of creating one
     # With several studies and no --study, the dashboard opens on its list of studies.

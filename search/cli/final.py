@@ -8,18 +8,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import torch
-from tqdm import tqdm
-
-from model.config import MAX_SEED, ConfigError
-from model.device import device_name, resolve_device
-from model.tasks import get_task
-from search import final
 from search.cli.args import positive_int, seed_int, study_name
-from search.export import load_exported
-from search.trials.trial_config import versions
-from storage.study import quiet_optuna
-from storage.url import redact_text
 
 HELP = "retrain an exported config on all training images and evaluate the test set once per seed"
 
@@ -51,6 +40,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from model.config import MAX_SEED, ConfigError
+    from model.device import device_name, resolve_device
+    from model.tasks import get_task
+    from search import final
+    from search.export import load_exported
+    from search.trials.trial_config import versions
+    from storage.study import quiet_optuna
+    from storage.url import redact_text
+
     exported = load_exported(args.config)
     config = exported.trial_config
     task = get_task(config.task)

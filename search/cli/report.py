@@ -9,13 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from search.cli.args import add_storage_args
+from search.cli.args import add_storage_args, positive_int
 from search.errors import UsageError
-from search.report.build import write_report
-from search.report.compare import write_compare
-from search.report.figures import NeedsMoreTrials
-from storage.study import load_study, open_storage, quiet_optuna
-from storage.url import redact
 
 HELP = "write learning curves per parameter, Optuna plots, summary.md and index.html; or compare studies"
 
@@ -27,10 +22,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compare", nargs="+", metavar="STUDY", default=None,
                    help="instead: draw these studies' best validation accuracy against epochs trained, "
                         "in one figure (compare.png, compare.md)")
+    p.add_argument("--format", default="png", metavar="FORMATS",
+                   help="figure formats, comma-separated: png, svg, pdf (default: png; index.html shows png, "
+                        "else svg)")
+    p.add_argument("--dpi", type=positive_int, default=100, help="resolution of png figures (default: 100)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from search.report.build import write_report
+    from search.report.compare import write_compare
+    from search.report.figures import FigureOutput, NeedsMoreTrials, figure_output
+    from storage.study import load_study, open_storage, quiet_optuna
+    from storage.url import redact
+
+    output = FigureOutput(tuple(f.strip().lower() for f in args.format.split(",") if f.strip()), args.dpi)
     if args.compare is not None:
         if len(args.compare) < 2:
             raise UsageError(f"--compare: give two or more studies, got {len(args.compare)}")
@@ -42,14 +48,15 @@ def run(args: argparse.Namespace) -> int:
     if args.compare is not None:
         studies = [load_study(storage, name) for name in args.compare]
         try:
-            figure, lines = write_compare(studies, out)
+            with figure_output(output):
+                figure, lines = write_compare(studies, out)
         except NeedsMoreTrials as e:
             raise UsageError(f"--compare: {e}") from None
         print("\n".join(lines))
         print(f"wrote {figure} and {out / 'compare.md'}")
         return 0
     study = load_study(storage, args.study)
-    summary = write_report(study, out, source=redact(args.storage))
+    summary = write_report(study, out, source=redact(args.storage), output=output)
     for line in summary.headline():
         print(line)
     print("best: " + "; ".join(summary.best_lines()))

@@ -4,47 +4,79 @@ from __future__ import annotations
 
 import argparse
 
-from model.device import resolve_device
-from model.tasks import DataConfig, all_tasks, get_task
+from model.task_catalog import task_summaries
 from search.cli.args import DEFAULTS as D
-from search.cli.args import add_data_args, add_storage_args, non_negative_int, positive_int, seed_int
+from search.cli.args import (
+    add_data_args,
+    add_storage_args,
+    duration_s,
+    literal_choices,
+    non_negative_int,
+    positive_int,
+    seed_int,
+)
 from search.errors import UsageError
 from search.settings import SearchConfig
-from search.space.pruning import PRUNERS
-from search.space.samplers import SAMPLERS
-from search.space.space import Space, load_space
-from search.trials.stepwise import STRATEGIES, apply_protocol
-from search.workers.launchers.local import LocalLauncher
 from search.workers.launchers.sbatch import SlurmConfig
-from search.workers.launchers.slurm import SlurmLauncher
-from search.workers.placement import cpu_cores, default_workers, measured_workers, threads_per_worker, visible_gpu_ids
-from search.workers.run import WorkerPlace, run_worker
-from storage.url import parse_url
+from search.workers.placement import measured_workers
 
 HELP = "create or resume a study and run trials until it has --trials finished trials"
+SAMPLER_HELP = {
+    "tpe": "Bayesian (TPE): a third of --trials at random, then configs like the best so far",
+    "grid": "every combination of a space whose parameters are all choices, once each (sets --trials)",
+    "random": "independent random draws: the baseline any smarter sampler must beat",
+}
+PRUNER_HELP = {
+    "median": "stop a trial whose val_acc at an epoch is below the median of earlier trials at that epoch",
+    "hyperband": "successive halving: many trials get few epochs, the best third go on",
+    "none": "every trial runs all its epochs (--patience may still end it)",
+}
+STRATEGY_HELP = {
+    "optuna": "the sampler and pruner choose the trials",
+    "stepwise": "the report's Table 1 protocol: one parameter at a time, each trial trained in full",
+}
+
+
+def _block(title: str, items: dict[str, str], default: str | None = None) -> str:
+    width = max(map(len, items))
+    return title + "\n" + "\n".join(f"  {k.ljust(width)}  {v}{' (default)' if k == default else ''}"
+                                    for k, v in items.items())
+
+
+CHOICES_HELP = "\n".join([
+    _block("tasks (--task):", task_summaries(), D.task),
+    _block("samplers (--sampler):", SAMPLER_HELP, D.sampler),
+    _block("pruners (--pruner):", PRUNER_HELP, D.pruner),
+    _block("strategies (--strategy):", STRATEGY_HELP, D.strategy),
+])
+
+
 
 
 def add_search_args(p: argparse.ArgumentParser) -> None:
     """The options of a study and its workers, shared by `search` and `worker`."""
     add_storage_args(p)
     add_data_args(p)
-    p.add_argument("--task", default=D.task, help=f"what to train (default: {D.task})")
+    p.add_argument("--task", default=D.task, help=f"what to train (see below; default: {D.task})")
     p.add_argument("--space", default=None, help="search-space TOML file (default: the task's built-in space)")
     p.add_argument("--trials", type=positive_int, default=None,
                    help=f"finished trials the whole study aims at (default: {D.trials}; the grid size for "
                         "--sampler grid)")
     p.add_argument("--epochs", type=positive_int, default=D.epochs, help=f"epochs per trial (default: {D.epochs})")
-    p.add_argument("--strategy", choices=STRATEGIES, default=D.strategy,
-                   help="optuna: the sampler and pruner choose; stepwise: the report's Table 1 protocol "
-                        f"(default: {D.strategy})")
-    p.add_argument("--sampler", choices=SAMPLERS, default=D.sampler, help=f"default: {D.sampler}")
-    p.add_argument("--pruner", choices=PRUNERS, default=D.pruner, help=f"default: {D.pruner}")
+    p.add_argument("--strategy", choices=literal_choices(SearchConfig, "strategy"), default=D.strategy,
+                   help=f"see below (default: {D.strategy})")
+    p.add_argument("--sampler", choices=literal_choices(SearchConfig, "sampler"), default=D.sampler,
+                   help=f"see below (default: {D.sampler})")
+    p.add_argument("--pruner", choices=literal_choices(SearchConfig, "pruner"), default=D.pruner,
+                   help=f"see below; it never prunes at a trial's last epoch (default: {D.pruner})")
     p.add_argument("--patience", type=non_negative_int, default=D.patience,
                    help=f"stop a trial after this many epochs without improvement; 0 = never (default: {D.patience})")
     p.add_argument("--warmup-epochs", type=non_negative_int, default=D.warmup_epochs,
                    help=f"epochs before a trial may be pruned (default: {D.warmup_epochs})")
     p.add_argument("--startup-trials", type=non_negative_int, default=D.startup_trials,
                    help=f"completed trials before the median pruner prunes (default: {D.startup_trials})")
+    p.add_argument("--tpe-startup-trials", type=non_negative_int, default=None,
+                   help="random trials before TPE models the results (default: a third of --trials, at least 3)")
     p.add_argument("--seed", type=seed_int, default=D.seed,
                    help=f"seeds the sampler and training (default: {D.seed})")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
@@ -54,6 +86,9 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
                    help="validation hold-out taken from the training data (default: the task's, 5000 for CIFAR-10)")
     p.add_argument("--train-size", type=positive_int, default=None,
                    help="use only this many training items, for quick runs (default: all that remain)")
+    p.add_argument("--timeout", type=duration_s, default=None, metavar="DURATION",
+                   help="start no new trial after this long, e.g. 90s, 30m, 2h; running trials finish "
+                        "(default: no limit)")
     p.add_argument("--heartbeat-interval", type=positive_int, default=D.heartbeat_interval,
                    help=f"seconds between a running trial's heartbeats (default: {D.heartbeat_interval})")
     p.add_argument("--grace-period", type=positive_int, default=D.grace_period,
@@ -70,7 +105,8 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("search", help=HELP, description=HELP)
+    p = sub.add_parser("search", help=HELP, description=HELP, epilog=CHOICES_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     add_search_args(p)
     p.add_argument("--workers", type=positive_int, default=None,
                    help="worker processes on this machine (default: one per visible GPU, times --workers-per-gpu; "
@@ -80,6 +116,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"workers sharing each GPU (default: {measured.describe()}; "
                         f"search/workers/workers_per_gpu.json, written by make gpu-check); with --launcher slurm, "
                         "workers in each array task per GPU it asks for")
+    p.add_argument("--no-estimate", action="store_true",
+                   help="skip the cost estimate (a few timed training steps) before the search starts")
+    p.add_argument("--estimate-only", action="store_true",
+                   help="print the cost estimate and exit, without touching the study")
     add_launcher_args(p)
     p.set_defaults(run=run)
 
@@ -131,9 +171,15 @@ def check_launcher_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--{given[0].replace('_', '-')}: only with --launcher slurm")
 
 
-def settings_from_args(args: argparse.Namespace, check_device: bool = True) -> tuple[SearchConfig, Space]:
+def settings_from_args(args: argparse.Namespace, check_device: bool = True):  # -> tuple[SearchConfig, Space]
     """Validate every input; nothing touches the database until this returns. check_device=False when the
     workers run elsewhere (a Slurm array): this machine need not have the device."""
+    from model.device import resolve_device
+    from model.tasks import DataConfig, all_tasks, get_task
+    from search.space.space import load_space
+    from search.trials.stepwise import apply_protocol
+    from storage.url import parse_url
+
     parse_url(args.storage)
     if args.task not in all_tasks():
         raise UsageError(f"--task: unknown task {args.task!r} (allowed: {', '.join(sorted(all_tasks()))})")
@@ -148,8 +194,8 @@ def settings_from_args(args: argparse.Namespace, check_device: bool = True) -> t
     settings = SearchConfig(study=study, storage=args.storage, task=args.task, space=args.space,
                             trials=trials, epochs=args.epochs, strategy=args.strategy, sampler=args.sampler,
                             pruner=args.pruner, patience=args.patience, warmup_epochs=args.warmup_epochs,
-                            startup_trials=args.startup_trials, seed=args.seed, device=args.device, data=data,
-                            precision=args.precision,
+                            startup_trials=args.startup_trials, tpe_startup_trials=args.tpe_startup_trials,
+                            seed=args.seed, device=args.device, data=data, precision=args.precision,
                             heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
                             max_retry=args.max_retry, db_outage_timeout=args.db_outage_timeout,
                             artifacts=args.artifacts)
@@ -160,9 +206,22 @@ def settings_from_args(args: argparse.Namespace, check_device: bool = True) -> t
 
 
 def run(args: argparse.Namespace) -> int:
+    from model.device import resolve_device
+    from search.cli import STARTED
+    from search.study.stop import clear_stopped_study, existing_study
+    from search.workers.cost import estimate_cost
+    from search.workers.launchers.local import LocalLauncher
+    from search.workers.launchers.slurm import SlurmLauncher
+    from search.workers.placement import cpu_cores, default_workers, threads_per_worker, visible_gpu_ids
+    from search.workers.run import WorkerPlace, run_worker
+
     check_launcher_args(args)
+    deadline = STARTED + args.timeout if args.timeout else None
     if args.launcher == "slurm":
+        if args.timeout:
+            raise UsageError("--timeout: not with --launcher slurm yet (use --slurm-time per task)")
         settings, space = settings_from_args(args, check_device=False)
+        clear_stopped_study(settings.storage, settings.study)
         launcher = SlurmLauncher(space, slurm_from_args(args), args.workers_per_gpu, detach=args.detach)
         return launcher.launch(settings, args.workers or 1)
     settings, space = settings_from_args(args)
@@ -171,10 +230,20 @@ def run(args: argparse.Namespace) -> int:
     if device.index is not None:  # --device cuda:K: every worker on that one GPU
         gpu_ids = [gpu_ids[device.index]]
     workers = args.workers or default_workers(len(gpu_ids), args.workers_per_gpu)
+    threads = None if gpu_ids else threads_per_worker(workers, cpu_cores())
+    data = space.task.load_search_data(settings.data)  # a missing or bad data folder fails here, once, in one line
+    if args.estimate_only or not args.no_estimate:
+        study = existing_study(settings.storage, settings.study)
+        estimate = estimate_cost(settings, space, data, device, workers, len(gpu_ids), threads, study)
+        for line in estimate.lines():
+            print(line, flush=True)
+    if args.estimate_only:
+        return 0
+    cleared = clear_stopped_study(settings.storage, settings.study)
+    if cleared is not None:
+        print(f"cleared the stop request ({cleared.get('at', '?')}) of study {settings.study!r}; resuming", flush=True)
     if workers == 1:
-        return run_worker(settings, WorkerPlace(index=0))
-    space.task.load_search_data(settings.data)  # a missing or bad data folder fails here, once, in one line
+        return run_worker(settings, WorkerPlace(index=0, deadline=deadline, debug=args.debug))
     if gpu_ids:
         settings = settings.replace(device="cuda")  # each worker sees only its own GPU, as cuda:0
-    threads = None if gpu_ids else threads_per_worker(workers, cpu_cores())
-    return LocalLauncher(gpu_ids, threads).launch(settings, workers)
+    return LocalLauncher(gpu_ids, threads, deadline=deadline, debug=args.debug).launch(settings, workers)

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import argparse
-
-import optuna
+from typing import TYPE_CHECKING
 
 from search.cli.args import add_storage_args
-from search.trials import record
-from search.trials.record import best_line
-from search.workers.launchers.slurm import job_status_line
-from storage.artifacts import artifact_dir, checkpoint_dir
-from storage.checkpoints import CheckpointStore
-from storage.study import load_study, open_storage, quiet_optuna
+
+if TYPE_CHECKING:
+    import optuna
 
 HELP = "print the study's trials (number, state, params, value, best epoch) and the best trial"
 
@@ -33,6 +29,8 @@ def _fmt(v: object) -> str:
 
 
 def trial_rows(study: optuna.Study) -> list[list[str]]:
+    from search.trials import record
+
     rows = []
     for t in study.get_trials(deepcopy=False):
         params = " ".join(f"{k}={_fmt(v)}" for k, v in t.params.items())
@@ -50,6 +48,10 @@ def format_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from search.trials.record import best_line
+    from search.workers.launchers.slurm import job_status_line
+    from storage.study import load_study, open_storage, quiet_optuna
+
     quiet_optuna()
     study = load_study(open_storage(args.storage, create=False), args.study)
     rows = trial_rows(study)
@@ -70,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
 
 def checkpoints_line(study: optuna.Study, storage_url: str, artifacts: str | None) -> str:
     """How much disk the study's checkpoints take (an AlexNet checkpoint with Adam is 279 MB)."""
+    from search.trials import record
+    from storage.artifacts import artifact_dir, checkpoint_dir
+    from storage.checkpoints import CheckpointStore
+
     artifacts = artifacts or study.user_attrs.get(record.SEARCH_CONFIG, {}).get("artifacts")
     folder = checkpoint_dir(artifact_dir(storage_url, artifacts), study.study_name)
     files, size = CheckpointStore(folder).held_bytes()

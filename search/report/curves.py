@@ -18,19 +18,21 @@ from typing import Any
 from matplotlib import colormaps
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LogNorm, Normalize
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from search.report.figures import NeedsMoreTrials, new_figure, save
+from search.report.figures import NeedsMoreTrials, integer_ticks, new_figure, save
 from search.report.trials import fmt, fmt_params
 from search.trials.record import STEPWISE_PLAN, curves, is_duplicate
 from search.trials.stepwise import Plan, replay
 
 MAX_LEGEND_VALUES = 5  # more distinct values than this: a colour bar instead of a legend
-STYLES = ("-", "--", ":", "-.")
-END_MARKERS = {TrialState.PRUNED: ("x", "pruned"), TrialState.RUNNING: (">", "still running")}
+STYLES = ("-", "--", "-.")  # ":" is kept for failed trials
+END_MARKERS = {TrialState.PRUNED: ("x", "pruned"), TrialState.RUNNING: (">", "still running"),
+               TrialState.FAIL: ("X", "failed (its retry goes on from its checkpoint)")}
+FAILED_ALPHA = 0.35  # a failed trial's curve is faint and dotted: it is not a result
 
 
 def trials_for(param: str, trials: list[FrozenTrial], study_attrs: dict[str, Any]) -> tuple[list[FrozenTrial], str]:
@@ -52,7 +54,12 @@ def _sort_key(v: Any) -> tuple:
     return (type(v).__name__, v) if isinstance(v, (bool, int, float, str)) else ("~", repr(v))
 
 
-def draw_param_curves(param: str, trials: list[FrozenTrial], caption: str, path: Path) -> Path:
+def draw_param_curves(param: str, trials: list[FrozenTrial], caption: str, path: Path, context: str = "") -> Path:
+    return save(param_curves_figure(param, trials, caption, context), path)
+
+
+def param_curves_figure(param: str, trials: list[FrozenTrial], caption: str, context: str = "") -> Figure:
+    """context: the study and its data size, for the title (search.report.trials.data_caption)."""
     if not trials:
         raise NeedsMoreTrials(f"no trial has finished an epoch yet ({caption})")
     fig = new_figure(10, 4)
@@ -73,9 +80,11 @@ def draw_param_curves(param: str, trials: list[FrozenTrial], caption: str, path:
     for t, v in zip(trials, values, strict=True):
         color, ls = style[v] if discrete else (cmap(norm(v)), "-")
         marker = END_MARKERS.get(t.state)
+        failed = t.state == TrialState.FAIL
         for ax, acc in zip((ax_train, ax_val), curves(t), strict=True):
             epochs = range(1, len(acc) + 1)
-            ax.plot(epochs, acc, color=color, linestyle=ls, linewidth=1.4, marker="o", markersize=3, alpha=0.9)
+            ax.plot(epochs, acc, color=color, linestyle=":" if failed else ls, linewidth=1.0 if failed else 1.4,
+                    marker="o", markersize=2 if failed else 3, alpha=FAILED_ALPHA if failed else 0.9)
             if marker:
                 ax.plot(epochs[-1], acc[-1], marker=marker[0], color=color, markersize=7, linestyle="none")
         if marker:
@@ -87,12 +96,12 @@ def draw_param_curves(param: str, trials: list[FrozenTrial], caption: str, path:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.set_xlim(0.7, longest + 0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        integer_ticks(ax.xaxis)
     ax_train.set_ylabel("accuracy")
     if handles:
         fig.legend(handles=handles, fontsize=8, loc="outside right upper")
     if not discrete:
         label = f"{param} (log scale)" if log else param
         fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=[ax_train, ax_val], label=label)
-    fig.suptitle(f"{param}: {caption}", fontsize=10)
-    return save(fig, path)
+    fig.suptitle(f"{param}: {caption}" + (f"\n{context}" if context else ""), fontsize=10)
+    return fig

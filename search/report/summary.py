@@ -35,6 +35,8 @@ class Summary:
     best: FrozenTrial | None
     trials: list[FrozenTrial]
     outputs: list[Output] = field(default_factory=list)
+    data: str = ""  # the study and its data size (search.report.trials.data_caption)
+    final: str | None = None  # the final run's test accuracy line, when the study has one
 
     def headline(self) -> list[str]:
         c = self.counts
@@ -49,6 +51,10 @@ class Summary:
                      f"{c['stopped']}), pruned {c['pruned']} (skipped as duplicates {c['duplicate']}), running "
                      f"{c['running']}, waiting {c['waiting']}, failed {c['fail']}")
         lines.append(f"epochs trained: {self.epochs} (one per validation accuracy reported, over all trials)")
+        if self.data:
+            lines.append(f"data: {self.data}")
+        if self.final:
+            lines.append(self.final)
         if c["running"] or c["waiting"]:
             lines.append("the study is still running: this report is a snapshot; run it again for the rest")
         return lines
@@ -123,10 +129,11 @@ def write_index(s: Summary, path: Path) -> Path:
             parts.append(f"<li>{item}</li>")
     parts.append("</ul><h2>Figures</h2>")
     for o in s.outputs:
-        if o.file.endswith(".png"):
+        if not o.file.endswith(".html"):
             parts.append(f"<h3>{e(o.title)}</h3>")
-            parts.append(f"<p>{e(o.note)}</p><img src='{e(o.file)}' alt='{e(o.title)}'>" if o.drawn else
-                         f"<p class='note'>not drawn: {e(o.note)}</p>")
+            shown = (f"<img src='{e(o.file)}' alt='{e(o.title)}'>" if not o.file.endswith(".pdf") else
+                     f"<a href='{e(o.file)}'>{e(o.file)}</a>")
+            parts.append(f"<p>{e(o.note)}</p>{shown}" if o.drawn else f"<p class='note'>not drawn: {e(o.note)}</p>")
     parts.append("<h2>Trials</h2><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in HEADER) + "</tr>")
     parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in trial_row(t)) + "</tr>" for t in s.trials]
     parts.append("</table></body></html>")

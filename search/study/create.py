@@ -11,7 +11,7 @@ from search.space.samplers import make_sampler
 from search.space.space import Space
 from search.study.note import save_study_note, study_note
 from search.trials import record
-from storage.optuna_private import insert_study_user_attrs
+from storage.optuna_private import insert_study_user_attrs, study_id
 from storage.study import Heartbeat, open_storage
 from storage.url import redact
 
@@ -33,7 +33,7 @@ def create_study(settings: SearchConfig, space: Space, sampler_seed: int, heartb
                            outage_timeout_s=settings.db_outage_timeout)
     study = optuna.create_study(
         study_name=settings.study, storage=storage, direction="maximize", load_if_exists=True,
-        sampler=make_sampler(settings.sampler, space, sampler_seed),
+        sampler=make_sampler(settings.sampler, space, sampler_seed, settings.tpe_startup()),
         pruner=make_pruner(settings.pruner, settings.epochs, settings.startup_trials, settings.warmup_epochs),
     )
     ours = {record.SEARCH_CONFIG: settings.replace(storage=redact(settings.storage)).to_dict(),
@@ -41,14 +41,14 @@ def create_study(settings: SearchConfig, space: Space, sampler_seed: int, heartb
     stored = study.user_attrs
     _check_same_settings(settings, space, stored)  # before writing anything: a refused command changes nothing
     missing = {key: ours[key] for key in SETTINGS_KEYS if key not in stored}
-    claimed = bool(missing) and insert_study_user_attrs(storage, study._study_id, missing)
+    claimed = bool(missing) and insert_study_user_attrs(storage, study_id(study), missing)
     if missing and not claimed:  # another command claimed them first: its settings must be ours
         _check_same_settings(settings, space, study.user_attrs)
     if study.metric_names is None:  # the dashboard's label for the value (else "Objective 0")
         study.set_metric_names(["val_acc"])
     existing = len(study.get_trials(deepcopy=False))
     if existing:
-        study.sampler = make_sampler(settings.sampler, space, sampler_seed + 7919 * existing)
+        study.sampler = make_sampler(settings.sampler, space, sampler_seed + 7919 * existing, settings.tpe_startup())
     if claimed and len(missing) == len(SETTINGS_KEYS):
         save_study_note(study, study_note(settings, space, device_label))
     return study

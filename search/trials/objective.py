@@ -7,6 +7,7 @@ last checkpoint, and no second training of a config that has already been traine
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -15,21 +16,25 @@ import torch
 from optuna.trial import TrialState
 
 from model.device import device_name
-from model.errors import DivergedError
+from model.errors import DivergedError, Interrupted
 from model.snapshot import WeightSnapshot
 from model.tasks import TaskData
-from model.train import EpochStats, Trainer
+from model.train import EpochStats, StepProgress, Trainer
 from search.settings import SearchConfig
 from search.space.pruning import Patience
 from search.space.space import Space
 from search.trials import record
 from search.trials.record import is_duplicate
 from search.trials.trial_config import TrialConfig, versions
+from search.workers import events
 from search.workers.signals import stop_requested
 from storage.checkpoints import CheckpointError, CheckpointStore
 from storage.optuna_private import frozen, trial_id
 
 Log = Callable[[str], None]
+# Asked before each training step (force=False: may answer from memory) and after each epoch (force=True:
+# reads the study's stop flag). True stops the trial as a stop signal does: failed, and queued for retry.
+StopCheck = Callable[..., bool]
 _STAT_OF_CURVE = {record.EPOCH_SECONDS: "seconds"}  # curve name -> EpochStats field where they differ
 # Called when a trial completes: (trial, value, the best epoch's weights as a CPU state_dict, curves). The
 # best-trial artifacts hook.
@@ -37,8 +42,21 @@ FinishHook = Callable[[optuna.Trial, float, dict[str, torch.Tensor], dict[str, l
 
 
 def epoch_line(trial_number: int, epochs: int, s: EpochStats) -> str:
-    return (f"trial {trial_number} epoch {s.epoch}/{epochs}: loss {s.train_loss:.4f} "
-            f"train_acc {s.train_acc:.4f} val_acc {s.val_acc:.4f} {s.seconds:.1f}s {s.images_per_s:.0f} img/s")
+    return events.epoch(trial_number, epochs, s.epoch, s.train_loss, s.train_acc, s.val_acc, s.seconds,
+                        s.images_per_s)
+
+
+def _signal_stop(force: bool = False) -> bool:
+    return stop_requested()
+
+
+def best_so_far(study: optuna.Study) -> tuple[int, float] | None:
+    """(number, value) of the study's best complete trial, or None."""
+    try:
+        best = study.best_trial
+    except ValueError:  # no complete trial yet
+        return None
+    return best.number, best.value
 
 
 def duplicate_of(trial: optuna.Trial) -> int | None:
@@ -53,10 +71,13 @@ def duplicate_of(trial: optuna.Trial) -> int | None:
 class Objective:
     def __init__(self, space: Space, settings: SearchConfig, data: TaskData, device: torch.device,
                  log: Log = print, checkpoints: CheckpointStore | None = None,
-                 on_complete: FinishHook | None = None, place: Mapping[str, str] | None = None) -> None:
+                 on_complete: FinishHook | None = None, place: Mapping[str, str] | None = None,
+                 should_stop: StopCheck = _signal_stop, worker: str = "this process",
+                 progress_every_s: float = 30.0) -> None:
         self.space, self.settings, self.data, self.device, self.log = space, settings, data, device, log
         self.checkpoints, self.on_complete = checkpoints, on_complete
         self.place = dict(place or {})  # where this worker runs (host, Slurm job): user attrs of each trial
+        self.should_stop, self.worker, self.progress_every_s = should_stop, worker, progress_every_s
         self.versions = versions()
         self.current_trial_id: int | None = None  # the trial this process is running, for signal cleanup
 
@@ -78,6 +99,7 @@ class Objective:
             trial.set_user_attr(record.PRUNED_REASON, reason)
             self.log(f"trial {trial.number} skipped: {reason}")
             raise optuna.TrialPruned(reason)
+        self.log(events.started(trial.number, trial.params, self.worker))
         trial.set_user_attr(record.CONFIG, config.to_dict())
         trial.set_user_attr(record.SEED, config.train.seed)
         trial.set_user_attr(record.DEVICE, device_name(self.device))
@@ -85,8 +107,13 @@ class Objective:
         for key, value in self.place.items():  # where it ran: record.HOST, record.SLURM_JOB_ID, ...
             trial.set_user_attr(key, value)
         root = record.retry_root(frozen(trial))
+        epochs = config.train.epochs
+
+        def progress(p: StepProgress) -> None:
+            self.log(events.in_epoch(trial.number, epochs, p.epoch, p.steps, p.total_steps, p.images_per_s))
+
         trainer = Trainer(self.space.task, config.model_config(), config.train, self.data, self.device,
-                          should_stop=stop_requested)
+                          should_stop=self.should_stop, on_progress=progress, progress_every_s=self.progress_every_s)
         best = WeightSnapshot()
         history = self._resume(trial, trainer, config, root, best)
         try:
@@ -94,12 +121,20 @@ class Objective:
         except DivergedError as e:
             reason = f"diverged: {e}"
             trial.set_user_attr(record.PRUNED_REASON, reason)
-            self.log(f"trial {trial.number} pruned: {reason}")
+            self.log(events.pruned(trial.number, reason))
             self._drop_checkpoint(root)
             raise optuna.TrialPruned(reason) from None
         except optuna.TrialPruned:
             self._drop_checkpoint(root)
             raise
+        val = curves[record.VAL_ACC]
+        self.log(events.completed(trial.number, value, val.index(value) + 1 if value in val else 0, len(val)))
+        try:
+            previous = best_so_far(trial.study)
+        except Exception:  # noqa: BLE001 - a storage hiccup must not fail a trial that trained; no line then
+            previous = (-1, math.inf)
+        if previous is None or value > previous[1]:
+            self.log(events.new_best(trial.number, value, previous))
         if self.on_complete is not None:
             self.on_complete(trial, value, best.cpu_state() or trainer.model.state_dict(), curves)
         self._drop_checkpoint(root)
@@ -163,11 +198,14 @@ class Objective:
             self._checkpoint(root, trainer, config, best)
             self._record(trial, curves, patience, s.as_dict())
             self.log(epoch_line(trial.number, epochs, s))
-            if trial.should_prune():
+            if self.should_stop(force=True):  # `alexsearch stop`: after the checkpoint, so the retry loses nothing
+                raise Interrupted(f"stop requested after epoch {s.epoch}")
+            # Never at the last epoch: its training is paid for, and the trial completes with its best score.
+            if s.epoch < epochs and trial.should_prune():
                 reason = (f"val_acc {s.val_acc:.4f} at epoch {s.epoch} fell below the "
                           f"{self.settings.pruner} pruner's bar")
                 trial.set_user_attr(record.PRUNED_REASON, reason)
-                self.log(f"trial {trial.number} pruned: {reason}")
+                self.log(events.pruned(trial.number, reason))
                 raise optuna.TrialPruned(reason)
             if s.epoch < epochs and patience.exhausted(s.epoch):
                 reason = (f"no val_acc improvement for {self.settings.patience} epochs after best epoch "

@@ -48,7 +48,11 @@ STEPWISE_PLAN = "stepwise_plan"  # the plan's steps, so the report can draw one 
 BEST_ARTIFACTS = "best_artifacts"  # ids of the best trial's weights and curve in the artifact store
 FINAL_RESULT = "final_result"  # what `alexsearch final` measured on the test set
 FINAL_SMOKE_RESULT = "final_smoke_result"  # a `final --train-size N` smoke run, kept apart and marked
+DATA_SIZE = "data_size"  # {"train": items, "val": items} as the workers loaded them: the report's captions
 SLURM_JOB = "slurm_job"  # the job array `search --launcher slurm` last submitted: job_id, tasks, script, log_dir
+
+# Study system attr: `alexsearch stop`'s request, {"at": UTC time, "time": Unix s, "by": "host:pid"}; None = cleared.
+STOP_REQUEST = "alexsearch_stop"
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from model.config import ConfigError, JsonConfig
-from search.trials import record
 
 # The default K of --workers-per-gpu, as measured: `make gpu-check` (bench/gpu_check.py) writes the best K it
 # found on a GPU here, with the device and the results file it came from.
@@ -87,6 +86,8 @@ def threads_per_worker(workers: int, cores: int) -> int:
 def run_place(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Where this worker runs, for its trials' user attrs: the host always; under Slurm the job id (array
     form '12_3' for an array task), the array task id and the restart count."""
+    from search.trials import record  # here: placement is read by `--help`, record loads Optuna
+
     env = os.environ if environ is None else environ
     place = {record.HOST: env.get("SLURMD_NODENAME") or socket.gethostname()}
     if "SLURM_JOB_ID" in env:

@@ -4,40 +4,39 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import queue
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tqdm import tqdm
-
 from model.device import device_name, resolve_device
 from search.errors import USAGE_ERRORS, one_line, silence_optuna_warnings, user_paths
 from search.settings import SearchConfig
 from search.space.space import load_space
 from search.study.create import create_study
-from search.trials.record import finished_count
+from search.trials.record import best_line
+from search.workers.display import Display
 from search.workers.placement import gpu_for
-from search.workers.run import WorkerPlace, print_best, run_worker
+from search.workers.run import WorkerPlace, run_worker
 from search.workers.safe_output import survive_closed_pipes
 from search.workers.signals import exit_code
-from storage.study import load_study, open_storage
+from search.workers.study_count import StudyCount
 
 STOP_WAIT_S = 30.0  # how long the parent waits for stopped workers before killing them
 HURRY_WAIT_S = 2.0  # after a second stop signal: how long workers get to requeue their trials
-POLL_S = 2.0  # how often the parent reads the study to update its progress bar
 
 
-def _child_main(settings: dict[str, Any], place: dict[str, Any]) -> None:
+def _child_main(settings: dict[str, Any], place: dict[str, Any], lines: Any) -> None:
     silence_optuna_warnings()
     try:
         with user_paths():
-            code = run_worker(SearchConfig.from_dict(settings), WorkerPlace(**place))
+            code = run_worker(SearchConfig.from_dict(settings), WorkerPlace(**place), emit=lines.put)
     except KeyboardInterrupt:  # stopped before the trial loop began
         code = 130
     except USAGE_ERRORS as e:
-        print(f"{place['prefix']}error: {one_line(e, settings.get('storage'))}", file=sys.stderr)
+        lines.put(f"{place['prefix']}error: {one_line(e, settings.get('storage'))}")
         code = 2
     _exit_now(code)
 
@@ -60,15 +59,19 @@ class LocalLauncher:
 
     gpu_ids: list[str] = field(default_factory=list)  # CUDA device ids; empty: CPU workers
     threads: int | None = None  # torch CPU threads per worker (None: torch's default)
+    deadline: float | None = None  # time.time() after which no new trial starts (search --timeout)
+    debug: bool = False  # let Optuna's own log lines through
 
     def launch(self, settings: SearchConfig, workers: int) -> int:
-        """Spawn `workers` processes on the study, show the study's progress, stop them all on SIGINT/SIGTERM."""
-        gpu_ids, threads = self.gpu_ids, self.threads
+        """Spawn `workers` processes on the study and show their lines and the study's progress; stop them all
+        on SIGINT/SIGTERM."""
+        gpu_ids, threads, deadline, debug = self.gpu_ids, self.threads, self.deadline, self.debug
         survive_closed_pipes()  # the stop below must reach the workers even when our output has no reader
         # Create the study (and the database's tables) here, so the workers only ever open it.
         create_study(settings, load_space(settings.space, settings.task), settings.seed,
                      device_label=f"{workers} x {device_name(resolve_device(settings.device))}")
         ctx = mp.get_context("spawn")
+        lines = ctx.Queue()  # every worker line, whole: one put per line, so lines never interleave
         procs: list[Any] = []
         stop = {"signum": 0, "signals": 0}
 
@@ -89,8 +92,8 @@ class LocalLauncher:
         try:
             for i in range(workers):
                 place = WorkerPlace(index=i, gpu=gpu_for(i, gpu_ids), threads=threads, prefix=f"[w{i}] ",
-                                    progress_bar=False, ignore_sigint=True)
-                p = ctx.Process(target=_child_main, args=(settings.to_dict(), place.__dict__),
+                                    progress_bar=False, ignore_sigint=True, deadline=deadline, debug=debug)
+                p = ctx.Process(target=_child_main, args=(settings.to_dict(), place.__dict__, lines),
                                 name=f"alexsearch-w{i}")
                 p.start()
                 procs.append(p)
@@ -98,54 +101,43 @@ class LocalLauncher:
             signal.signal(signal.SIGINT, handler)
         if stop["signum"]:  # a signal during the spawns: stop the workers started before it too
             on_signal(stop["signum"], None)
-        storage = None
-        bar = tqdm(total=settings.trials, desc="trials", unit="trial", dynamic_ncols=True, file=sys.stderr)
+        poller = StudyCount(settings)
+        display = Display(settings.trials, poller, workers=workers, epochs=settings.epochs)
         try:
             while any(p.is_alive() for p in procs) and not stop["signum"]:
-                storage, done = _poll(settings, storage)
-                if done is not None:
-                    bar.update(done - bar.n)
-                _sleep_unless_stopped(POLL_S, stop)
+                _show(lines, display, wait_s=0.5)
+                display.tick()
             if stop["signum"]:
-                name = signal.Signals(stop["signum"]).name
-                bar.write(f"stopping {sum(p.is_alive() for p in procs)} workers ({name})")
-            deadline = time.monotonic() + STOP_WAIT_S
-            while any(p.is_alive() for p in procs):
+                display.line(f"stopping {sum(p.is_alive() for p in procs)} workers "
+                             f"({signal.Signals(stop['signum']).name})")
+            deadline_join = time.monotonic() + STOP_WAIT_S
+            while any(p.is_alive() for p in procs) and time.monotonic() < deadline_join:
                 if stop["signals"] > 1:  # the user wants out now: workers got a second stop, give them a moment
-                    deadline = min(deadline, time.monotonic() + HURRY_WAIT_S)
-                if time.monotonic() >= deadline:
-                    break
-                time.sleep(0.05)
+                    deadline_join = min(deadline_join, time.monotonic() + HURRY_WAIT_S)
+                _show(lines, display, wait_s=0.05)  # a worker exits only once its queued lines are taken
             for p in procs:
                 if p.is_alive():
                     p.kill()
                 p.join()
-            if not stop["signum"]:
-                storage, done = _poll(settings, storage)
-                if done is not None:
-                    bar.update(done - bar.n)
+            _show(lines, display, wait_s=0.0)
+            if poller.study is not None and not stop["signum"]:
+                display.line(best_line(poller.study))
         finally:
-            bar.close()
+            display.close(final_count=not stop["signum"])
             for s, previous in old.items():
                 signal.signal(s, previous)
         if stop["signum"]:  # stopped: out now, not after seconds of teardown a second Ctrl-C would land in
             _exit_now(exit_code(stop["signum"]))
         # A negative exitcode means killed by that signal: report it as the shell would (128 + signal).
         failed = [p.exitcode if p.exitcode > 0 else 128 - p.exitcode for p in procs if p.exitcode not in (0, None)]
-        if storage is not None:
-            print_best(load_study(storage, settings.study))
         return failed[0] if failed else 0
 
 
-def _sleep_unless_stopped(seconds: float, stop: dict[str, int]) -> None:
-    end = time.monotonic() + seconds
-    while not stop["signum"] and time.monotonic() < end:
-        time.sleep(0.05)
-
-
-def _poll(settings: SearchConfig, storage: Any) -> tuple[Any, int | None]:
+def _show(lines: Any, display: Display, wait_s: float) -> None:
+    """Print every line waiting in the queue; wait up to wait_s for the first."""
     try:
-        storage = storage or open_storage(settings.storage, create=False)
-        return storage, finished_count(load_study(storage, settings.study))
-    except Exception:  # the study may not exist yet while workers start; progress is best effort
-        return storage, None
+        display.line(lines.get(timeout=wait_s) if wait_s > 0 else lines.get_nowait())
+        while True:
+            display.line(lines.get_nowait())
+    except queue.Empty:
+        pass
