@@ -132,7 +132,7 @@ def test_second_ctrl_c_stops_two_workers_at_once(db_url, tmp_path):
     print(f"second Ctrl-C: search --workers 2 ended {took:.1f} s after it")
     assert took < 4, f"a second Ctrl-C took {took:.1f} s to stop the workers"
     assert "Traceback" not in run.output, run.output[-3000:]
-    assert rc == 128 + signal.SIGINT
+    assert rc in (128 + signal.SIGINT, -signal.SIGINT)  # a shell reports either as 130
     after = trials(db_url)
     assert not [t for t in after if t.state == TrialState.RUNNING]
     failed = {t.number for t in after if t.state == TrialState.FAIL}
