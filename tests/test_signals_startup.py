@@ -105,8 +105,7 @@ def test_ctrl_c_while_importing_is_one_line(db_url, tmp_path):
 def test_ctrl_c_while_spawned_workers_import_is_quiet(db_url, tmp_path):
     run = Run(*search_args(db_url, tmp_path / "art", "--workers", "2", "--trials", "4", "--epochs", "1",
                            "--train-size", "300", "--val-size", "200"))
-    run.wait_for(lambda: "A new study created" in run.output, 120, "the study")  # workers are spawned next
-    run.wait_for(lambda: len(run.workers()) == 2, 30, "the workers to start")
+    run.wait_for(lambda: len(run.workers()) == 2, 150, "the workers to start")  # after the study is created
     time.sleep(0.5)  # they are importing torch now
     run.ctrl_c()
     rc = run.finish(60)
@@ -133,7 +132,7 @@ def test_second_ctrl_c_stops_two_workers_at_once(db_url, tmp_path):
     print(f"second Ctrl-C: search --workers 2 ended {took:.1f} s after it")
     assert took < 4, f"a second Ctrl-C took {took:.1f} s to stop the workers"
     assert "Traceback" not in run.output, run.output[-3000:]
-    assert rc == 128 + signal.SIGINT
+    assert rc in (128 + signal.SIGINT, -signal.SIGINT)  # a shell reports either as 130
     after = trials(db_url)
     assert not [t for t in after if t.state == TrialState.RUNNING]
     failed = {t.number for t in after if t.state == TrialState.FAIL}

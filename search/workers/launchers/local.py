@@ -45,8 +45,11 @@ def _exit_now(code: int) -> None:
     """Exit without the interpreter's teardown, which takes seconds with torch loaded (4 s measured on a busy
     2-core machine) and would keep a stopped search waiting. Everything is written by now: the study's
     transactions are committed, and the output streams are flushed here."""
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a pipe whose reader is gone (Ctrl-C on `search | tee`), a closed stream
+            pass
     os._exit(code)
 
 
@@ -123,10 +126,8 @@ class LocalLauncher:
             display.close(final_count=not stop["signum"])
             for s, previous in old.items():
                 signal.signal(s, previous)
-        if stop["signals"] > 1:  # asked twice: out now
+        if stop["signum"]:  # stopped: out now, not after seconds of teardown a second Ctrl-C would land in
             _exit_now(exit_code(stop["signum"]))
-        if stop["signum"]:
-            return exit_code(stop["signum"])
         # A negative exitcode means killed by that signal: report it as the shell would (128 + signal).
         failed = [p.exitcode if p.exitcode > 0 else 128 - p.exitcode for p in procs if p.exitcode not in (0, None)]
         return failed[0] if failed else 0
