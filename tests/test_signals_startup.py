@@ -38,6 +38,7 @@ class Run:
         self._reader.start()
 
     def _read(self) -> None:
+        assert self.proc.stdout is not None  # PIPE
         for line in self.proc.stdout:
             self.lines.append(line)
 

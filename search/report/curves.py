@@ -20,6 +20,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.typing import LineStyleType
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
@@ -29,7 +30,7 @@ from search.trials.record import STEPWISE_PLAN, curves, is_duplicate
 from search.trials.stepwise import Plan, replay
 
 MAX_LEGEND_VALUES = 5  # more distinct values than this: a colour bar instead of a legend
-STYLES = ("-", "--", "-.")  # ":" is kept for failed trials
+STYLES: tuple[LineStyleType, ...] = ("-", "--", "-.")  # ":" is kept for failed trials
 END_MARKERS = {TrialState.PRUNED: ("x", "pruned"), TrialState.RUNNING: (">", "still running"),
                TrialState.FAIL: ("X", "failed (its retry goes on from its checkpoint)")}
 FAILED_ALPHA = 0.35  # a failed trial's curve is faint and dotted: it is not a result
@@ -58,6 +59,13 @@ def draw_param_curves(param: str, trials: list[FrozenTrial], caption: str, path:
     return save(param_curves_figure(param, trials, caption, context), path)
 
 
+def _curves(t: FrozenTrial) -> tuple[list[float], list[float]]:
+    """The curves of a trial that trials_for chose: it keeps only trials that have them."""
+    c = curves(t)
+    assert c is not None, f"trial {t.number} has no curves"
+    return c
+
+
 def param_curves_figure(param: str, trials: list[FrozenTrial], caption: str, context: str = "") -> Figure:
     """context: the study and its data size, for the title (search.report.trials.data_caption)."""
     if not trials:
@@ -81,7 +89,7 @@ def param_curves_figure(param: str, trials: list[FrozenTrial], caption: str, con
         color, ls = style[v] if discrete else (cmap(norm(v)), "-")
         marker = END_MARKERS.get(t.state)
         failed = t.state == TrialState.FAIL
-        for ax, acc in zip((ax_train, ax_val), curves(t), strict=True):
+        for ax, acc in zip((ax_train, ax_val), _curves(t), strict=True):
             epochs = range(1, len(acc) + 1)
             ax.plot(epochs, acc, color=color, linestyle=":" if failed else ls, linewidth=1.0 if failed else 1.4,
                     marker="o", markersize=2 if failed else 3, alpha=FAILED_ALPHA if failed else 0.9)
@@ -90,7 +98,7 @@ def param_curves_figure(param: str, trials: list[FrozenTrial], caption: str, con
         if marker:
             ends.add(marker)
     handles += [Line2D([], [], color="grey", marker=m, linestyle="none", label=label) for m, label in sorted(ends)]
-    longest = max(len(curves(t)[0]) for t in trials)
+    longest = max(len(_curves(t)[0]) for t in trials)
     for ax, title in ((ax_train, "training accuracy"), (ax_val, "validation accuracy")):
         ax.set_title(title)
         ax.set_xlabel("epoch")

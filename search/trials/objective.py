@@ -56,6 +56,7 @@ def best_so_far(study: optuna.Study) -> tuple[int, float] | None:
         best = study.best_trial
     except ValueError:  # no complete trial yet
         return None
+    assert best.value is not None  # a complete trial's
     return best.number, best.value
 
 
@@ -83,7 +84,7 @@ class Objective:
 
     def config_for(self, trial: optuna.Trial) -> TrialConfig:
         values = self.space.sample(trial)
-        overrides = {"epochs": self.settings.epochs, "seed": self.settings.seed}
+        overrides: dict[str, Any] = {"epochs": self.settings.epochs, "seed": self.settings.seed}
         if self.settings.precision is not None:
             overrides["precision"] = self.settings.precision
         model, train = self.space.build(values, **overrides)
@@ -104,8 +105,8 @@ class Objective:
         trial.set_user_attr(record.SEED, config.train.seed)
         trial.set_user_attr(record.DEVICE, device_name(self.device))
         trial.set_user_attr(record.VERSIONS, self.versions)
-        for key, value in self.place.items():  # where it ran: record.HOST, record.SLURM_JOB_ID, ...
-            trial.set_user_attr(key, value)
+        for key, where in self.place.items():  # where it ran: record.HOST, record.SLURM_JOB_ID, ...
+            trial.set_user_attr(key, where)
         root = record.retry_root(frozen(trial))
         epochs = config.train.epochs
 
