@@ -51,12 +51,34 @@ MIN_FREE_BYTES = 1_000_000
 # Storage calls that create a row: not repeated when their commit may have landed.
 _CREATES = ("create_new_study", "create_new_trial", "_create_new_trial")
 # Every RDBStorage method that _CachedStorage or our code calls, except record_heartbeat.
-_RIDDEN = ("create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
-           "get_study_id_from_name", "get_study_name_from_id", "get_study_directions", "get_study_user_attrs",
-           "get_study_system_attrs", "get_all_studies", "create_new_trial", "_create_new_trial", "set_trial_param",
-           "_set_trial_param", "get_trial_id_from_study_id_trial_number", "get_trial_param", "get_best_trial",
-           "_get_best_trial_id", "set_trial_state_values", "set_trial_intermediate_value", "set_trial_user_attr",
-           "set_trial_system_attr", "get_trial", "get_all_trials", "_get_trials", "_get_stale_trial_ids")
+_RIDDEN = (
+    "create_new_study",
+    "delete_study",
+    "set_study_user_attr",
+    "set_study_system_attr",
+    "get_study_id_from_name",
+    "get_study_name_from_id",
+    "get_study_directions",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "get_all_studies",
+    "create_new_trial",
+    "_create_new_trial",
+    "set_trial_param",
+    "_set_trial_param",
+    "get_trial_id_from_study_id_trial_number",
+    "get_trial_param",
+    "get_best_trial",
+    "_get_best_trial_id",
+    "set_trial_state_values",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "get_trial",
+    "get_all_trials",
+    "_get_trials",
+    "_get_stale_trial_ids",
+)
 
 
 class DatabaseUnavailable(StorageInternalError):
@@ -143,8 +165,9 @@ def _ride_out(method: Callable[..., Any]) -> Callable[..., Any]:
                 began = began if began is not None else now
                 self._outage_began(now, cause)
                 if now - began >= self.outage_timeout_s:
-                    raise DatabaseUnavailable(f"the database could not be reached for {now - began:.0f} s "
-                                              f"({first_line(cause)})") from cause
+                    raise DatabaseUnavailable(
+                        f"the database could not be reached for {now - began:.0f} s ({first_line(cause)})"
+                    ) from cause
                 time.sleep(min(wait, max(0.0, began + self.outage_timeout_s - now)))
                 wait = min(2 * wait, BACKOFF_MAX_S)
             finally:
@@ -191,8 +214,9 @@ class SteadyRDBStorage(RDBStorage):
         with self._outage_lock:
             if self._outage_since is None:
                 self._outage_since = now
-                self.say(f"database unreachable ({first_line(cause)}); retrying for up to "
-                         f"{self.outage_timeout_s:.0f} s")
+                self.say(
+                    f"database unreachable ({first_line(cause)}); retrying for up to {self.outage_timeout_s:.0f} s"
+                )
 
     def _outage_ended_maybe(self) -> None:
         with self._outage_lock:
@@ -233,8 +257,10 @@ class SteadyRDBStorage(RDBStorage):
         free = st.f_bavail * st.f_frsize
         if free >= MIN_FREE_BYTES:
             return None
-        return (f"database or disk is full: {free / 1e6:.2f} MB free for {path}, less than the "
-                f"{MIN_FREE_BYTES / 1e6:.0f} MB a trial's writes may need")
+        return (
+            f"database or disk is full: {free / 1e6:.2f} MB free for {path}, less than the "
+            f"{MIN_FREE_BYTES / 1e6:.0f} MB a trial's writes may need"
+        )
 
     def _reclaim_wal(self) -> bool:
         """On a full disk, copy SQLite's write-ahead log into the database and truncate it: the log holds a
@@ -262,8 +288,9 @@ class SteadyRDBStorage(RDBStorage):
             super().record_heartbeat(trial_id)
         except (StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as e:
             cause = e.__cause__ or e
-            logger.warning("alexsearch: heartbeat of trial id %d missed (%s); the next beat retries",
-                           trial_id, first_line(cause))
+            logger.warning(
+                "alexsearch: heartbeat of trial id %d missed (%s); the next beat retries", trial_id, first_line(cause)
+            )
 
 
 for _name in _RIDDEN:

@@ -16,9 +16,11 @@ HELP = "print the study's trials (number, state, params, value, best epoch) and 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help=HELP, description=HELP)
     add_storage_args(p)
-    p.add_argument("--artifacts", default=None,
-                   help="the search's artifacts folder, to report its checkpoints (default: the one the study was "
-                        "searched with)")
+    p.add_argument(
+        "--artifacts",
+        default=None,
+        help="the search's artifacts folder, to report its checkpoints (default: the one the study was searched with)",
+    )
     p.set_defaults(run=run)
 
 

@@ -31,8 +31,11 @@ from search.trials.stepwise import Plan, replay
 
 MAX_LEGEND_VALUES = 5  # more distinct values than this: a colour bar instead of a legend
 STYLES: tuple[LineStyleType, ...] = ("-", "--", "-.")  # ":" is kept for failed trials
-END_MARKERS = {TrialState.PRUNED: ("x", "pruned"), TrialState.RUNNING: (">", "still running"),
-               TrialState.FAIL: ("X", "failed (its retry goes on from its checkpoint)")}
+END_MARKERS = {
+    TrialState.PRUNED: ("x", "pruned"),
+    TrialState.RUNNING: (">", "still running"),
+    TrialState.FAIL: ("X", "failed (its retry goes on from its checkpoint)"),
+}
 FAILED_ALPHA = 0.35  # a failed trial's curve is faint and dotted: it is not a result
 
 
@@ -46,8 +49,10 @@ def trials_for(param: str, trials: list[FrozenTrial], study_attrs: dict[str, Any
     for number, view in enumerate(views, 1):
         if view.step.name == param:
             ids = {t.number for t in view.all_trials()}
-            return ([t for t in drawable if t.number in ids],
-                    f"stepwise step {number}, others at {fmt_params(view.base) or 'their fixed values'}")
+            return (
+                [t for t in drawable if t.number in ids],
+                f"stepwise step {number}, others at {fmt_params(view.base) or 'their fixed values'}",
+            )
     return [], "its stepwise step has not started yet"
 
 
@@ -91,8 +96,16 @@ def param_curves_figure(param: str, trials: list[FrozenTrial], caption: str, con
         failed = t.state == TrialState.FAIL
         for ax, acc in zip((ax_train, ax_val), _curves(t), strict=True):
             epochs = range(1, len(acc) + 1)
-            ax.plot(epochs, acc, color=color, linestyle=":" if failed else ls, linewidth=1.0 if failed else 1.4,
-                    marker="o", markersize=2 if failed else 3, alpha=FAILED_ALPHA if failed else 0.9)
+            ax.plot(
+                epochs,
+                acc,
+                color=color,
+                linestyle=":" if failed else ls,
+                linewidth=1.0 if failed else 1.4,
+                marker="o",
+                markersize=2 if failed else 3,
+                alpha=FAILED_ALPHA if failed else 0.9,
+            )
             if marker:
                 ax.plot(epochs[-1], acc[-1], marker=marker[0], color=color, markersize=7, linestyle="none")
         if marker:
