@@ -14,7 +14,8 @@ STUDY ?= alexnet-cifar10
 SEARCH_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install search test status dashboard bench lint clean
+.PHONY: install search test status dashboard bench bench-overhead bench-lock-wait bench-checkpoint bench-study-scale \
+	bench-service lint clean
 
 install: $(VENV)/.installed
 
@@ -44,6 +45,26 @@ test: install
 BENCH_ARGS ?=
 bench: install
 	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
+
+# The service's own cost, each printed as a ratio or share measured side by side in one run (bench/*.py say how):
+# bench-overhead: alexsearch against a plain Optuna script on identical studies (mlp-synth 20 x 5, then AlexNet
+#   500/200 images 4 x 2 from $(DATA)); bench-lock-wait: 8 workers' SQLite write-lock wait; bench-checkpoint:
+#   checkpoint cost per epoch; bench-study-scale: poll/status/report/dashboard at 1,000 and 10,000 trials.
+bench-overhead: install
+	$(BIN)/python -m bench.overhead $(BENCH_ARGS)
+	$(BIN)/python -m bench.overhead --task alexnet-cifar10 --data $(DATA) --train-size 500 --val-size 200 \
+		--trials 4 --epochs 2 $(BENCH_ARGS)
+
+bench-lock-wait: install
+	$(BIN)/python -m bench.lock_wait $(BENCH_ARGS)
+
+bench-checkpoint: install
+	$(BIN)/python -m bench.checkpoint_cost $(BENCH_ARGS)
+
+bench-study-scale: install
+	$(BIN)/python -m bench.study_scale $(BENCH_ARGS)
+
+bench-service: bench-overhead bench-lock-wait bench-checkpoint bench-study-scale
 
 lint: install
 	$(BIN)/ruff check .
