@@ -1,7 +1,8 @@
-"""Optuna's RDBStorage with a heartbeat that outlives a dropped database connection.
+"""Optuna's RDBStorage with a heartbeat that outlives a dropped database connection, reads that take no
+SQLite write lock, and one transaction for an epoch's records.
 
-Optuna beats from a thread that ends at the first failed write. A connection dropped while a beat is
-in flight (a database restart, a failover, a firewall resetting the connection) thus stops the beats
+Heartbeat: Optuna beats from a thread that ends at the first failed write. A connection dropped while a beat
+is in flight (a database restart, a failover, a firewall resetting the connection) thus stops the beats
 of a trial that is still training, and after the grace period another worker fails and retries it:
 the same trial would run twice. Here a failed beat is logged and skipped; the next beat, one interval
 later, gets a fresh connection from the pool (pool_pre_ping), and nothing is lost as long as one beat
@@ -9,17 +10,42 @@ lands within the grace period.
 
 Other storage calls are not retried: they take milliseconds, so a drop hits one only by bad luck, and
 a retried write may already have committed. Such a call fails, and so does the trial it belongs to.
+
+Reads: each of Optuna's methods is one transaction. READ_METHODS only read, so on SQLite they run inside
+storage.sqlite.reading() and begin without the write lock; every other method (a trial claimed, a state,
+param, value or attr written, a beat) still begins IMMEDIATE. On PostgreSQL the mark changes nothing.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+from typing import Any
 
 import sqlalchemy
 from optuna.exceptions import StorageInternalError
 from optuna.storages import RDBStorage
+from optuna.storages._rdb import models
+from optuna.storages._rdb.storage import _create_scoped_session
+
+from storage.sqlite import reading
 
 logger = logging.getLogger(__name__)
+
+# Checked against Optuna 5.0's RDBStorage: each of these opens one session, queries, and writes nothing.
+READ_METHODS = ("get_study_id_from_name", "get_study_name_from_id", "get_study_directions",
+                "get_study_user_attrs", "get_study_system_attrs", "get_trial_user_attrs", "get_trial_system_attrs",
+                "get_all_studies", "get_trial_param", "get_trial_id_from_study_id_trial_number", "get_trial",
+                "get_all_trials", "_get_trials", "get_best_trial", "_get_best_trial_id", "_get_stale_trial_ids")
+
+
+def _read_only(method):
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with reading():
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 class SteadyRDBStorage(RDBStorage):
@@ -30,3 +56,20 @@ class SteadyRDBStorage(RDBStorage):
             cause = e.__cause__ or e
             logger.warning("alexsearch: heartbeat of trial id %d missed (%s); the next beat retries",
                            trial_id, str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__)
+
+    def record_trial(self, trial_id: int, user_attrs: dict[str, Any], step: int | None = None,
+                     intermediate_value: float | None = None) -> None:
+        """Set user attrs of a running trial, and its intermediate value at step if given, in ONE transaction.
+
+        What set_trial_user_attr and set_trial_intermediate_value do, one commit instead of one per call
+        (each commit of a WAL database is an fsync, and on SQLite holds the one write lock).
+        """
+        with _create_scoped_session(self.scoped_session, True) as session:
+            if step is not None:
+                self._set_trial_intermediate_value_without_commit(session, trial_id, step, intermediate_value)
+            for key, value in user_attrs.items():
+                self._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial_id, key, value)
+
+
+for _name in READ_METHODS:
+    setattr(SteadyRDBStorage, _name, _read_only(getattr(RDBStorage, _name)))

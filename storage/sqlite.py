@@ -2,14 +2,23 @@
 
 - WAL: readers never block the writer and the writer never blocks readers.
 - busy timeout: a writer waits for the lock instead of failing with "database is locked".
-- BEGIN IMMEDIATE for workers: each transaction takes the write lock when it starts, so two workers
-  can never both read a WAITING trial and both claim it (SQLite has no SELECT ... FOR UPDATE), and a
-  read transaction never has to be upgraded to a write one (which fails at once under WAL).
+- BEGIN IMMEDIATE for workers' writing transactions: such a transaction takes the write lock when it
+  starts, so two workers can never both read a WAITING trial and both claim it (SQLite has no SELECT ...
+  FOR UPDATE), and a read transaction never has to be upgraded to a write one (which fails at once under
+  WAL when another writer committed meanwhile, without waiting for the busy timeout).
+- Plain (deferred) BEGIN for transactions that only read: under WAL a reader takes no lock a writer waits
+  for, so a read, however long (all trials of a 10,000-trial study) or however long left open, stalls no
+  other worker. Which transactions only read is declared, not guessed: code that runs inside `reading()`
+  begins plain; everything else begins IMMEDIATE, so an undeclared write is never turned into an upgrade.
+  storage.rdb.SteadyRDBStorage declares Optuna's read methods.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import event
@@ -18,6 +27,23 @@ from sqlalchemy.engine import Engine
 from storage.errors import StorageError
 
 BUSY_TIMEOUT_S = 120.0  # how long a writer waits for the lock; transactions last milliseconds
+
+_state = threading.local()  # per thread: the heartbeat thread's writes must not inherit a reader's mark
+
+
+@contextmanager
+def reading() -> Iterator[None]:
+    """Transactions this thread begins inside take no write lock (plain BEGIN): only for code that only reads."""
+    previous = getattr(_state, "reading", False)
+    _state.reading = True
+    try:
+        yield
+    finally:
+        _state.reading = previous
+
+
+def is_reading() -> bool:
+    return getattr(_state, "reading", False)
 
 
 def _read_only_uri(path: Path) -> str:
@@ -70,14 +96,14 @@ def engine_kwargs() -> dict:
 
 
 def use_immediate_transactions(engine: Engine) -> None:
-    """Make every transaction on engine BEGIN IMMEDIATE (see the module docstring)."""
+    """Make every transaction on engine BEGIN IMMEDIATE, except those begun inside `reading()`."""
 
     @event.listens_for(engine, "connect")
     def _no_implicit_begin(dbapi_connection, _record) -> None:
         dbapi_connection.isolation_level = None  # pysqlite must not BEGIN on its own
 
     @event.listens_for(engine, "begin")
-    def _begin_immediate(connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    def _begin(connection) -> None:
+        connection.exec_driver_sql("BEGIN" if is_reading() else "BEGIN IMMEDIATE")
 
     engine.dispose()  # drop connections made before the listeners existed
