@@ -4,7 +4,7 @@
 
 What a trial costs the storage here is what it costs in a real search, minus the training: each worker is a
 spawned process that opens its own storage with storage.study.open_storage(create=True) and the default
-heartbeat, and runs search.worker.run_trials (which counts the study's finished trials before each trial);
+heartbeat, and runs search.workers.loop.run_trials (which counts the study's finished trials before each trial);
 the objective samples the task's four parameters, reports two intermediate values and returns a float.
 The same N processes measure every backend, in alternating rounds (sqlite, postgresql, sqlite, ...) on a
 fresh study each time, so a machine whose load drifts does not favour one backend. In a round the workers
@@ -32,8 +32,8 @@ import optuna
 import sqlalchemy
 import torch
 
-from search.space import load_space
-from search.worker import run_trials
+from search.space.space import load_space
+from search.workers.loop import run_trials
 from storage.study import Heartbeat, open_storage, quiet_optuna
 
 TIMEOUT_S = 600

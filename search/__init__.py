@@ -1,1 +1,1 @@
-"""The search: space, objective, pruning, workers, CLI, export, final and report."""
+"""The search: cli/ on top; space/, trials/, study/, workers/; export, final and report."""

@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from model.config import ConfigError, JsonConfig
 from model.tasks import get_task
-from search.trial_config import TrialConfig
+from search.trials.trial_config import TrialConfig
 from storage.url import redact
 
 FORMAT_VERSION = 1  # of the export file; bump when a field changes meaning

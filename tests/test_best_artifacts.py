@@ -10,10 +10,10 @@ from optuna.artifacts import download_artifact, get_all_artifact_meta
 from optuna_dashboard import get_note
 
 from model.tasks import DataConfig
-from search.best_artifacts import ATTR, publish_if_best
-from search.note import save_study_note, study_note
 from search.settings import SearchConfig
-from search.space import load_space
+from search.space.space import load_space
+from search.study.best_artifacts import ATTR, publish_if_best
+from search.study.note import save_study_note, study_note
 from storage.artifacts import artifact_dir, artifact_store
 from storage.study import open_storage, quiet_optuna
 

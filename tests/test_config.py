@@ -5,7 +5,7 @@ import pytest
 from model.config import ConfigError
 from model.tasks import DataConfig
 from model.train import TrainConfig
-from search.trial_config import TrialConfig
+from search.trials.trial_config import TrialConfig
 
 
 def test_trial_config_round_trips_through_json():

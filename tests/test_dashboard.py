@@ -23,8 +23,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from search.cli import main
-from search.commands import dashboard
+from search.cli import dashboard, main
 from storage.study import open_storage
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,7 +15,7 @@ from model.tasks import DataConfig
 from model.train import TrainConfig
 from search.cli import main
 from search.export import ExportedConfig, export_best, load_exported, rank_path
-from search.trial_config import TrialConfig
+from search.trials.trial_config import TrialConfig
 from tests.db_digest import digest
 
 # Cheap trials: one batch of 20 images per epoch; a grid over lr so every trial is distinct and completes.

@@ -19,7 +19,7 @@ from model.train import TrainConfig, Trainer
 from search import final
 from search.cli import main
 from search.export import load_exported
-from search.trial_config import TrialConfig, versions
+from search.trials.trial_config import TrialConfig, versions
 from storage.artifacts import artifact_dir, artifact_store
 
 SEED = 5  # the config's seed: the final run uses 5, 6, ...

@@ -17,8 +17,8 @@ from model.mlp import MLP, MLPConfig
 from model.tasks import DataConfig, all_tasks, get_task
 from model.tasks.mlp_synth import TEST_POINTS, TRAIN_POINTS
 from search.cli import main
-from search.space import SpaceError, builtin_space_path, load_space
-from search.trial_config import TrialConfig
+from search.space.space import SpaceError, builtin_space_path, load_space
+from search.trials.trial_config import TrialConfig
 
 
 def test_registry_lists_both_tasks_and_names_them_on_error():

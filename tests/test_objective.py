@@ -5,11 +5,11 @@ import torch
 from optuna.trial import TrialState
 
 from model.tasks import DataConfig
-from search.launch import create_study
-from search.objective import Objective
 from search.settings import SearchConfig
-from search.space import parse_space
-from search.worker import finished_count, run_trials
+from search.space.space import parse_space
+from search.study.create import create_study
+from search.trials.objective import Objective
+from search.workers.loop import finished_count, run_trials
 
 SPACE = """
 [params]

@@ -23,8 +23,8 @@ import sqlalchemy
 
 from model.tasks import all_tasks
 from search.cli import build_parser, main
-from search.space import load_space
-from search.worker import run_trials
+from search.space.space import load_space
+from search.workers.loop import run_trials
 from storage.study import Heartbeat, load_study, open_storage, quiet_optuna
 from tests.pg_server import PgServer
 

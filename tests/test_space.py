@@ -1,6 +1,6 @@
 import pytest
 
-from search.space import SpaceError, builtin_space_path, load_space, parse_space
+from search.space.space import SpaceError, builtin_space_path, load_space, parse_space
 
 
 def test_default_space_is_the_issue_space():

@@ -12,9 +12,9 @@ from optuna.trial import TrialState
 
 from search.cli import main
 from search.settings import SearchConfig
-from search.space import builtin_space_path, load_space, parse_space
-from search.stepwise import PLAN_ATTR, Plan, Stepwise, apply_protocol, plan_done, plan_for, trial_values
-from search.worker import run_trials
+from search.space.space import builtin_space_path, load_space, parse_space
+from search.trials.stepwise import PLAN_ATTR, Plan, Stepwise, apply_protocol, plan_done, plan_for, trial_values
+from search.workers.loop import run_trials
 from storage.study import open_storage
 
 TABLE1 = str(builtin_space_path("alexnet-cifar10-table1.toml"))

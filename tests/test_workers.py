@@ -19,7 +19,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from search.placement import default_workers, gpu_for, threads_per_worker
+from search.workers.placement import default_workers, gpu_for, threads_per_worker
 from storage.checkpoints import CheckpointStore
 from storage.heartbeat import reap_stale_trials
 from storage.study import Heartbeat, open_storage

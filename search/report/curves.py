@@ -25,7 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.report.figures import NeedsMoreTrials, new_figure, save
 from search.report.trials import curves, fmt, fmt_params, is_duplicate
-from search.stepwise import PLAN_ATTR, Plan, replay
+from search.trials.stepwise import PLAN_ATTR, Plan, replay
 
 MAX_LEGEND_VALUES = 5  # more distinct values than this: a colour bar instead of a legend
 STYLES = ("-", "--", ":", "-.")

@@ -8,7 +8,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.worker import is_duplicate
+from search.workers.loop import is_duplicate
 
 
 def epochs_trained(t: FrozenTrial) -> int:

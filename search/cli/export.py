@@ -5,17 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from search.commands.common import add_storage_args, positive_int
+from search.cli.args import add_storage_args, positive_int
 from search.export import export_best, rank_path
 from storage.study import load_study, open_storage, quiet_optuna
 
-NAME = "export"
-ORDER = 4
 HELP = "write the best complete trial's config (epochs = its best epoch) as JSON for `alexsearch final`"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(NAME, help=HELP, description=HELP)
+    p = sub.add_parser("export", help=HELP, description=HELP)
     add_storage_args(p)
     p.add_argument("--out", default="best.json", help="file for the best trial (default: best.json)")
     p.add_argument("--top", type=positive_int, default=1,

@@ -6,17 +6,15 @@ import argparse
 
 import optuna
 
-from search.commands.common import add_storage_args
-from search.worker import best_line
+from search.cli.args import add_storage_args
+from search.workers.loop import best_line
 from storage.study import load_study, open_storage, quiet_optuna
 
-NAME = "status"
-ORDER = 7
 HELP = "print the study's trials (number, state, params, value, best epoch) and the best trial"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(NAME, help=HELP, description=HELP)
+    p = sub.add_parser("status", help=HELP, description=HELP)
     add_storage_args(p)
     p.set_defaults(run=run)
 

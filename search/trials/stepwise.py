@@ -23,9 +23,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.settings import SearchConfig
-from search.signals import stop_requested
-from search.space import Choice, Space, builtin_space_path, load_space
-from search.worker import Strategy, is_duplicate
+from search.space.space import Choice, Space, builtin_space_path, load_space
+from search.workers.loop import Strategy, is_duplicate
+from search.workers.signals import stop_requested
 from storage.heartbeat import reap_stale_trials
 from storage.study import GRACE_PERIOD_S, MAX_RETRY
 

@@ -5,17 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 
-from search.commands.common import non_negative_int
-from search.commands.search_cmd import add_search_args, settings_from_args
-from search.launch import WorkerPlace, run_worker
+from search.cli.args import non_negative_int
+from search.cli.search import add_search_args, settings_from_args
+from search.workers.run import WorkerPlace, run_worker
 
-NAME = "worker"
-ORDER = 2
 HELP = "run one worker on a study (same options as search), for another terminal or machine"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(NAME, help=HELP, description=HELP)
+    p = sub.add_parser("worker", help=HELP, description=HELP)
     add_search_args(p)
     p.add_argument("--worker-index", type=non_negative_int, default=None,
                    help="offsets this worker's sampler seed; give each worker its own (default: from the process id)")

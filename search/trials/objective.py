@@ -17,12 +17,12 @@ from model.device import device_name
 from model.errors import DivergedError
 from model.tasks import TaskData
 from model.train import EpochStats, Trainer
-from search.pruning import Patience
 from search.settings import SearchConfig
-from search.signals import stop_requested
-from search.space import Space
-from search.trial_config import TrialConfig, versions
-from search.worker import is_duplicate
+from search.space.pruning import Patience
+from search.space.space import Space
+from search.trials.trial_config import TrialConfig, versions
+from search.workers.loop import is_duplicate
+from search.workers.signals import stop_requested
 from storage.checkpoints import CheckpointStore
 
 Log = Callable[[str], None]

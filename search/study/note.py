@@ -9,8 +9,8 @@ import optuna
 from optuna_dashboard import save_note
 
 from search.settings import SearchConfig
-from search.space import Space
-from search.trial_config import versions
+from search.space.space import Space
+from search.trials.trial_config import versions
 
 
 def _size(n: int | None, default: str) -> str:

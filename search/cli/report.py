@@ -9,20 +9,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from search.commands.common import add_storage_args
+from search.cli.args import add_storage_args
 from search.report.build import write_report
 from search.report.compare import write_compare
 from search.report.figures import NeedsMoreTrials
 from storage.study import load_study, open_storage, quiet_optuna
 from storage.url import redact
 
-NAME = "report"
-ORDER = 6
 HELP = "write learning curves per parameter, Optuna plots, summary.md and index.html; or compare studies"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(NAME, help=HELP, description=HELP)
+    p = sub.add_parser("report", help=HELP, description=HELP)
     add_storage_args(p)
     p.add_argument("--out", default="report", help="folder for the report's files (default: ./report)")
     p.add_argument("--compare", nargs="+", metavar="STUDY", default=None,

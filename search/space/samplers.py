@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import optuna
 
-from search.space import Space
+from search.space.space import Space
 
 SAMPLERS = ("tpe", "grid", "random")
 

@@ -6,19 +6,18 @@ import argparse
 
 from model.device import resolve_device
 from model.tasks import DataConfig, all_tasks, get_task
-from search.commands.common import add_data_args, add_storage_args, non_negative_int, positive_int
-from search.launch import WorkerPlace, launch, run_worker
-from search.placement import cpu_cores, default_workers, threads_per_worker, visible_gpu_ids
-from search.pruning import PRUNERS
-from search.samplers import SAMPLERS
+from search.cli.args import add_data_args, add_storage_args, non_negative_int, positive_int
 from search.settings import SearchConfig
-from search.space import Space, load_space
-from search.stepwise import STRATEGIES, apply_protocol
+from search.space.pruning import PRUNERS
+from search.space.samplers import SAMPLERS
+from search.space.space import Space, load_space
+from search.trials.stepwise import STRATEGIES, apply_protocol
+from search.workers.launchers.local import launch
+from search.workers.placement import cpu_cores, default_workers, threads_per_worker, visible_gpu_ids
+from search.workers.run import WorkerPlace, run_worker
 from storage.study import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, MAX_RETRY
 from storage.url import parse_url
 
-NAME = "search"
-ORDER = 1
 HELP = "create or resume a study and run trials until it has --trials finished trials"
 
 
@@ -63,7 +62,7 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(NAME, help=HELP, description=HELP)
+    p = sub.add_parser("search", help=HELP, description=HELP)
     add_search_args(p)
     p.add_argument("--workers", type=positive_int, default=None,
                    help="worker processes on this machine (default: one per visible GPU, times --workers-per-gpu; "

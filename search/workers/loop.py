@@ -10,7 +10,7 @@ from typing import Protocol
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.space import Space
+from search.space.space import Space
 
 STORAGE_ERROR_PAUSE_S = 5.0
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)

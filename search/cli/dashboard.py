@@ -18,13 +18,11 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna_dashboard
 
-from search.commands.common import add_storage_args
+from search.cli.args import add_storage_args
 from storage.artifacts import artifact_dir, artifact_store
 from storage.study import load_study, open_storage, quiet_optuna, study_names
 from storage.url import redact
 
-NAME = "dashboard"
-ORDER = 3
 HELP = "serve optuna-dashboard for the study (live trials, curves, notes, best-trial artifacts)"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -58,7 +56,7 @@ def port_number(text: str) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(NAME, help=HELP, description=HELP)
+    p = sub.add_parser("dashboard", help=HELP, description=HELP)
     add_storage_args(p)
     p.add_argument("--port", type=port_number, default=DEFAULT_PORT,
                    help=f"default: {DEFAULT_PORT}; 0 = any free port (the printed URL shows which)")

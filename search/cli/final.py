@@ -15,19 +15,17 @@ from tqdm import tqdm
 from model.device import device_name, resolve_device
 from model.tasks import get_task
 from search import final
-from search.commands.common import non_negative_int, positive_int
+from search.cli.args import non_negative_int, positive_int
 from search.export import ExportedConfig, load_exported
-from search.trial_config import versions
+from search.trials.trial_config import versions
 from storage.study import quiet_optuna
 from storage.url import redact
 
-NAME = "final"
-ORDER = 5
 HELP = "retrain an exported config on all training images and evaluate the test set once per seed"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(NAME, help=HELP, description=HELP)
+    p = sub.add_parser("final", help=HELP, description=HELP)
     p.add_argument("--config", required=True, help="a file written by `alexsearch export` (e.g. best.json)")
     p.add_argument("--data", default=None,
                    help="folder holding cifar-10-batches-py/ (default: the data root stored in the config)")

@@ -1,0 +1,7 @@
+"""`python -m search.cli` = `alexsearch`."""
+
+import sys
+
+from search.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Creating or resuming a study: the conflict check, the study note and the best-trial artifacts."""

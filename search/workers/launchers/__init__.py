@@ -1,0 +1,1 @@
+"""Ways to start N workers on one study: local.py (spawned processes on this machine)."""
