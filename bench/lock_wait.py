@@ -81,6 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="lock-wait-") as tmp:
         space = write_space(Path(tmp) / "sleep.toml", args.epoch_seconds)
         url = f"sqlite:///{Path(tmp) / 'lock.db'}"
+        # The tables and the study are made here, so the workers never race to create them.
+        import optuna
+
+        from storage.study import open_storage
+
+        storage = open_storage(url, create=True)
+        optuna.create_study(study_name="lock", storage=storage, direction="maximize")
+        storage.engine.dispose()
         procs, outs = [], []
         for i in range(args.workers):
             out = Path(tmp) / f"w{i}.json"

@@ -11,6 +11,7 @@ from storage.study import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, MAX_RETRY
 from storage.url import DEFAULT_STORAGE
 
 DEFAULT_STUDY = "alexnet-cifar10"
+CHECKPOINT_EVERY_S = 60.0  # a kill or power cut loses at most about this much of a trial's training
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class SearchConfig(JsonConfig):
     grace_period: int = GRACE_PERIOD_S  # seconds without a heartbeat before a trial counts as dead
     max_retry: int = MAX_RETRY  # retries of a dead trial; each resumes from the last checkpoint
     artifacts: str | None = None  # artifacts + checkpoints folder; None = next to the SQLite database
+    checkpoint_every: float = CHECKPOINT_EVERY_S  # seconds between a trial's checkpoints; 0 = every epoch
 
     # What a study's trials must share to be comparable: resuming with another value is refused.
     # (trials, device, precision, storage paths and heartbeat timing may change between runs.)
@@ -64,6 +66,8 @@ class SearchConfig(JsonConfig):
         if self.grace_period <= self.heartbeat_interval:
             raise ValueError(f"--grace-period: must be longer than --heartbeat-interval "
                              f"({self.heartbeat_interval} s), got {self.grace_period}")
+        if not self.checkpoint_every >= 0:
+            raise ValueError(f"--checkpoint-every: must be >= 0 seconds, got {self.checkpoint_every}")
         for name in ("patience", "warmup_epochs", "startup_trials", "max_retry"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')}: must be >= 0, got {getattr(self, name)}")

@@ -80,7 +80,8 @@ def _create_rdb_storage(url: str, engine_kwargs: dict, **kwargs) -> RDBStorage:
     """SteadyRDBStorage: a beat that fails on a dropped connection is skipped instead of ending the beats.
 
     Workers that start together on a new database all create Optuna's tables at once; the losers of
-    that race see "already exists" (SQLite) or a duplicate key (PostgreSQL), and simply open it again.
+    that race see "already exists" or a UNIQUE constraint failed (SQLite) or a duplicate key (PostgreSQL), and
+    simply open it again.
     """
     for attempt in range(SCHEMA_RACE_RETRIES):
         try:
@@ -89,7 +90,8 @@ def _create_rdb_storage(url: str, engine_kwargs: dict, **kwargs) -> RDBStorage:
                 return SteadyRDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
         except sqlalchemy.exc.DBAPIError as e:
             text = str(e.orig).lower()
-            if attempt + 1 == SCHEMA_RACE_RETRIES or ("already exists" not in text and "duplicate key" not in text):
+            raced = ("already exists", "duplicate key", "unique constraint failed")  # sqlite, postgresql, sqlite
+            if attempt + 1 == SCHEMA_RACE_RETRIES or not any(r in text for r in raced):
                 raise
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")

@@ -98,7 +98,8 @@ def test_four_workers_share_one_budget(storage_url, tmp_path):
 def _worker_cmd(url: str, art: Path, data: Path, *extra: str) -> list[str]:
     return [ALEXSEARCH, *extra, "--storage", url, "--study", "crash", "--data", str(data), "--trials", "2",
             "--epochs", "4", "--train-size", "200", "--val-size", "100", "--device", "cpu", "--pruner", "none",
-            "--patience", "0", "--heartbeat-interval", "1", "--grace-period", "3", "--artifacts", str(art)]
+            "--patience", "0", "--heartbeat-interval", "1", "--grace-period", "3", "--artifacts", str(art),
+            "--checkpoint-every", "0"]
 
 
 @pytest.mark.slow

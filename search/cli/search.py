@@ -6,8 +6,8 @@ import argparse
 
 from model.device import resolve_device
 from model.tasks import DataConfig, all_tasks, get_task
-from search.cli.args import add_data_args, add_storage_args, non_negative_int, positive_int
-from search.settings import SearchConfig
+from search.cli.args import add_data_args, add_storage_args, non_negative_float, non_negative_int, positive_int
+from search.settings import CHECKPOINT_EVERY_S, SearchConfig
 from search.space.pruning import PRUNERS
 from search.space.samplers import SAMPLERS
 from search.space.space import Space, load_space
@@ -56,6 +56,10 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
                         f"(default: {GRACE_PERIOD_S})")
     p.add_argument("--max-retry", type=non_negative_int, default=MAX_RETRY,
                    help=f"retries of a dead trial, each resuming from its last checkpoint (default: {MAX_RETRY})")
+    p.add_argument("--checkpoint-every", type=non_negative_float, default=CHECKPOINT_EVERY_S, metavar="SECONDS",
+                   help=f"checkpoint a running trial at most this often, from a background thread, so a retry "
+                        f"resumes there; every epoch when epochs are longer; 0 = every epoch "
+                        f"(default: {CHECKPOINT_EVERY_S:g})")
     p.add_argument("--artifacts", default=None,
                    help="folder for checkpoints and artifacts (default: next to the SQLite file, "
                         "DB-artifacts/; ./alexsearch-artifacts for a server database)")
@@ -90,7 +94,8 @@ def settings_from_args(args: argparse.Namespace) -> tuple[SearchConfig, Space]:
                             startup_trials=args.startup_trials, seed=args.seed, device=args.device, data=data,
                             precision=args.precision,
                             heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
-                            max_retry=args.max_retry, artifacts=args.artifacts)
+                            max_retry=args.max_retry, artifacts=args.artifacts,
+                            checkpoint_every=args.checkpoint_every)
     resolve_device(settings.device)  # fails here, before the database is touched
     return apply_protocol(settings, space, args.trials), space  # stepwise: no pruning, 7 trials by default
 

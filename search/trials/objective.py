@@ -1,7 +1,8 @@
 """The objective: train the sampled config, report validation accuracy each epoch, prune, return the best.
 
-Around that thin core: a checkpoint after every epoch, resume of a retried trial from its original's
-last checkpoint, and no second training of a config that has already been trained.
+Around that thin core: a checkpoint from a background thread at most every --checkpoint-every seconds, resume
+of a retried trial from its original's last checkpoint, and no second training of a config that has already
+been trained. Each epoch is ONE database write: its intermediate value and its numbers in one transaction.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from search.space.space import Space
 from search.trials.trial_config import TrialConfig, versions
 from search.workers.loop import is_duplicate
 from search.workers.signals import stop_requested
-from storage.checkpoints import CheckpointStore
+from storage.checkpoints import CheckpointWriter
+from storage.rdb import record
 
 Log = Callable[[str], None]
 CURVES = ("train_acc", "val_acc", "train_loss", "epoch_seconds", "images_per_s")
@@ -54,7 +56,7 @@ def duplicate_of(trial: optuna.Trial) -> int | None:
 
 class Objective:
     def __init__(self, space: Space, settings: SearchConfig, data: TaskData, device: torch.device,
-                 log: Log = print, checkpoints: CheckpointStore | None = None,
+                 log: Log = print, checkpoints: CheckpointWriter | None = None,
                  on_complete: FinishHook | None = None) -> None:
         self.space, self.settings, self.data, self.device, self.log = space, settings, data, device, log
         self.checkpoints, self.on_complete = checkpoints, on_complete
@@ -75,15 +77,14 @@ class Objective:
         earlier = duplicate_of(trial)
         if earlier is not None:
             reason = f"duplicate of trial {earlier}: this config was already trained"
-            trial.set_user_attr("duplicate_of", earlier)
-            trial.set_user_attr("pruned_reason", reason)
+            record(trial, {"duplicate_of": earlier, "pruned_reason": reason})
             self.log(f"trial {trial.number} skipped: {reason}")
             raise optuna.TrialPruned(reason)
-        trial.set_user_attr("config", config.to_dict())
-        trial.set_user_attr("seed", config.train.seed)
-        trial.set_user_attr("device", device_name(self.device))
-        trial.set_user_attr("versions", self.versions)
+        record(trial, {"config": config.to_dict(), "seed": config.train.seed, "device": device_name(self.device),
+                       "versions": self.versions})
         root = retry_root(trial)
+        if self.checkpoints is not None:
+            self.checkpoints.start_trial()
         trainer = Trainer(self.space.task, config.model_config(), config.train, self.data, self.device,
                           should_stop=stop_requested)
         history = self._resume(trial, trainer, config, root)
@@ -119,8 +120,8 @@ class Objective:
         return list(state["history"])
 
     def _checkpoint(self, root: int, trainer: Trainer, config: TrialConfig) -> None:
-        if self.checkpoints is not None:
-            self.checkpoints.save(root, {**trainer.state_dict(), "config": config.to_dict()})
+        if self.checkpoints is not None:  # a background write, when one is due
+            self.checkpoints.after_epoch(root, lambda: {**trainer.state_dict(), "config": config.to_dict()})
 
     def _drop_checkpoint(self, root: int) -> None:
         if self.checkpoints is not None:
@@ -130,10 +131,9 @@ class Objective:
                 stats: dict[str, Any]) -> None:
         for key in CURVES:
             curves[key].append(stats[_STAT_OF_CURVE.get(key, key)])
-            trial.set_user_attr(key, curves[key])
         patience.update(stats["epoch"], stats["val_acc"])
-        trial.set_user_attr("best_epoch", patience.best_epoch)
-        trial.report(stats["val_acc"], stats["epoch"])
+        attrs = {**{k: list(v) for k, v in curves.items()}, "best_epoch": patience.best_epoch}
+        record(trial, attrs, step=stats["epoch"], value=stats["val_acc"])  # the epoch's one database write
 
     def _train(self, trial: optuna.Trial, trainer: Trainer, config: TrialConfig, root: int,
                history: list[dict]) -> tuple[float, dict[str, list[float]]]:

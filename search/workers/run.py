@@ -23,7 +23,7 @@ from search.trials.stepwise import make_strategy
 from search.workers.loop import best_line, finished_count, run_trials
 from search.workers.signals import exit_code, install_stop_handlers, requested_signal, stop_requested
 from storage.artifacts import artifact_dir, checkpoint_dir
-from storage.checkpoints import CheckpointStore
+from storage.checkpoints import CheckpointStore, CheckpointWriter
 from storage.heartbeat import reap_stale_trials, retry
 from storage.study import Heartbeat, quiet_optuna
 from storage.url import redact
@@ -84,13 +84,15 @@ def run_worker(settings: SearchConfig, place: WorkerPlace = WorkerPlace()) -> in
             log(f"trial {trial.number}: could not save best-trial artifacts: {e}")
 
     objective = Objective(space, settings, data, device, log=log,
-                          checkpoints=CheckpointStore(checkpoint_dir(folder, settings.study)),
+                          checkpoints=CheckpointWriter(CheckpointStore(checkpoint_dir(folder, settings.study)),
+                                                       settings.checkpoint_every, log=log),
                           on_complete=publish_best)
     try:
         run_trials(study, objective, settings.trials, space, lambda n: bar.update(n - bar.n),
                    make_strategy(settings, space), should_stop=stop_requested)
     except KeyboardInterrupt:  # a stop signal, raised by the trainer at a step boundary (or a second signal)
         bar.close()
+        objective.checkpoints.flush()  # the retry resumes from the checkpoint being written, if one is
         _requeue(study, objective, settings.max_retry, place.prefix)
         return exit_code(requested_signal())
     bar.close()
