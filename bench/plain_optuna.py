@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from model.tasks import DataConfig, get_task
 from model.train import epoch_seed, make_optimizer
-from search.space import load_space
+from search.space.space import load_space
 
 EVAL_BATCH = 1000  # model/train.py's CPU eval batch: the same batches give bit-identical logits
 

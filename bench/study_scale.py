@@ -79,7 +79,7 @@ def make_trial(rng: random.Random, number: int) -> optuna.trial.FrozenTrial:
 def build(path: Path, n: int) -> None:
     """A study of n finished trials at path (see the module docstring)."""
     from search.settings import SearchConfig
-    from search.space import load_space
+    from search.space.space import load_space
 
     tmp = path.with_suffix(".building")
     tmp.unlink(missing_ok=True)
@@ -109,22 +109,11 @@ def build(path: Path, n: int) -> None:
 
 def time_poll(url: str) -> float:
     """Seconds of the parent's second progress poll (the first one opens the storage)."""
-    try:
-        from search.workers.launchers.local import poll_progress  # after the search/ rooms layout
-    except ImportError:
-        poll_progress = None
-    if poll_progress is not None:
-        storage, _ = poll_progress(url, STUDY, None)
-        start = time.perf_counter()
-        poll_progress(url, STUDY, storage)
-        return time.perf_counter() - start
-    from search.launch import _poll
-    from search.settings import SearchConfig
+    from search.workers.launchers.local import poll_progress
 
-    settings = SearchConfig(study=STUDY, storage=url)
-    storage, done = _poll(settings, None)
+    storage, _ = poll_progress(url, STUDY, None)
     start = time.perf_counter()
-    _poll(settings, storage)
+    poll_progress(url, STUDY, storage)
     return time.perf_counter() - start
 
 
@@ -138,21 +127,10 @@ def time_command(args: list[str], env: dict[str, str]) -> float:
 
 
 def dashboard_app(url: str, artifacts: str):
-    try:
-        from search.cli.dashboard import make_app  # after the search/ rooms layout
-    except ImportError:
-        try:
-            from search.commands.dashboard import make_app
-        except ImportError:
-            make_app = None
-    if make_app is not None:
-        return make_app(url, artifacts)
-    import optuna_dashboard
+    """The WSGI app `alexsearch dashboard` serves."""
+    from search.cli.dashboard import make_app
 
-    from storage.artifacts import artifact_store
-    from storage.study import open_storage
-
-    return optuna_dashboard.wsgi(open_storage(url, create=False), artifact_store=artifact_store(Path(artifacts)))
+    return make_app(url, artifacts)
 
 
 def get(app, path: str, query: str) -> tuple[float, dict]:

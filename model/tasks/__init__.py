@@ -12,11 +12,13 @@ import pkgutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from model.config import JsonConfig
+
+if TYPE_CHECKING:  # torch is imported by the task modules; commands that only read a study never load it
+    import torch
+    from torch import nn
 
 
 @dataclass
@@ -56,7 +58,7 @@ class DataConfig(JsonConfig):
             raise ValueError(f"train_size must be >= 1, got {self.train_size}")
 
 
-Preprocess = Callable[[torch.Tensor], torch.Tensor]
+Preprocess = Callable[["torch.Tensor"], "torch.Tensor"]
 
 
 class Task(ABC):

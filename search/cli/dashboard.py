@@ -17,9 +17,11 @@ from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna_dashboard
+from optuna.storages import RDBStorage
 
 from search.cli.args import add_storage_args
 from storage.artifacts import artifact_dir, artifact_store
+from storage.rdb import cached
 from storage.study import load_study, open_storage, quiet_optuna, study_names
 from storage.url import redact
 
@@ -92,13 +94,24 @@ def bind(host: str, port: int, app) -> WSGIServer:
         raise ValueError(f"--host/--port: cannot bind {host}:{port} ({e.strerror or e})") from None
 
 
+def make_app(url: str, artifacts: str | None, storage: RDBStorage | None = None):
+    """optuna-dashboard's WSGI app on the study database, through Optuna's trial cache.
+
+    The page polls the study every few seconds and the dashboard re-reads every trial once its own cache
+    expires (10 s at 500 trials and more): 28 s a poll at 10,000 trials on a plain RDBStorage. Optuna's
+    _CachedStorage, which workers use too, keeps finished trials (which never change) and re-reads only
+    the running ones and the new ones.
+    """
+    storage = storage or open_storage(url, create=False)
+    return optuna_dashboard.wsgi(cached(storage), artifact_store=artifact_store(artifact_dir(url, artifacts)))
+
+
 def run(args: argparse.Namespace) -> int:
     quiet_optuna()
     storage = open_storage(args.storage, create=False)  # fails on a missing database instead of creating one
     # With several studies and no --study, the dashboard opens on its list of studies.
     study = load_study(storage, args.study) if args.study or len(study_names(storage)) == 1 else None
-    store = artifact_store(artifact_dir(args.storage, args.artifacts))
-    app = optuna_dashboard.wsgi(storage, artifact_store=store)
+    app = make_app(args.storage, args.artifacts, storage)
     server = bind(args.host, args.port, app)
     if not is_loopback(args.host):
         print(f"alexsearch dashboard: warning: binding {args.host}, so anyone who can reach this machine can "

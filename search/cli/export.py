@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from search.cli.args import add_storage_args, positive_int
-from search.export import export_best, rank_path
 from storage.study import load_study, open_storage, quiet_optuna
 
 HELP = "write the best complete trial's config (epochs = its best epoch) as JSON for `alexsearch final`"
@@ -22,6 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from search.export import export_best, rank_path  # torch: the trial configs are checked against the models
+
     quiet_optuna()
     study = load_study(open_storage(args.storage, create=False), args.study)  # read-only: creates nothing
     exports = export_best(study, args.storage, args.top)

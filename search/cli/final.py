@@ -7,19 +7,16 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import optuna
-import torch
-from tqdm import tqdm
-
-from model.device import device_name, resolve_device
-from model.tasks import get_task
-from search import final
 from search.cli.args import non_negative_int, positive_int
-from search.export import ExportedConfig, load_exported
-from search.trials.trial_config import versions
 from storage.study import quiet_optuna
 from storage.url import redact
+
+if TYPE_CHECKING:
+    import optuna
+
+    from search.export import ExportedConfig
 
 HELP = "retrain an exported config on all training images and evaluate the test set once per seed"
 
@@ -50,6 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def check_out_dir(out: Path) -> None:
+    from search import final
+
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out: {out} is a file, not a folder")
     if (out / final.METRICS_FILE).exists():
@@ -65,6 +64,8 @@ def version_note(exported: ExportedConfig, now: dict[str, str]) -> str | None:
 
 def open_study(args: argparse.Namespace, exported: ExportedConfig) -> tuple[optuna.Study | None, str | None]:
     """The study to record on, or None with a message; never fails the run."""
+    from search import final
+
     url = args.storage or exported.provenance.storage
     name = args.study or exported.provenance.study
     if not url or not (name or args.storage):  # --storage alone picks the storage's only study
@@ -78,6 +79,16 @@ def open_study(args: argparse.Namespace, exported: ExportedConfig) -> tuple[optu
 
 
 def run(args: argparse.Namespace) -> int:
+    # torch and the training code load only when a final run starts; `alexsearch status` etc. never load them
+    import torch
+    from tqdm import tqdm
+
+    from model.device import device_name, resolve_device
+    from model.tasks import get_task
+    from search import final
+    from search.export import load_exported
+    from search.trials.trial_config import versions
+
     exported = load_exported(args.config)
     config = exported.trial_config
     task = get_task(config.task)

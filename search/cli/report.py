@@ -10,9 +10,6 @@ import argparse
 from pathlib import Path
 
 from search.cli.args import add_storage_args
-from search.report.build import write_report
-from search.report.compare import write_compare
-from search.report.figures import NeedsMoreTrials
 from storage.study import load_study, open_storage, quiet_optuna
 from storage.url import redact
 
@@ -30,6 +27,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # matplotlib and plotly load only here: the other commands start without them
+    from search.report.build import write_report
+    from search.report.compare import write_compare
+    from search.report.figures import NeedsMoreTrials
+
     if args.compare is not None:
         if len(args.compare) < 2:
             raise ValueError(f"--compare: give two or more studies, got {len(args.compare)}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from model.device import resolve_device
 from model.tasks import DataConfig, all_tasks, get_task
 from search.cli.args import add_data_args, add_storage_args, non_negative_float, non_negative_int, positive_int
 from search.settings import CHECKPOINT_EVERY_S, SearchConfig
@@ -12,9 +11,7 @@ from search.space.pruning import PRUNERS
 from search.space.samplers import SAMPLERS
 from search.space.space import Space, load_space
 from search.trials.stepwise import STRATEGIES, apply_protocol
-from search.workers.launchers.local import launch
 from search.workers.placement import cpu_cores, default_workers, threads_per_worker, visible_gpu_ids
-from search.workers.run import WorkerPlace, run_worker
 from storage.study import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, MAX_RETRY
 from storage.url import parse_url
 
@@ -78,6 +75,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> tuple[SearchConfig, Space]:
     """Validate every input; nothing touches the database until this returns."""
+    from model.device import resolve_device  # torch: imported by the commands that train, when they run
     parse_url(args.storage)
     if args.task not in all_tasks():
         raise ValueError(f"--task: unknown task {args.task!r} (allowed: {', '.join(sorted(all_tasks()))})")
@@ -101,6 +99,10 @@ def settings_from_args(args: argparse.Namespace) -> tuple[SearchConfig, Space]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from model.device import resolve_device
+    from search.workers.launchers.local import launch
+    from search.workers.run import WorkerPlace, run_worker
+
     settings, space = settings_from_args(args)
     device = resolve_device(settings.device)
     gpu_ids = visible_gpu_ids() if device.type == "cuda" else []

@@ -7,7 +7,6 @@ import os
 
 from search.cli.args import non_negative_int
 from search.cli.search import add_search_args, settings_from_args
-from search.workers.run import WorkerPlace, run_worker
 
 HELP = "run one worker on a study (same options as search), for another terminal or machine"
 
@@ -21,6 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from search.workers.run import WorkerPlace, run_worker  # torch, only when a worker runs
+
     settings, _ = settings_from_args(args)
     index = args.worker_index if args.worker_index is not None else os.getpid()
     return run_worker(settings, WorkerPlace(index=index))

@@ -12,13 +12,15 @@ import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
 from model.config import ConfigError, JsonConfig
 from model.tasks import Task, get_task
-from model.train import TrainConfig
+
+if TYPE_CHECKING:
+    from model.train import TrainConfig
 
 # Set by the CLI for every trial, so a space file may not set them.
 RESERVED = ("epochs", "seed")
@@ -87,6 +89,8 @@ class Space:
 
     def build(self, values: dict[str, Any], **train_overrides: Any) -> tuple[JsonConfig, TrainConfig]:
         """Model and training configs from sampled values, fixed values and the CLI's overrides."""
+        from model.train import TrainConfig  # torch: only where a trial is built
+
         merged = {**self.fixed, **values}
         model_keys = set(self.task.model_config.field_names())
         model = self.task.model_config.from_dict({k: v for k, v in merged.items() if k in model_keys})
@@ -125,11 +129,13 @@ def _fmt(v: Any) -> str:
 
 
 def _allowed(task: Task) -> list[str]:
+    from model.train import TrainConfig
     return [n for n in task.model_config.field_names() + TrainConfig.field_names() if n not in RESERVED]
 
 
 def _check_value(src: str, where: str, task: Task, name: str, value: Any) -> None:
     """Build a config holding only name=value, so a bad type or range fails here, naming the key."""
+    from model.train import TrainConfig
     try:
         if name in task.model_config.field_names():
             task.model_config.from_dict({name: value})

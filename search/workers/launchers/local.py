@@ -16,7 +16,7 @@ from search.errors import USAGE_ERRORS, silence_optuna_warnings
 from search.settings import SearchConfig
 from search.space.space import load_space
 from search.study.create import create_study
-from search.workers.loop import finished_count
+from search.workers.loop import finished_count_in
 from search.workers.placement import gpu_for
 from search.workers.run import WorkerPlace, print_best, run_worker
 from search.workers.signals import exit_code
@@ -61,7 +61,7 @@ def launch(settings: SearchConfig, workers: int, gpu_ids: list[str], threads: in
     bar = tqdm(total=settings.trials, desc="trials", unit="trial", dynamic_ncols=True, file=sys.stderr)
     try:
         while any(p.is_alive() for p in procs) and not stop["signum"]:
-            storage, done = _poll(settings, storage)
+            storage, done = poll_progress(settings.storage, settings.study, storage)
             if done is not None:
                 bar.update(done - bar.n)
             time.sleep(POLL_S)
@@ -76,7 +76,7 @@ def launch(settings: SearchConfig, workers: int, gpu_ids: list[str], threads: in
             if p.is_alive():
                 p.kill()
                 p.join()
-        storage, done = _poll(settings, storage)
+        storage, done = poll_progress(settings.storage, settings.study, storage)
         if done is not None:
             bar.update(done - bar.n)
     finally:
@@ -92,9 +92,10 @@ def launch(settings: SearchConfig, workers: int, gpu_ids: list[str], threads: in
     return failed[0] if failed else 0
 
 
-def _poll(settings: SearchConfig, storage: Any) -> tuple[Any, int | None]:
+def poll_progress(url: str, study: str, storage: Any) -> tuple[Any, int | None]:
+    """(storage to pass to the next poll, finished trials of the study): one count query, not a study load."""
     try:
-        storage = storage or open_storage(settings.storage, create=False)
-        return storage, finished_count(load_study(storage, settings.study))
+        storage = storage or open_storage(url, create=False)
+        return storage, finished_count_in(storage, storage.get_study_id_from_name(study))
     except Exception:  # the study may not exist yet while workers start; progress is best effort
         return storage, None
