@@ -17,7 +17,8 @@ from typing import Any
 
 from matplotlib import colormaps
 from matplotlib.cm import ScalarMappable
-from matplotlib.colors import LogNorm, Normalize
+from matplotlib.collections import LineCollection
+from matplotlib.colors import LogNorm, Normalize, to_rgba
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
@@ -68,17 +69,33 @@ def draw_param_curves(param: str, trials: list[FrozenTrial], caption: str, path:
         log = isinstance(dist, (FloatDistribution, IntDistribution)) and dist.log
         norm = (LogNorm if log else Normalize)(vmin=min(values), vmax=max(values))
         cmap = colormaps["viridis"]
-    ends = set()
+    # Each axis draws all its curves as ONE LineCollection, its epoch dots as one scatter and its end markers as
+    # one scatter per kind: a Line2D per curve took 139 s for a 10,000-trial study's figures.
+    axes = (ax_train, ax_val)
+    lines: dict[Any, list[list[tuple[float, float]]]] = {ax: [] for ax in axes}
+    colors, styles, dot_colors = [], [], []
+    ends: dict[tuple[str, str], dict[Any, list]] = {}
     for t, v in zip(trials, values, strict=True):
         color, ls = style[v] if discrete else (cmap(norm(v)), "-")
+        rgba = to_rgba(color)
+        colors.append(rgba)
+        styles.append(ls)
         marker = END_MARKERS.get(t.state)
-        for ax, acc in zip((ax_train, ax_val), curves(t), strict=True):
-            epochs = range(1, len(acc) + 1)
-            ax.plot(epochs, acc, color=color, linestyle=ls, linewidth=1.4, marker="o", markersize=3, alpha=0.9)
+        accs = curves(t)
+        dot_colors += [rgba] * len(accs[0])
+        for ax, acc in zip(axes, accs, strict=True):
+            lines[ax].append(list(enumerate(acc, start=1)))
             if marker:
-                ax.plot(epochs[-1], acc[-1], marker=marker[0], color=color, markersize=7, linestyle="none")
-        if marker:
-            ends.add(marker)
+                ends.setdefault(marker, {a: [] for a in axes})[ax].append((len(acc), acc[-1], rgba))
+    for ax in axes:
+        ax.add_collection(LineCollection(lines[ax], colors=colors, linestyles=styles, linewidths=1.4, alpha=0.9))
+        points = [p for line in lines[ax] for p in line]
+        ax.scatter([p[0] for p in points], [p[1] for p in points], s=9, c=dot_colors, alpha=0.9, linewidths=0)
+        for (m, _label), per_ax in ends.items():
+            if per_ax[ax]:
+                xs, ys, cs = zip(*per_ax[ax], strict=True)
+                ax.scatter(xs, ys, marker=m, s=49, c=list(cs))
+        ax.autoscale_view()
     handles += [Line2D([], [], color="grey", marker=m, linestyle="none", label=label) for m, label in sorted(ends)]
     longest = max(len(curves(t)[0]) for t in trials)
     for ax, title in ((ax_train, "training accuracy"), (ax_val, "validation accuracy")):
