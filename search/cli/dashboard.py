@@ -16,7 +16,6 @@ import sys
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-import optuna_dashboard
 from optuna.storages import RDBStorage
 
 from search.cli.args import add_storage_args
@@ -102,6 +101,8 @@ def make_app(url: str, artifacts: str | None, storage: RDBStorage | None = None)
     _CachedStorage, which workers use too, keeps finished trials (which never change) and re-reads only
     the running ones and the new ones.
     """
+    import optuna_dashboard  # only for this command: `alexsearch search` starts without it
+
     storage = storage or open_storage(url, create=False)
     return optuna_dashboard.wsgi(cached(storage), artifact_store=artifact_store(artifact_dir(url, artifacts)))
 
