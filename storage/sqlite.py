@@ -49,8 +49,21 @@ def reading() -> Iterator[None]:
         _state.reading = previous
 
 
+@contextmanager
+def deciding() -> Iterator[None]:
+    """Reads this thread makes inside take the write lock after all (BEGIN IMMEDIATE), as every transaction did
+    before `reading()`: for a read whose result decides a write that must not race another worker's (read the
+    queue, then enqueue). It waits for writes in flight and so sees them."""
+    previous = getattr(_state, "deciding", False)
+    _state.deciding = True
+    try:
+        yield
+    finally:
+        _state.deciding = previous
+
+
 def is_reading() -> bool:
-    return getattr(_state, "reading", False)
+    return getattr(_state, "reading", False) and not getattr(_state, "deciding", False)
 
 
 def _read_only_uri(path: Path) -> str:

@@ -21,11 +21,13 @@ from model.train import EpochStats, Trainer
 from search.settings import SearchConfig
 from search.space.pruning import Patience
 from search.space.space import Space
+from search.trials.stepwise import trial_values
 from search.trials.trial_config import TrialConfig, versions
 from search.workers.loop import is_duplicate
 from search.workers.signals import stop_requested
 from storage.checkpoints import CheckpointWriter
 from storage.rdb import record
+from storage.sqlite import deciding
 
 Log = Callable[[str], None]
 CURVES = ("train_acc", "val_acc", "train_loss", "epoch_seconds", "images_per_s")
@@ -46,10 +48,16 @@ def retry_root(trial: optuna.Trial) -> int:
 
 
 def duplicate_of(trial: optuna.Trial) -> int | None:
-    """An earlier trial with the same params that finished or is running, if any."""
-    for t in trial.study.get_trials(deepcopy=False,
-                                    states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)):
-        if t.number < trial.number and t.params == trial.params and not is_duplicate(t):
+    """An earlier trial with the same params that finished or is running, if any.
+
+    An enqueued trial that another worker has just claimed may not have written its params yet (its claim and
+    each param are separate transactions): its enqueued values (fixed_params) stand in for them.
+    """
+    with deciding():  # decides whether this trial trains: sees the other workers' writes in flight
+        trials = trial.study.get_trials(deepcopy=False,
+                                        states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING))
+    for t in trials:
+        if t.number < trial.number and trial_values(t) == trial.params and not is_duplicate(t):
             return t.number
     return None
 
