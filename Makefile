@@ -13,16 +13,20 @@ STORAGE ?= sqlite:///alexsearch.db
 STUDY ?= alexnet-cifar10
 SEARCH_ARGS ?=
 PYTEST_ARGS ?=
+# Offline installs (the GPU machine has no registry): an existing VENV is reused, PIP_ARGS passes e.g.
+# "--no-index --find-links DIR --no-build-isolation", EXTRAS= installs no extras. docs/gpu-check.md.
+EXTRAS ?= dev,postgres
+PIP_ARGS ?=
 
 .PHONY: install search test status dashboard bench bench-overhead bench-lock-wait bench-checkpoint bench-study-scale \
-	bench-service lint clean
+	bench-service gpu-check lint clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,postgres]'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q $(PIP_ARGS) --upgrade pip
+	$(BIN)/pip install -q $(PIP_ARGS) -e '.$(if $(EXTRAS),[$(EXTRAS)])'
 	touch $@
 
 search: install
@@ -65,6 +69,13 @@ bench-study-scale: install
 	$(BIN)/python -m bench.study_scale $(BENCH_ARGS)
 
 bench-service: bench-overhead bench-lock-wait bench-checkpoint bench-study-scale
+
+# make gpu-check: every GPU figure in one run (under 8 minutes on an H100/H200), results in bench/results/;
+# without CUDA the same steps at toy scale. GPU_CHECK_ARGS passes options, e.g. "--out DIR --grid-budget 240".
+# See docs/gpu-check.md.
+GPU_CHECK_ARGS ?=
+gpu-check: install
+	$(BIN)/python -m bench.gpu_check --data $(DATA) $(GPU_CHECK_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
+from pathlib import Path
+
 import torch
 
 from model import cifar10
@@ -20,6 +23,27 @@ def synthetic_split(n: int, seed: int) -> Split:
     noise = torch.randint(0, 256, (n, 3, 32, 32), generator=gen, dtype=torch.uint8).float()
     x = (0.35 * noise + 0.65 * tints[y][:, :, None, None]).to(torch.uint8)
     return Split(x, y)
+
+
+def write_synthetic_cifar(root: Path, train_size: int, test_size: int) -> Path:
+    """Write `synthetic_split` images in the standard cifar-10-batches-py pickle layout under root, so code that
+    reads a data folder (the CLI) runs without CIFAR-10. train_size is split over the five training batches."""
+    folder = Path(root) / cifar10.FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    per_batch = -(-train_size // 5)
+    files = [(f"data_batch_{i}", per_batch, i) for i in range(1, 6)] + [("test_batch", test_size, 99)]
+    for name, n, seed in files:
+        split = synthetic_split(n, seed)
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"batch_label": b"synthetic", b"labels": split.y.tolist(),
+                         b"data": split.x.reshape(n, -1).numpy(),
+                         b"filenames": [b"%05d.png" % i for i in range(n)]}, f)
+    return Path(root)
+
+
+def has_cifar(root: str | Path | None) -> bool:
+    """Whether root holds the standard cifar-10-batches-py folder (or is it)."""
+    return root is not None and (cifar10.batches_dir(root) / "data_batch_1").is_file()
 
 
 def load_bench_data(root: str | None, train_size: int, val_size: int, seed: int = 0) -> tuple[TaskData, str]:

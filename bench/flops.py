@@ -31,10 +31,20 @@ def flops_per_image() -> tuple[float, float]:
     return fwd.get_total_flops() / 2, step.get_total_flops() / 2
 
 
-def bf16_peak_tflops(device: torch.device) -> float | None:
-    """The dense bf16 peak of a CUDA device, if its name is in the table (longest matching name wins)."""
+def bf16_peak(device: torch.device) -> tuple[str, float] | None:
+    """(table entry, dense bf16 peak TFLOP/s) of a CUDA device whose name holds an entry of BF16_PEAK_TFLOPS
+    (the longest matching entry wins), else None."""
     if device.type != "cuda":
         return None
     name = torch.cuda.get_device_name(device)
     matches = [key for key in BF16_PEAK_TFLOPS if key in name]
-    return BF16_PEAK_TFLOPS[max(matches, key=len)] if matches else None
+    if not matches:
+        return None
+    key = max(matches, key=len)
+    return key, BF16_PEAK_TFLOPS[key]
+
+
+def bf16_peak_tflops(device: torch.device) -> float | None:
+    """The dense bf16 peak of a CUDA device, if its name is in the table (longest matching name wins)."""
+    found = bf16_peak(device)
+    return found[1] if found else None

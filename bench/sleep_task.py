@@ -17,7 +17,7 @@ from torch import nn
 
 from model import synth
 from model.config import JsonConfig
-from model.tasks import DataConfig, Preprocess, Split, Task, TaskData, register
+from model.tasks import TASKS, DataConfig, Preprocess, Split, Task, TaskData
 
 TRAIN_POINTS, VAL_POINTS = 64, 16
 
@@ -59,7 +59,7 @@ class SleepTask(Task):
         return lambda x: x
 
 
-register(SleepTask())
+TASKS[SleepTask.name] = SleepTask()  # a bench task: not in the shipped catalogue
 
 
 def write_space(path: Path, seconds: float) -> Path:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from model.config import JsonConfig
+from model.config import ConfigError, JsonConfig
 
 
 @dataclass(frozen=True)
@@ -19,9 +19,9 @@ class AlexNetConfig(JsonConfig):
     def __post_init__(self) -> None:
         self.check_types()
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.num_classes < 2:
-            raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
+            raise ConfigError(f"num_classes must be >= 2, got {self.num_classes}")
 
 
 def _conv(c_in: int, c_out: int, batch_norm: bool, **kw) -> list[nn.Module]:

@@ -1,16 +1,27 @@
 """CIFAR-10 from the standard `cifar-10-batches-py` pickle layout into uint8 tensors.
 
 torchvision is used only to download; the batch files are read here, so a locally made copy
-(which torchvision's MD5 check would reject) loads as well as the official one.
+(which torchvision's MD5 check would reject) loads as well as the official one. They are read with a
+restricted unpickler: a batch file is data from outside, and a plain pickle.load runs any code it names.
 """
 
 from __future__ import annotations
 
+import io
 import pickle
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+
+try:  # numpy 2 names its core numpy._core; numpy 1 numpy.core
+    from numpy._core import multiarray as _multiarray
+    from numpy._core import numeric as _numeric
+except ImportError:  # pragma: no cover
+    from numpy.core import multiarray as _multiarray
+    from numpy.core import numeric as _numeric
 
 from model.errors import DataError
 
@@ -24,6 +35,58 @@ STD = (0.2470, 0.2435, 0.2616)
 IMAGE_BYTES = 3 * 32 * 32
 
 
+class ForbiddenGlobal(pickle.UnpicklingError):
+    """The pickle names a function or class outside ALLOWED_GLOBALS."""
+
+
+def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
+    # Python 3's protocol-2 pickles store bytes as _codecs.encode(str, "latin1"); no other codec is needed.
+    if encoding not in ("latin1", "latin-1"):
+        raise ForbiddenGlobal(f"it encodes with codec {encoding!r}, which a CIFAR-10 batch never does")
+    return text.encode("latin1")
+
+
+# Every global a CIFAR-10 batch pickle refers to: numpy arrays (under numpy 1's and numpy 2's module names,
+# pickled by protocols 2 to 5), numpy scalars, and bytes in protocol 2. Dicts, lists, bytes, str and ints
+# need no global. Anything else (os.system, builtins.eval, ...) is refused before it can be called.
+ALLOWED_GLOBALS: dict[tuple[str, str], Callable[..., Any] | type] = {
+    **{(f"{core}.multiarray", "_reconstruct"): _multiarray._reconstruct for core in ("numpy.core", "numpy._core")},
+    **{(f"{core}.multiarray", "scalar"): _multiarray.scalar for core in ("numpy.core", "numpy._core")},
+    **{(f"{core}.numeric", "_frombuffer"): _numeric._frombuffer for core in ("numpy.core", "numpy._core")},
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): _latin1_encode,
+}
+
+
+class BatchUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise ForbiddenGlobal(f"it refers to {module}.{name}, which a CIFAR-10 batch never holds") from None
+
+
+def load_pickle(data: bytes) -> Any:
+    """Unpickle a CIFAR-10 batch; bytes-typed Python 2 strings stay bytes, as in the official files."""
+    return BatchUnpickler(io.BytesIO(data), encoding="bytes").load()
+
+
+def _pixels(raw: Any, path: Path) -> np.ndarray:
+    """The data array as uint8, refusing values a cast would silently change (1020 -> 252, 3.7 -> 3)."""
+    data = np.asarray(raw)
+    if data.dtype == np.uint8:
+        return data
+    if data.dtype.kind not in "biuf":
+        raise DataError(f"CIFAR-10 file {path}: data holds {data.dtype} values; pixels must be integers 0..255")
+    if data.size:
+        low, high = data.min(), data.max()
+        if not (0 <= low and high <= 255) or (data.dtype.kind == "f" and not np.array_equal(data, np.floor(data))):
+            raise DataError(f"CIFAR-10 file {path}: data holds {data.dtype} values from {low} to {high}; "
+                            "pixels must be integers 0..255")
+    return data.astype(np.uint8)
+
+
 def batches_dir(root: str | Path) -> Path:
     """`root/cifar-10-batches-py`, or root itself if it already is that folder."""
     root = Path(root).expanduser()
@@ -33,12 +96,21 @@ def batches_dir(root: str | Path) -> Path:
 def read_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """One pickled batch file -> images uint8 (N, 3, 32, 32), labels int64 (N,)."""
     try:
-        with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
-        data = np.asarray(batch[b"data"], dtype=np.uint8)
-        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+        batch = load_pickle(path.read_bytes())
     except FileNotFoundError:
         raise DataError(f"CIFAR-10 file missing: {path}") from None
+    except ForbiddenGlobal as e:
+        raise DataError(f"CIFAR-10 file {path} refused: {e}; nothing in it was run") from None
+    except Exception as e:  # a truncated or foreign file fails in many ways; all mean "corrupt"
+        raise DataError(f"CIFAR-10 file {path} is corrupt or not a CIFAR-10 batch ({type(e).__name__}: {e})") from None
+    try:
+        data = _pixels(batch[b"data"], path)
+        labels = np.asarray(batch[b"labels"])
+        if labels.ndim != 1 or labels.dtype.kind not in "iu":
+            raise TypeError(f"labels are {labels.dtype} of shape {labels.shape}, not a list of integers")
+        labels = labels.astype(np.int64)
+    except DataError:
+        raise
     except Exception as e:  # a truncated or foreign file fails in many ways; all mean "corrupt"
         raise DataError(f"CIFAR-10 file {path} is corrupt or not a CIFAR-10 batch ({type(e).__name__}: {e})") from None
     if data.ndim != 2 or data.shape[1] != IMAGE_BYTES or len(labels) != len(data):

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 C = TypeVar("C", bound="JsonConfig")
+MAX_SEED = 2**32 - 1  # every seed's range: numpy's, which Optuna's samplers use; torch takes more
 
 
 class ConfigError(ValueError):

@@ -1,4 +1,5 @@
-"""Errors that mean "the user's input is wrong", as opposed to a bug. The CLI shows them in one line."""
+"""The model package's errors: the user's input is wrong (ConfigError, DataError: the CLI shows them in one line),
+training diverged (DivergedError), or training was asked to stop (Interrupted)."""
 
 from model.config import ConfigError
 

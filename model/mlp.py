@@ -8,7 +8,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from model.config import JsonConfig
+from model.config import ConfigError, JsonConfig
 
 Activation = Literal["sigmoid", "relu"]
 ACTIVATIONS: dict[str, type[nn.Module]] = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU}
@@ -27,12 +27,12 @@ class MLPConfig(JsonConfig):
     def __post_init__(self) -> None:
         self.check_types()
         if self.depth not in (2, 3):
-            raise ValueError(f"depth must be 2 or 3, got {self.depth}")
+            raise ConfigError(f"depth must be 2 or 3, got {self.depth}")
         for name in ("hidden", "in_features"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.num_classes < 2:
-            raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
+            raise ConfigError(f"num_classes must be >= 2, got {self.num_classes}")
 
 
 class MLP(nn.Module):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from model.config import ConfigError
+
 
 def stratified_split(labels: torch.Tensor, holdout: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices (keep, holdout) with `holdout` items drawn so each class keeps its share.
@@ -12,7 +14,7 @@ def stratified_split(labels: torch.Tensor, holdout: int, seed: int) -> tuple[tor
     """
     n = len(labels)
     if not 0 < holdout < n:
-        raise ValueError(f"holdout must be in 1..{n - 1}, got {holdout}")
+        raise ConfigError(f"holdout must be in 1..{n - 1}, got {holdout}")
     gen = torch.Generator().manual_seed(seed)
     classes, counts = torch.unique(labels, return_counts=True)
     exact = counts.double() * holdout / n

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.config import JsonConfig
+from model.config import MAX_SEED, ConfigError, JsonConfig
 from model.errors import DivergedError, Interrupted
 from model.tasks import Preprocess, Task, TaskData
 
@@ -36,15 +36,17 @@ class TrainConfig(JsonConfig):
     def __post_init__(self) -> None:
         self.check_types()
         if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be a positive number, got {self.lr}")
+            raise ConfigError(f"lr must be a positive number, got {self.lr}")
         if not 0.0 <= self.momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
         if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed must be in 0..{MAX_SEED}, got {self.seed}")
 
 
 @dataclass
@@ -58,6 +60,21 @@ class EpochStats:
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class StepProgress:
+    """Where a long epoch is, for a progress line: passed to the Trainer's on_progress."""
+
+    epoch: int  # 1-based, the epoch under way
+    steps: int  # training steps done in this epoch
+    total_steps: int
+    images: int  # training images seen in this epoch
+    seconds: float  # since the epoch began
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0
 
 
 FUSED_OPTIMIZER_DEVICES = ("cuda", "cpu")  # where torch (>= 2.4) has fused Adam and SGD
@@ -88,12 +105,16 @@ class Trainer:
 
     def __init__(self, task: Task, model_config: JsonConfig, config: TrainConfig, data: TaskData,
                  device: torch.device, eval_batch_size: int | None = None, evaluate_each_epoch: bool = True,
-                 compile: bool = False, should_stop: Callable[[], bool] | None = None) -> None:
+                 compile: bool = False, should_stop: Callable[[], bool] | None = None,
+                 on_progress: Callable[[StepProgress], None] | None = None,
+                 progress_every_s: float = 30.0) -> None:
         # evaluate_each_epoch=False: epochs() skips the eval split and reports val_acc as NaN (the final run
         # touches the test set once, through predict(), after the last epoch).
         self.evaluate_each_epoch = evaluate_each_epoch
         self.task, self.config, self.device = task, config, device
         self.should_stop = should_stop  # checked before each step; True -> raise Interrupted
+        # Called inside an epoch once progress_every_s seconds have passed since the epoch began or the last call.
+        self.on_progress, self.progress_every_s = on_progress, progress_every_s
         torch.manual_seed(config.seed)  # initial weights
         model = task.build_model(model_config)
         if device.type == "cuda":
@@ -121,9 +142,16 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         perm = torch.randperm(n, device=self.device, generator=generator)
-        for idx in perm.split(self.config.batch_size):
+        batches = perm.split(self.config.batch_size)
+        start = last_report = time.perf_counter()
+        for step, idx in enumerate(batches):
             if self.should_stop is not None and self.should_stop():  # a Python call per step: negligible
                 raise Interrupted(f"stopped in epoch {self.epoch + 1}")
+            if self.on_progress is not None and step and time.perf_counter() - last_report >= self.progress_every_s:
+                # Asynchronous devices may lag the host by a few queued steps: img/s is close, not exact.
+                last_report = time.perf_counter()
+                self.on_progress(StepProgress(self.epoch + 1, step, len(batches),
+                                              min(n, step * self.config.batch_size), last_report - start))
             x = self.train.x[idx]
             if self.config.augment:
                 x = self.task.augment(x, generator)

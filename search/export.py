@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from model.config import ConfigError, JsonConfig
 from model.tasks import get_task
+from search.trials import record
 from search.trials.trial_config import TrialConfig
 from storage.url import redact
 
@@ -139,21 +140,22 @@ def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:
 
 def export_trial(trial: FrozenTrial, study: optuna.Study, storage_url: str, rank: int) -> ExportedConfig:
     attrs = trial.user_attrs
-    if "config" not in attrs:
+    if record.CONFIG not in attrs:
         raise ConfigError(f"trial {trial.number}: has no user attr 'config' (not made by `alexsearch search`)")
     try:
-        config = TrialConfig.from_dict(attrs["config"])
+        config = TrialConfig.from_dict(attrs[record.CONFIG])
     except (ConfigError, ValueError) as e:
         raise ConfigError(f"trial {trial.number}: its stored config is not usable: {e}") from None
     # The epoch of the best validation accuracy; a trial without it (none is known) keeps its epochs.
-    best_epoch = attrs.get("best_epoch")
+    best_epoch = attrs.get(record.BEST_EPOCH)
     epochs = best_epoch if isinstance(best_epoch, int) and best_epoch >= 1 else config.train.epochs
     provenance = Provenance(
         storage=redact(storage_url), study=study.study_name, trial=trial.number, rank=rank,
         val_acc=trial.value, best_epoch=epochs, search_epochs=config.train.epochs,
-        device=attrs.get("device"), exported_at=datetime.now(UTC).isoformat(timespec="seconds"))
+        device=attrs.get(record.DEVICE), exported_at=datetime.now(UTC).isoformat(timespec="seconds"))
     trial_config = config.replace(train=config.train.replace(epochs=epochs))
-    return ExportedConfig(trial_config=trial_config, provenance=provenance, versions=dict(attrs.get("versions", {})))
+    versions = dict(attrs.get(record.VERSIONS, {}))
+    return ExportedConfig(trial_config=trial_config, provenance=provenance, versions=versions)
 
 
 def export_best(study: optuna.Study, storage_url: str, top: int = 1) -> list[ExportedConfig]:

@@ -24,20 +24,40 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from model.errors import DivergedError
-from model.tasks import DataConfig, Task, TaskData
+from model.tasks import DataConfig, Task, TaskData, get_task
 from model.train import EpochStats, Trainer
+from search.errors import UsageError
 from search.export import ExportedConfig
+from search.trials import record
 from storage import sqlite as sqlite_settings
 from storage.artifacts import artifact_dir, artifact_store
 from storage.study import load_study, open_storage
-from storage.url import parse_url, redact, sqlite_path
+from storage.url import parse_url, redact, redact_text, sqlite_path
 
 Log = Callable[[str], None]
 METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.json"  # the exported config the run used, copied next to its results
 CONFUSION_PNG = "confusion_matrix.png"
 CURVE_PNG = "learning_curve.png"
-STUDY_ATTR = "final_result"
+STUDY_ATTR = record.FINAL_RESULT
+# A `final --train-size N` run is a smoke test of the pipeline, not the study's result: it is kept apart, marked,
+# and adds no artifacts (the last smoke run replaces the one before).
+SMOKE_ATTR = record.FINAL_SMOKE_RESULT
+
+
+def check_out_dir(out: Path) -> None:
+    """The results folder must not be a file, nor hold an earlier run's results."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out: {out} is a file, not a folder")
+    if (out / METRICS_FILE).exists():
+        raise UsageError(f"--out: {out} already holds {METRICS_FILE} from an earlier run; "
+                         "pick another folder or remove it")
+
+
+def version_note(exported: ExportedConfig, now: dict[str, str]) -> str | None:
+    changed = [f"{k} {exported.versions[k]} -> {now[k]}" for k in now
+               if k in exported.versions and exported.versions[k] != now[k]]
+    return f"note: versions differ from the search trial's: {', '.join(changed)}" if changed else None
 
 
 def weights_file(seed: int) -> str:
@@ -119,6 +139,16 @@ def train_and_test(task: Task, exported: ExportedConfig, data: TaskData, device:
     result.seconds = (datetime.now(UTC) - start).total_seconds()
     weights = {k: v.detach().cpu().contiguous() for k, v in trainer.model.state_dict().items()}
     return result, weights
+
+
+def run_seed(task: Task, exported: ExportedConfig, data: TaskData, device: torch.device, seed: int,
+             n_classes: int, out: Path, log: Log = print) -> tuple[SeedResult, str | None]:
+    """Train and test one seed, and save its weights in out. Returns the result and the weights' file name."""
+    result, state = train_and_test(task, exported, data, device, seed, n_classes, log=log)
+    if state is None:
+        return result, None
+    torch.save(state, out / weights_file(seed))
+    return result, weights_file(seed)
 
 
 def summarize(results: list[SeedResult], names: list[str]) -> dict[str, Any]:
@@ -213,6 +243,53 @@ def _nan_to_none(x: Any) -> Any:
     return x
 
 
+def study_to_record_on(exported: ExportedConfig, storage: str | None,
+                       study_name: str | None) -> tuple[optuna.Study | None, str | None, str | None]:
+    """(study, storage URL, why not): the study to record the result on, or None and the reason; never fails."""
+    url = storage or exported.provenance.storage
+    name = study_name or exported.provenance.study
+    if not url or not (name or storage):  # --storage alone picks the storage's only study
+        return None, None, None
+    try:
+        return open_study_for_result(url, name), url, None
+    except Exception as e:  # any storage problem: the local results still matter more
+        why = redact_text(str(e).splitlines()[0] if str(e) else type(e).__name__, url)
+        return None, url, (f"cannot open study {name!r} in {redact(url)} ({why}); "
+                           "results are written locally only")
+
+
+def metrics(exported: ExportedConfig, results: list[SeedResult], names: list[str], data: TaskData,
+            data_config: DataConfig, device: str, started: datetime, seconds: float, weights: dict[str, str],
+            now_versions: dict[str, str]) -> dict[str, Any]:
+    """What metrics.json holds: the summary over the seeds, each seed's result, and how the run was made."""
+    config, p = exported.trial_config, exported.provenance
+    return {
+        **summarize(results, names), "classes": names, "seeds": [r.seed for r in results],
+        "epochs": config.train.epochs, "task": config.task,
+        "train_images": len(data.train), "test_images": len(data.eval), "data_root": data_config.root,
+        "device": device, "study": p.study, "trial": p.trial, "storage": p.storage,
+        "search_val_acc": p.val_acc, "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"), "seconds": seconds,
+        "weights": weights, "versions": now_versions, "per_seed": [r.as_dict() for r in results],
+        "config": exported.to_dict(),
+        # What a model-seed*.pt expects as input: apply this before model(x), or its predictions mean nothing.
+        "input_normalisation": get_task(config.task).input_normalisation,
+    }
+
+
+def write_results(out: Path, exported: ExportedConfig, metrics: dict[str, Any], results: list[SeedResult],
+                  names: list[str]) -> list[Path]:
+    """The config used, metrics.json and the two figures into out. Returns the files to keep on the study."""
+    config, p = exported.trial_config, exported.provenance
+    (out / CONFIG_FILE).write_text(exported.to_json() + "\n")
+    write_json(out / METRICS_FILE, metrics)
+    title = f"{config.task}" + (f", study {p.study} trial {p.trial}" if p.trial is not None else "")
+    plot_confusion(metrics["confusion_matrix"], names, f"test set, {len(results)} seed(s) summed: {title}",
+                   out / CONFUSION_PNG)
+    plot_learning_curve(results, title, out / CURVE_PNG)
+    return [out / METRICS_FILE, out / CONFUSION_PNG, out / CURVE_PNG]
+
+
 def open_study_for_result(storage_url: str, study_name: str | None) -> optuna.Study:
     """The existing study (never created here); its SQLite writes take the lock up front like a worker's."""
     storage = open_storage(storage_url, create=False)
@@ -222,8 +299,13 @@ def open_study_for_result(storage_url: str, study_name: str | None) -> optuna.St
 
 
 def record_on_study(study: optuna.Study, storage_url: str, artifacts: str | None, result: dict[str, Any],
-                    files: list[Path]) -> dict[str, str]:
-    """Upload files as study artifacts and set the study user attr `final_result`. Returns name -> artifact id."""
+                    files: list[Path], smoke_train_size: int | None = None) -> dict[str, str]:
+    """Upload files as study artifacts and set the study user attr `final_result`. Returns name -> artifact id.
+
+    A smoke run (smoke_train_size set) only sets `final_smoke_result`, marked as one, and uploads nothing."""
+    if smoke_train_size is not None:
+        study.set_user_attr(SMOKE_ATTR, _nan_to_none({**result, "smoke": True, "train_size": smoke_train_size}))
+        return {}
     store = artifact_store(artifact_dir(storage_url, artifacts))
     ids = {p.name: optuna.artifacts.upload_artifact(artifact_store=store, study_or_trial=study, file_path=str(p))
            for p in files}

@@ -15,6 +15,10 @@ prints it). On the training thread that was a real share of a 1 s epoch; in the 
 training nothing measurable, so it stays: after a power cut, `trial-K.pt` is the last checkpoint whose write
 completed, never a torn file. Without it, a renamed file whose data had not reached the disk could read
 back empty after the cut, and the trial would start over.
+
+A checkpoint that loads is still checked before a trial resumes from it (`load_resumable`): a torn write
+that happens to unpickle, a file of another trial or study, or a hand-made one would otherwise crash the
+worker inside load_state_dict, or resume from an epoch the trial never reached.
 """
 
 from __future__ import annotations
@@ -24,11 +28,92 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+
+KEYS = ("epoch", "history", "model", "optimizer", "torch_rng", "config")  # what a resumable checkpoint holds
+
+
+class CheckpointError(ValueError):
+    """A checkpoint a trial cannot resume from. The message says why, in one line."""
+
+
+def _check_tensors(what: str, saved: Any, expected: dict[str, torch.Tensor]) -> None:
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{what} is a {type(saved).__name__}, not a state dict")
+    missing, extra = sorted(set(expected) - set(saved)), sorted(set(saved) - set(expected))
+    if missing or extra:
+        raise CheckpointError(f"{what} has other entries than the model being resumed "
+                              f"({'missing ' + missing[0] if missing else 'unexpected ' + extra[0]})")
+    for name, ref in expected.items():
+        t = saved[name]
+        if not isinstance(t, torch.Tensor) or t.shape != ref.shape or t.dtype != ref.dtype:
+            got = f"{tuple(t.shape)} {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
+            raise CheckpointError(f"{what}.{name} is {got}, expected {tuple(ref.shape)} {ref.dtype}")
+
+
+def _check_optimizer(saved: Any, optimizer: torch.optim.Optimizer) -> None:
+    """Same parameter groups, with the same parameters; per-parameter state (Adam's moments, SGD's momentum)
+    shaped like its parameter, or a scalar (Adam's step)."""
+    ref = optimizer.state_dict()
+    if not isinstance(saved, dict) or not isinstance(saved.get("param_groups"), list) \
+            or not isinstance(saved.get("state"), dict):
+        raise CheckpointError("optimizer is not an optimizer state dict")
+    if len(saved["param_groups"]) != len(ref["param_groups"]):
+        raise CheckpointError(f"optimizer has {len(saved['param_groups'])} parameter groups, "
+                              f"expected {len(ref['param_groups'])}")
+    shapes = {}
+    for group, ref_group, params in zip(saved["param_groups"], ref["param_groups"], optimizer.param_groups,
+                                        strict=True):
+        if not isinstance(group, dict) or set(group) != set(ref_group) or group["params"] != ref_group["params"]:
+            raise CheckpointError("optimizer's parameter groups differ from the optimizer being resumed")
+        shapes.update(zip(ref_group["params"], (p.shape for p in params["params"]), strict=True))
+    for pid, state in saved["state"].items():
+        if pid not in shapes or not isinstance(state, dict):
+            raise CheckpointError(f"optimizer holds state for parameter {pid!r}, which the model does not have")
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and value.numel() != 1 and value.shape != shapes[pid]:
+                raise CheckpointError(f"optimizer state {key} of parameter {pid} is {tuple(value.shape)}, "
+                                      f"expected {tuple(shapes[pid])}")
+
+
+def _check_history(history: Any, epoch: int, keys: Sequence[str]) -> None:
+    if not isinstance(history, list) or len(history) != epoch:
+        raise CheckpointError(f"history does not hold one entry for each of its {epoch} epochs")
+    for i, entry in enumerate(history, start=1):
+        if not isinstance(entry, dict) or entry.get("epoch") != i:
+            raise CheckpointError(f"history entry {i} is not the stats of epoch {i}")
+        for key in keys:
+            value = entry.get(key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise CheckpointError(f"history entry {i} has no number {key!r}")
+
+
+def check_resumable(state: Any, *, config: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
+                    epochs: int, history_keys: Sequence[str] = ()) -> None:
+    """Raise CheckpointError unless state is a checkpoint of this config that model and optimizer can load.
+
+    epochs: the config's epochs; the checkpoint's epoch must be 1..epochs (epochs: it died after its last
+    epoch, before the trial was told complete; resuming it trains nothing and only reports).
+    """
+    if not isinstance(state, dict):
+        raise CheckpointError(f"it holds a {type(state).__name__}, not a checkpoint")
+    missing = [k for k in KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"missing key {missing[0]!r}")
+    if state["config"] != config:
+        raise CheckpointError("it was saved with another config")
+    epoch = state["epoch"]
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 1 <= epoch <= epochs:
+        raise CheckpointError(f"its epoch is {epoch!r}; a trial of {epochs} epochs checkpoints epochs 1..{epochs}")
+    _check_history(state["history"], epoch, history_keys)
+    _check_tensors("model", state["model"], model.state_dict())
+    _check_optimizer(state["optimizer"], optimizer)
+    _check_tensors("torch_rng", {"state": state["torch_rng"]}, {"state": torch.get_rng_state()})
 
 
 class CheckpointStore:
@@ -80,6 +165,24 @@ class CheckpointStore:
             warnings.warn(f"ignoring unreadable checkpoint {target}: {type(e).__name__}: {e}", stacklevel=2)
             return None
 
+    def load_resumable(self, key: int, **expected: Any) -> dict[str, Any] | None:
+        """The checkpoint if a trial can resume from it; None if there is none. CheckpointError (one line naming
+        the file and why) if it cannot be read or does not fit; `expected` are check_resumable's arguments."""
+        target = self.path(key)
+        if not target.is_file():
+            return None
+        try:
+            state = torch.load(target, map_location="cpu", weights_only=True)
+        except Exception as e:  # a torn or foreign file
+            text = str(e).strip()
+            raise CheckpointError(f"{target} is unreadable ({type(e).__name__}: "
+                                  f"{text.splitlines()[0] if text else ''})") from None
+        try:
+            check_resumable(state, **expected)
+        except CheckpointError as e:
+            raise CheckpointError(f"{target}: {e}") from None
+        return state
+
     def delete(self, key: int) -> None:
         self.path(key).unlink(missing_ok=True)
         if self.folder.is_dir():
@@ -125,6 +228,11 @@ class CheckpointWriter:
     def load(self, key: int) -> dict[str, Any] | None:
         self.flush()
         return self.store.load(key)
+
+    def load_resumable(self, key: int, **expected: Any) -> dict[str, Any] | None:
+        """CheckpointStore.load_resumable, once the write in flight (if any) has finished."""
+        self.flush()
+        return self.store.load_resumable(key, **expected)
 
     def busy(self) -> bool:
         return self._thread is not None and self._thread.is_alive()

@@ -10,6 +10,8 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
+from storage.optuna_private import heartbeat_trial_ids, study_storage, trial_id
+
 
 def retry(study: optuna.Study, trial: FrozenTrial, max_retry: int) -> None:
     """Queue a WAITING copy of a failed trial, as Optuna's heartbeat retry does (up to max_retry times)."""
@@ -27,27 +29,21 @@ def reap_stale_trials(study: optuna.Study, grace_period_s: int, max_retry: int) 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fail_stale_trials(study)
-    storage = study._storage
-    beating = set()
-    if hasattr(storage, "scoped_session"):  # RDBStorage: which running trials have ever beaten
-        from optuna.storages._rdb import models
-
-        with storage.scoped_session() as session:
-            beating = {row[0] for row in session.query(models.TrialHeartbeatModel.trial_id).all()}
-            session.commit()
+    storage = study_storage(study)
+    beating = heartbeat_trial_ids(storage)  # which running trials have ever beaten
     now = dt.datetime.now()
     reaped = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t._trial_id in beating:
+        if trial_id(t) in beating:
             continue
         started = t.datetime_start or now
         if (now - started).total_seconds() <= grace_period_s:
             continue
         try:
-            failed = storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+            failed = storage.set_trial_state_values(trial_id(t), state=TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another worker finished or reaped it first
         if failed:
-            retry(study, storage.get_trial(t._trial_id), max_retry)
+            retry(study, storage.get_trial(trial_id(t)), max_retry)
             reaped.append(t.number)
     return reaped

@@ -25,11 +25,12 @@ from typing import Any
 import optuna
 import sqlalchemy
 from optuna.exceptions import StorageInternalError
-from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 
+from storage.optuna_private import cached_frozen_trial, rdb_backend, trial_id
 from storage.sqlite import reading
 
 logger = logging.getLogger(__name__)
@@ -116,12 +117,12 @@ def record(trial: optuna.Trial, user_attrs: dict[str, Any], step: int | None = N
     database transaction on our storage (one commit per epoch instead of one per attr). Other storages get
     the plain calls.
 
-    Optuna private API (checked against 5.0): Trial._trial_id and Trial._cached_frozen_trial, which Optuna's
-    own set_user_attr and report keep in step with the database, and _CachedStorage._backend, which never
-    caches a running trial, so writing past it leaves nothing stale.
+    Through storage.optuna_private: the trial's cached FrozenTrial, which Optuna's own set_user_attr and report
+    keep in step with the database, and the RDBStorage under Optuna's _CachedStorage, which never caches a
+    running trial, so writing past it leaves nothing stale.
     """
-    backend = getattr(trial.storage, "_backend", trial.storage)
-    cached = trial._cached_frozen_trial
+    backend = rdb_backend(trial.storage)
+    cached = cached_frozen_trial(trial)
     if step is not None:
         step, value = int(step), float(value)
         if step in cached.intermediate_values:  # as trial.report: a step is reported once
@@ -132,16 +133,8 @@ def record(trial: optuna.Trial, user_attrs: dict[str, Any], step: int | None = N
         if step is not None:
             trial.report(value, step)
         return
-    backend.record_trial(trial._trial_id, user_attrs, step, value)
+    backend.record_trial(trial_id(trial), user_attrs, step, value)
     cached.user_attrs.update(user_attrs)
     if step is not None:
         cached.intermediate_values[step] = value
 
-
-def cached(storage: RDBStorage) -> BaseStorage:
-    """storage behind Optuna's _CachedStorage (what optuna.load_study wraps it in): finished trials are read once
-    and kept; each later read of the study fetches only the trials that were running or are new.
-    Optuna private API, checked against 5.0."""
-    from optuna.storages._cached_storage import _CachedStorage
-
-    return _CachedStorage(storage)

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from optuna.storages._rdb import models
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -66,49 +67,97 @@ def is_reading() -> bool:
     return getattr(_state, "reading", False) and not getattr(_state, "deciding", False)
 
 
-def _read_only_uri(path: Path) -> str:
+# Every table Optuna's RDBStorage makes (alembic_version: its schema migrations).
+OPTUNA_TABLES = frozenset(models.BaseModel.metadata.tables) | {"alembic_version"}
+
+
+def _read_only_uri(path: Path, immutable: bool = False) -> str:
     # as_uri() percent-escapes '#' and '?', which would otherwise end the path and drop mode=ro
-    return path.resolve().as_uri() + "?mode=ro"
+    return path.resolve().as_uri() + "?mode=ro" + ("&immutable=1" if immutable else "")
 
 
-def check_sqlite_file(path: Path) -> None:
+def immutable_url(path: Path) -> str:
+    """A SQLAlchemy URL that reads path without writing anything, not even WAL's -shm file.
+
+    immutable=1 tells SQLite that nobody changes the file while it is open: true of read-only media.
+    """
+    return "sqlite:///" + _read_only_uri(path, immutable=True) + "&uri=true"
+
+
+def _tables(path: Path, immutable: bool = False) -> set[str]:
+    """The database's table names, read through SQLite in read-only mode (never with open(): closing any
+    descriptor of a database file drops every POSIX lock this process holds on it, which lets other
+    processes corrupt it; sqlite.org/howtocorrupt.html, section 2.2)."""
+    con = sqlite3.connect(_read_only_uri(path, immutable), uri=True, timeout=BUSY_TIMEOUT_S)
+    try:
+        return {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    finally:
+        con.close()
+
+
+def check_sqlite_file(path: Path) -> bool:
     """Raise StorageError if path exists but is not a SQLite database.
 
-    Asks SQLite itself rather than reading the header with open(): closing any descriptor of a database
-    file drops every POSIX lock this process holds on it, which lets other processes corrupt it
-    (sqlite.org/howtocorrupt.html, section 2.2).
+    Returns True when the database can be read only as immutable: a WAL database on read-only media or in a
+    folder this process cannot write, where SQLite cannot make the -shm file that WAL readers need.
     """
     if not path.exists():
-        return
+        return False
     if path.is_dir():
         raise StorageError(f"--storage: {path} is a folder, not a database file")
-    con = sqlite3.connect(_read_only_uri(path), uri=True)
     try:
-        con.execute("PRAGMA schema_version").fetchone()
-    except sqlite3.DatabaseError:
-        raise StorageError(f"--storage: {path} is not a SQLite database") from None
-    finally:
-        con.close()
+        _tables(path)
+        return False
+    except sqlite3.DatabaseError as e:
+        first = e
+    if not getattr(first, "sqlite_errorname", "").startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY")):
+        if "not a database" in str(first) or "malformed" in str(first):
+            raise StorageError(f"--storage: {path} is not a SQLite database") from None
+        raise StorageError(f"--storage: cannot read {path} ({first})") from None
+    try:  # SQLite could not open it for reading: read-only media holding a WAL database?
+        _tables(path, immutable=True)
+    except sqlite3.DatabaseError as e:
+        raise StorageError(f"--storage: cannot read {path} ({first}; read as immutable: {e})") from None
+    return True
 
 
-def has_optuna_tables(path: Path) -> bool:
-    con = sqlite3.connect(_read_only_uri(path), uri=True)
+def has_optuna_tables(path: Path, immutable: bool = False) -> bool:
     try:
-        names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        names = _tables(path, immutable)
     except sqlite3.DatabaseError as e:
         raise StorageError(f"--storage: {path} is not a usable SQLite database ({e})") from None
-    finally:
-        con.close()
     return {"studies", "trials"} <= names
+
+
+def check_not_foreign(path: Path) -> None:
+    """Refuse a database that holds another program's tables, before anything (WAL, Optuna's tables) changes it.
+
+    Empty, and Optuna's tables alone (perhaps still being made by another worker), are fine; so is a complete
+    Optuna schema next to other tables.
+    """
+    try:
+        names = {n for n in _tables(path) if not n.startswith("sqlite_")}
+    except sqlite3.DatabaseError as e:
+        raise StorageError(f"--storage: {path} is not a usable SQLite database ({e})") from None
+    if names <= OPTUNA_TABLES or {"studies", "trials", "version_info"} <= names:
+        return
+    foreign = sorted(names - OPTUNA_TABLES)
+    shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+    raise StorageError(f"--storage: {path} is another program's database (tables {shown}) and holds no Optuna "
+                       "study; left untouched. Give a new file or an alexsearch database")
 
 
 def enable_wal(path: Path) -> None:
     """WAL is a property of the file, so setting it once here holds for every later connection."""
-    con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
     try:
-        con.execute("PRAGMA journal_mode=WAL")
-    finally:
-        con.close()
+        con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+        finally:
+            con.close()
+    except sqlite3.Error as e:  # a read-only folder or medium: a search has to write the database
+        raise StorageError(f"--storage: cannot write {path} ({e}); a search needs a database in a writable "
+                           "folder") from None
 
 
 def engine_kwargs() -> dict:

@@ -12,15 +12,11 @@ import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from storage import sqlite as sqlite_settings
+from storage.defaults import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, MAX_RETRY  # noqa: F401 - re-exported
 from storage.errors import StorageError
 from storage.rdb import SteadyRDBStorage
-from storage.url import parse_url, redact, sqlite_path
+from storage.url import parse_url, redact, redact_text, sqlite_path
 
-# Defaults that suit trials of minutes to hours: a beat each minute, declared dead after 10 minutes
-# of silence (a long evaluation or a checkpoint write on a slow disk never takes that long).
-HEARTBEAT_INTERVAL_S = 60
-GRACE_PERIOD_S = 600
-MAX_RETRY = 2
 SCHEMA_RACE_RETRIES = 5
 POOL_RECYCLE_S = 1800  # reconnect before servers and firewalls drop idle connections (~1 h seen)
 
@@ -41,15 +37,23 @@ def open_storage(url: str, *, create: bool, heartbeat: Heartbeat | None = None) 
     parsed = parse_url(url)
     path = sqlite_path(parsed)
     kwargs: dict = {}
+    engine_url = url
     if path is not None:
-        sqlite_settings.check_sqlite_file(path)
+        immutable = sqlite_settings.check_sqlite_file(path)
         if not create:
             if not path.exists():
                 raise StorageError(f"--storage: no database at {path} (check the path, or run "
                                    "`alexsearch search` first to create one)")
-            if not sqlite_settings.has_optuna_tables(path):
+            if not sqlite_settings.has_optuna_tables(path, immutable):
                 raise StorageError(f"--storage: {path} is a SQLite database but holds no Optuna study")
+            if immutable:  # read-only media: read it as it is; nothing can write it anyway
+                engine_url = sqlite_settings.immutable_url(path)
+        elif immutable:
+            raise StorageError(f"--storage: {path} is on read-only media or in a folder this user cannot write; "
+                               "a search writes to its database: copy it to a writable folder")
         else:
+            if path.exists():
+                sqlite_settings.check_not_foreign(path)  # before WAL or Optuna's tables change the file
             path.parent.mkdir(parents=True, exist_ok=True)
             sqlite_settings.enable_wal(path)
         kwargs.update(sqlite_settings.engine_kwargs())
@@ -63,17 +67,21 @@ def open_storage(url: str, *, create: bool, heartbeat: Heartbeat | None = None) 
         # Checked before RDBStorage, which on a database without Optuna's tables fails inside its own session.
         if path is None and not create and not _server_has_tables(url, kwargs):
             raise StorageError(f"--storage: {redact(url)} holds no Optuna study")
-        storage = _create_rdb_storage(url, kwargs, skip_table_creation=not create, **hb)
+        storage = _create_rdb_storage(engine_url, kwargs, skip_table_creation=not create, **hb)
     except sqlalchemy.exc.OperationalError as e:
-        raise StorageError(f"--storage: cannot open {redact(url)}: {str(e.orig).strip().splitlines()[0]}") from None
+        raise StorageError(f"--storage: cannot open {redact(url)}: {_first_line(e.orig, url)}") from None
     except RuntimeError as e:  # Optuna's schema check: a database from another Optuna version
-        raise StorageError(f"--storage: {redact(url)}: {str(e).strip().splitlines()[0]}") from None
+        raise StorageError(f"--storage: {redact(url)}: {_first_line(e, url)}") from None
     except sqlalchemy.exc.DatabaseError as e:
-        raise StorageError(f"--storage: {redact(url)} is not a usable database: "
-                           f"{str(e.orig).strip().splitlines()[0]}") from None
+        raise StorageError(f"--storage: {redact(url)} is not a usable database: {_first_line(e.orig, url)}") from None
     if path is not None and create:
         sqlite_settings.use_immediate_transactions(storage.engine)
     return storage
+
+
+def _first_line(e: BaseException, url: str) -> str:
+    text = str(e).strip()
+    return redact_text(text.splitlines()[0] if text else type(e).__name__, url)
 
 
 def _create_rdb_storage(url: str, engine_kwargs: dict, **kwargs) -> RDBStorage:
@@ -126,6 +134,8 @@ def load_study(storage: RDBStorage, name: str | None, **kwargs) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=storage, **kwargs)
 
 
-def quiet_optuna() -> None:
-    """Our own progress output replaces Optuna's per-trial log lines."""
-    optuna.logging.set_verbosity(logging.WARNING)
+def quiet_optuna(debug: bool = False) -> None:
+    """Our own event lines replace Optuna's log lines ("[I ...] Trial 3 finished", "[W ...] Trial 1 failed with
+    value None." for a stopped trial): errors only, unless debug. A trial that fails on a bug still ends its
+    worker with the traceback (the workers run Optuna with catch=())."""
+    optuna.logging.set_verbosity(logging.INFO if debug else logging.ERROR)

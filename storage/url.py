@@ -2,29 +2,47 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import unquote
 
-import sqlalchemy
-from sqlalchemy.engine import URL, make_url
-
+from storage.defaults import DEFAULT_STORAGE  # noqa: F401 - re-exported
 from storage.errors import StorageError
 
-DEFAULT_STORAGE = "sqlite:///alexsearch.db"
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+
 EXAMPLES = "e.g. sqlite:///alexsearch.db or postgresql+psycopg://user:pass@host:5432/db"
+HIDDEN = "***"
+# Query parameters that carry a secret in the URLs of SQLAlchemy's drivers (libpq: password, sslpassword;
+# MySQL drivers: passwd, password1..3; pyodbc: pwd), matched case-insensitively.
+SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "sslpassword", "password1", "password2", "password3")
+_SECRET_QUERY = re.compile(rf"((?:^|[?&;])(?:{'|'.join(SECRET_QUERY_KEYS)})=)[^&;#\s]*", re.IGNORECASE)
+# Shorter secrets are hidden only where they stand in a URL: replacing every "p" would garble the message.
+MIN_LITERAL_SECRET = 4
+# user:secret@ after a scheme, also in text that is not a well-formed URL ("postgresql:/u:secret@host").
+_USERINFO = re.compile(r"(:/*[^:/?#@\s]*:)([^/?#\s]*)@")
 
 
 def parse_url(url: str) -> URL:
+    """url parsed, its dialect and driver importable; every error quotes the URL with its secrets hidden."""
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
     try:
         parsed = make_url(url)
-    except (sqlalchemy.exc.ArgumentError, ValueError):
-        raise StorageError(f"--storage: cannot parse {url!r} as a SQLAlchemy URL ({EXAMPLES})") from None
+    except (sqlalchemy.exc.ArgumentError, ValueError) as e:  # ValueError: a port that is not a number
+        why = "its port is not a number" if "int()" in str(e) else "it is not a SQLAlchemy URL"
+        raise StorageError(f"--storage: cannot parse {redact(url)!r}: {why} ({EXAMPLES})") from None
     try:
-        parsed.get_dialect()
+        parsed.get_dialect().import_dbapi()  # the driver module itself, so a missing one fails here, not in a worker
     except sqlalchemy.exc.NoSuchModuleError:
-        raise StorageError(f"--storage: unknown database kind {parsed.drivername!r} in {url!r} ({EXAMPLES})") from None
+        raise StorageError(f"--storage: unknown database kind {parsed.drivername!r} in {redact(url)!r} "
+                           f"({EXAMPLES})") from None
     except ImportError as e:
         raise StorageError(f"--storage: the driver for {parsed.drivername!r} is not installed ({e}); "
-                           "for PostgreSQL install alexsearch[postgres]") from None
+                           "install it (for PostgreSQL: pip install 'alexsearch[postgres]')") from None
     return parsed
 
 
@@ -38,9 +56,37 @@ def sqlite_path(url: URL) -> Path | None:
     return Path(url.database).expanduser()
 
 
-def redact(url: str) -> str:
-    """The URL with any password hidden, for logs, notes and exports."""
+def secrets_of(url: str) -> list[str]:
+    """The secrets a URL holds (its password and secret query values), as written and percent-decoded."""
+    from sqlalchemy.engine import make_url
+
+    found = [m.group(0).split("=", 1)[1] for m in _SECRET_QUERY.finditer(url)]
+    found += [m.group(2) for m in _USERINFO.finditer(url)]
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url
+        parsed = make_url(url)
+        found.append(parsed.password or "")
+        found += [str(v) for k, v in parsed.query.items() if k.lower() in SECRET_QUERY_KEYS]
+    except Exception:  # an unparsable URL: the patterns above are all there is
+        pass
+    found += [unquote(s) for s in found]
+    return sorted({s for s in found if s}, key=len, reverse=True)
+
+
+def redact(url: str) -> str:
+    """The URL with its password and secret query parameters hidden: for messages, logs, notes, exports.
+
+    Works on text that does not parse as a URL too, so an error about a bad URL cannot leak it.
+    """
+    return redact_text(url, url)
+
+
+def redact_text(text: str, url: str | None) -> str:
+    """text with every secret of url (and any user:pass@ or password= in text itself) replaced by ***.
+
+    The one redaction: every message or record that may quote a storage URL goes through it.
+    """
+    for secret in secrets_of(url) if url else []:  # first: a password holding '@' defeats the patterns
+        if len(secret) >= MIN_LITERAL_SECRET:
+            text = text.replace(secret, HIDDEN)
+    text = _USERINFO.sub(rf"\1{HIDDEN}@", text)
+    return _SECRET_QUERY.sub(rf"\1{HIDDEN}", text)

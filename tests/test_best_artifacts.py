@@ -50,6 +50,7 @@ def test_first_trial_publishes_weights_and_curve(db_url, tmp_path):
     best = study.user_attrs[ATTR]
     assert best["trial"] == number and best["value"] == 0.5 and best["epochs_trained"] == 2
     metas = {m.filename: m for m in get_all_artifact_meta(study.trials[number], storage=study._storage)}
+    metas.update({m.filename: m for m in get_all_artifact_meta(study)})  # the weights are a study artifact
     assert set(metas) == {"trial-0-weights.pt", "trial-0-curve.png"}
     assert metas["trial-0-weights.pt"].artifact_id == best["weights_id"]
     assert metas["trial-0-curve.png"].artifact_id == best["curve_id"] and metas["trial-0-curve.png"].mimetype == \
@@ -77,6 +78,7 @@ def test_only_a_better_trial_replaces_the_best_and_old_weights_are_dropped(db_ur
     assert first["weights_id"] not in files  # only the current best's weights stay on disk
     assert first["curve_id"] in files and study.user_attrs[ATTR]["weights_id"] in files
     assert len(files) == 3
+    assert [m.filename for m in get_all_artifact_meta(study)] == ["trial-3-weights.pt"]  # listed = on disk
 
 
 def test_pruned_and_failed_trials_do_not_count(db_url, tmp_path):
@@ -128,3 +130,16 @@ def test_search_writes_the_note_on_create(db_url, tiny_data):
     note = get_note(study)
     assert "device: cpu" in note and "validation: 50 images" in note and "training: 100 images" in note
     assert study.user_attrs["search_config"]["trials"] == 1
+
+
+def test_a_dashboard_delete_of_the_weights_does_not_break_the_next_publish(db_url, tmp_path):
+    """Plain optuna-dashboard deletes a study artifact by leaving a JSON null in its place."""
+    import json as json_
+
+    study = make_study(db_url)
+    folder = tmp_path / "art"
+    finish(study, 0.5, folder)
+    study._storage.set_study_system_attr(study._study_id, "artifacts:" + study.user_attrs[ATTR]["weights_id"],
+                                         json_.dumps(None))
+    number, published = finish(study, 0.7, folder)
+    assert published and study.user_attrs[ATTR]["trial"] == number

@@ -11,6 +11,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
+from storage.artifacts import checkpoint_dir
 from storage.checkpoints import CheckpointStore, CheckpointWriter
 from tests.test_workers import ENV, _worker_cmd, load
 
@@ -56,7 +57,7 @@ def test_delete_waits_for_the_write_in_flight(tmp_path):
 @pytest.mark.slow
 def test_sigkill_during_a_background_write_then_resume(db_url, tmp_path, tiny_data):
     art = tmp_path / "art"
-    folder = art / "checkpoints" / "crash"
+    folder = checkpoint_dir(art, "crash")  # a readable slug plus a hash of the name
     ckpt = folder / "trial-0.pt"
     worker = subprocess.Popen(_worker_cmd(db_url, art, tiny_data, "worker", "--worker-index", "0"),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)

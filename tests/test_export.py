@@ -83,7 +83,7 @@ def test_export_top_k_writes_one_file_per_rank(study_url, tmp_path, capsys):
     assert first.provenance.val_acc >= second.provenance.val_acc
     assert first.provenance.trial != second.provenance.trial
 
-    assert main(["export", "--storage", study_url, "--out", str(out), "--top", "5"]) == 0
+    assert main(["export", "--storage", study_url, "--out", str(out), "--top", "5", "--force"]) == 0
     assert "only 2 complete trial(s)" in capsys.readouterr().out
     assert not (tmp_path / "best-3.json").exists()
 

@@ -9,7 +9,8 @@ from search.settings import SearchConfig
 from search.space.space import parse_space
 from search.study.create import create_study
 from search.trials.objective import Objective
-from search.workers.loop import finished_count, run_trials
+from search.trials.record import finished_count
+from search.workers.loop import run_trials
 
 SPACE = """
 [params]

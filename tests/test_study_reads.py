@@ -6,8 +6,9 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
-from search.workers.launchers.local import poll_progress
-from search.workers.loop import FINISHED, finished_count, is_duplicate
+from search.settings import SearchConfig
+from search.trials.record import FINISHED, finished_count, is_duplicate
+from search.workers.launchers.local import _Poller
 from storage.study import open_storage
 
 
@@ -35,7 +36,7 @@ def test_counts_and_last_trials_match_a_full_load(storage_url):
     everything = loaded.get_trials(deepcopy=False)
     expected = sum(not is_duplicate(t) for t in everything if t.state in FINISHED)
     assert finished_count(loaded) == expected == 9  # 6 complete + 3 pruned; 3 duplicates left out
-    assert poll_progress(storage_url, "reads", None)[1] == expected
+    assert _Poller(SearchConfig(storage=storage_url, study="reads")).count() == expected  # the parent's poll
     assert storage.state_counts(study._study_id) == {
         state: sum(t.state == state for t in everything) for state in {t.state for t in everything}}
     last = storage.last_trials(study._study_id, 5)
@@ -48,4 +49,4 @@ def test_counts_and_last_trials_match_a_full_load(storage_url):
 def test_progress_poll_of_a_study_not_made_yet_is_none(tmp_path):
     url = f"sqlite:///{tmp_path / 'x.db'}"
     open_storage(url, create=True)
-    assert poll_progress(url, "nope", None)[1] is None
+    assert _Poller(SearchConfig(storage=url, study="nope")).count() is None

@@ -20,6 +20,7 @@ import torch
 from optuna.trial import TrialState
 
 from search.workers.placement import default_workers, gpu_for, threads_per_worker
+from storage.artifacts import checkpoint_dir
 from storage.checkpoints import CheckpointStore
 from storage.heartbeat import reap_stale_trials
 from storage.study import Heartbeat, open_storage
@@ -105,7 +106,7 @@ def _worker_cmd(url: str, art: Path, data: Path, *extra: str) -> list[str]:
 @pytest.mark.slow
 def test_sigkill_mid_trial_then_resume_from_checkpoint(storage_url, tmp_path, tiny_data):
     art = tmp_path / "art"
-    ckpt = art / "checkpoints" / "crash" / "trial-0.pt"
+    ckpt = checkpoint_dir(art, "crash") / "trial-0.pt"
     worker = subprocess.Popen(_worker_cmd(storage_url, art, tiny_data, "worker", "--worker-index", "0"),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     try:
@@ -147,7 +148,7 @@ def test_stop_signal_stops_all_workers_and_leaves_nothing_running(how, tmp_path,
     cmd[cmd.index("--epochs") + 1] = "50"
     search = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV,
                               start_new_session=True)  # its own process group, as in a terminal
-    folder = art / "checkpoints" / "crash"
+    folder = checkpoint_dir(art, "crash")
     try:
         wait_until(lambda: folder.exists() and len(list(folder.glob("trial-*.pt"))) == 2, 180,
                    "both workers to checkpoint an epoch")

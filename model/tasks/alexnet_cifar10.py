@@ -8,9 +8,10 @@ from torch import nn
 
 from model import cifar10
 from model.alexnet import AlexNet, AlexNetConfig
+from model.config import ConfigError
 from model.errors import DataError
 from model.split import stratified_split, stratified_subset
-from model.tasks import DataConfig, Preprocess, Split, Task, TaskData, register
+from model.tasks.base import DataConfig, Preprocess, Split, Task, TaskData
 
 PAD = 4  # pixels of zero padding for the random crop, as in the usual CIFAR-10 recipe
 
@@ -22,9 +23,15 @@ class AlexNetCifar10(Task):
     grid_space_file = "alexnet-cifar10-table1.toml"
     default_val_size = 5000
     class_names = cifar10.CLASSES
+    has_augmentation = True
 
     def build_model(self, config: AlexNetConfig) -> nn.Module:
         return AlexNet(config)
+
+    def check_model(self, config: AlexNetConfig) -> None:
+        if config.num_classes != len(cifar10.CLASSES):
+            raise ConfigError(f"num_classes: CIFAR-10 has {len(cifar10.CLASSES)} classes (allowed: "
+                             f"{len(cifar10.CLASSES)}), got {config.num_classes}")
 
     def load_search_data(self, data: DataConfig) -> TaskData:
         x, y = cifar10.load_train(data.root, data.download)
@@ -43,6 +50,12 @@ class AlexNetCifar10(Task):
             x, y = x[keep], y[keep]
         tx, ty = cifar10.load_test(data.root, data.download)
         return TaskData(Split(x, y), Split(tx, ty), "test")
+
+    input_normalisation = {  # noqa: RUF012 - a constant, read only
+        "input": "uint8 RGB images, N x 3 x 32 x 32, values 0-255 (CIFAR-10's layout, channels R, G, B)",
+        "formula": "x = (x / 255 - mean[c]) / std[c] for each channel c, as float32",
+        "mean": list(cifar10.MEAN), "std": list(cifar10.STD),
+    }
 
     def make_preprocess(self, device: torch.device) -> Preprocess:
         # uint8 [0, 255] -> (x/255 - mean)/std as one multiply-add, constants made once on the device.
@@ -72,5 +85,3 @@ class AlexNetCifar10(Task):
         flip = torch.rand(n, device=x.device, generator=generator) < 0.5
         return torch.where(flip[:, None, None, None], out.flip(3), out)
 
-
-register(AlexNetCifar10())

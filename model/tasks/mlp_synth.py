@@ -15,8 +15,9 @@ import torch
 from torch import nn
 
 from model import synth
+from model.config import ConfigError
 from model.mlp import MLP, MLPConfig
-from model.tasks import DataConfig, Preprocess, Split, Task, TaskData, register
+from model.tasks.base import DataConfig, Preprocess, Split, Task, TaskData
 
 TRAIN_POINTS = 60_000
 TEST_POINTS = 10_000
@@ -38,6 +39,14 @@ class MLPSynth(Task):
     def build_model(self, config: MLPConfig) -> nn.Module:
         return MLP(config)
 
+    def check_model(self, config: MLPConfig) -> None:
+        if config.in_features != synth.FEATURES:
+            raise ConfigError(f"in_features: the synthetic data has {synth.FEATURES} features (allowed: "
+                             f"{synth.FEATURES}), got {config.in_features}")
+        if config.num_classes != len(self.class_names):
+            raise ConfigError(f"num_classes: the synthetic data has {len(self.class_names)} classes (allowed: "
+                             f"{len(self.class_names)}), got {config.num_classes}")
+
     def _train_split(self, data: DataConfig) -> Split:
         # Draw all 60,000 and keep a prefix, so a smaller train_size is a subset of the full training set.
         x, y = synth.draw(TRAIN_POINTS, _seed(data.split_seed, TRAIN_STREAM))
@@ -51,6 +60,11 @@ class MLPSynth(Task):
     def load_final_data(self, data: DataConfig) -> TaskData:
         return TaskData(self._train_split(data), Split(*synth.draw(TEST_POINTS, TEST_SEED)), "test")
 
+    input_normalisation = {  # noqa: RUF012 - a constant, read only
+        "input": "float32 features, N x 2, as model/synth.py draws them",
+        "formula": "none: the features are already standard normal",
+    }
+
     def make_preprocess(self, device: torch.device) -> Preprocess:
         # The features are already standard normal float32: nothing to scale.
         def preprocess(x: torch.Tensor) -> torch.Tensor:
@@ -58,5 +72,3 @@ class MLPSynth(Task):
 
         return preprocess
 
-
-register(MLPSynth())

@@ -1,9 +1,10 @@
 """`alexsearch dashboard`: serve optuna-dashboard for a study's database and its artifact store.
 
 The dashboard reads the same database the workers write, so new trials and each epoch's validation
-accuracy show up as they land. It never creates a database (a typo gets an error), and binds to
-localhost unless asked otherwise: the dashboard can also edit and delete studies, so it should not
-face a network without a tunnel in front of it (see the README's SSH port forwarding).
+accuracy show up as they land. It never creates a database (a typo gets an error), serves read-only
+unless --allow-edits (search/read_only.py), and binds to localhost unless asked otherwise: with edits
+on, anyone who reaches it can delete studies, so it should not face a network without a tunnel in front
+of it (see the README's SSH port forwarding).
 """
 
 from __future__ import annotations
@@ -16,13 +17,9 @@ import sys
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from optuna.storages import RDBStorage
-
 from search.cli.args import add_storage_args
-from storage.artifacts import artifact_dir, artifact_store
-from storage.rdb import cached
-from storage.study import load_study, open_storage, quiet_optuna, study_names
-from storage.url import redact
+from search.errors import UsageError
+from search.read_only import read_only
 
 HELP = "serve optuna-dashboard for the study (live trials, curves, notes, best-trial artifacts)"
 DEFAULT_HOST = "127.0.0.1"
@@ -66,6 +63,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "0.0.0.0 exposes the dashboard to the network)")
     p.add_argument("--artifacts", default=None,
                    help="artifact folder (default: next to a SQLite database, e.g. study.db -> study-artifacts/)")
+    p.add_argument("--allow-edits", action="store_true",
+                   help="let the dashboard delete and rename studies, edit notes, tell trials and delete artifacts "
+                        "(default: read-only; every such request is refused with 403)")
     p.set_defaults(run=run)
 
 
@@ -85,15 +85,15 @@ def bind(host: str, port: int, app) -> WSGIServer:
         return make_server(host, port, app, server_class=server_class, handler_class=QuietHandler)
     except OSError as e:
         if e.errno == errno.EADDRINUSE:
-            raise ValueError(f"--port: port {port} on {host} is already in use; pick another with --port") from None
+            raise UsageError(f"--port: port {port} on {host} is already in use; pick another with --port") from None
         if e.errno in (errno.EACCES, errno.EPERM):
-            raise ValueError(f"--port: not allowed to bind port {port} (ports below 1024 need root)") from None
+            raise UsageError(f"--port: not allowed to bind port {port} (ports below 1024 need root)") from None
         if isinstance(e, socket.gaierror) or e.errno == errno.EADDRNOTAVAIL:
-            raise ValueError(f"--host: cannot bind {host!r} (not an address of this machine)") from None
-        raise ValueError(f"--host/--port: cannot bind {host}:{port} ({e.strerror or e})") from None
+            raise UsageError(f"--host: cannot bind {host!r} (not an address of this machine)") from None
+        raise UsageError(f"--host/--port: cannot bind {host}:{port} ({e.strerror or e})") from None
 
 
-def make_app(url: str, artifacts: str | None, storage: RDBStorage | None = None):
+def make_app(url: str, artifacts: str | None, storage=None):
     """optuna-dashboard's WSGI app on the study database, through Optuna's trial cache.
 
     The page polls the study every few seconds and the dashboard re-reads every trial once its own cache
@@ -101,22 +101,30 @@ def make_app(url: str, artifacts: str | None, storage: RDBStorage | None = None)
     _CachedStorage, which workers use too, keeps finished trials (which never change) and re-reads only
     the running ones and the new ones.
     """
-    import optuna_dashboard  # only for this command: `alexsearch search` starts without it
+    import optuna_dashboard
+
+    from storage.artifacts import artifact_dir, artifact_store
+    from storage.optuna_private import cached
+    from storage.study import open_storage
 
     storage = storage or open_storage(url, create=False)
     return optuna_dashboard.wsgi(cached(storage), artifact_store=artifact_store(artifact_dir(url, artifacts)))
 
 
 def run(args: argparse.Namespace) -> int:
+    from storage.study import load_study, open_storage, quiet_optuna, study_names
+    from storage.url import redact
+
     quiet_optuna()
     storage = open_storage(args.storage, create=False)  # fails on a missing database instead of creating one
     # With several studies and no --study, the dashboard opens on its list of studies.
     study = load_study(storage, args.study) if args.study or len(study_names(storage)) == 1 else None
     app = make_app(args.storage, args.artifacts, storage)
-    server = bind(args.host, args.port, app)
+    server = bind(args.host, args.port, app if args.allow_edits else read_only(app))
     if not is_loopback(args.host):
+        can = "read, edit and delete" if args.allow_edits else "read"
         print(f"alexsearch dashboard: warning: binding {args.host}, so anyone who can reach this machine can "
-              "read, edit and delete the study; prefer the default 127.0.0.1 with an SSH tunnel", file=sys.stderr)
+              f"{can} the study; prefer the default 127.0.0.1 with an SSH tunnel", file=sys.stderr)
     shown = socket.gethostname() if args.host in ("0.0.0.0", "::") else args.host
     shown = f"[{shown}]" if ":" in shown else shown
     url = f"http://{shown}:{server.server_port}/dashboard"
@@ -124,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
         url += f"/studies/{storage.get_study_id_from_name(study.study_name)}"
     print(f"dashboard for {redact(args.storage)}" + (f", study {study.study_name!r}" if study else "")
           + f": {url}", flush=True)
-    print("press Ctrl-C to stop", file=sys.stderr, flush=True)
+    mode = "edits allowed" if args.allow_edits else "read-only (--allow-edits to edit)"
+    print(f"{mode}; press Ctrl-C to stop", file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

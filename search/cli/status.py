@@ -7,12 +7,12 @@ takes the same fraction of a second on a study of 10,000 trials as on one of 10 
 from __future__ import annotations
 
 import argparse
-
-from optuna.trial import FrozenTrial
+from typing import TYPE_CHECKING
 
 from search.cli.args import add_storage_args, non_negative_int
-from search.workers.loop import best_line
-from storage.study import load_study, open_storage, quiet_optuna
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
 
 HELP = "print the study's last trials (number, state, params, value, best epoch), counts and the best trial"
 LAST = 20  # trials listed by default
@@ -33,14 +33,15 @@ def _fmt(v: object) -> str:
 
 
 def trial_rows(trials: list[FrozenTrial]) -> list[list[str]]:
+    from search.trials import record
+
     rows = []
     for t in trials:
         params = " ".join(f"{k}={_fmt(v)}" for k, v in t.params.items())
         value = f"{t.value:.4f}" if t.value is not None else "-"
         if value == "-" and t.intermediate_values:
             value = f"({max(t.intermediate_values.values()):.4f})"
-        note = t.user_attrs.get("pruned_reason") or t.user_attrs.get("stopped_reason") or ""
-        rows.append([str(t.number), t.state.name, value, str(t.user_attrs.get("best_epoch", "-")), params, note])
+        rows.append([str(t.number), t.state.name, value, str(record.best_epoch(t, "-")), params, record.note(t)])
     return rows
 
 
@@ -51,13 +52,18 @@ def format_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from search.trials.record import best_line
+    from search.workers.launchers.slurm import job_status_line
+    from storage.optuna_private import study_id
+    from storage.study import load_study, open_storage, quiet_optuna
+
     quiet_optuna()
     storage = open_storage(args.storage, create=False)
     study = load_study(storage, args.study)
-    counts = {state.name: n for state, n in storage.state_counts(study._study_id).items()}
+    counts = {state.name: n for state, n in storage.state_counts(study_id(study)).items()}
     total = sum(counts.values())
     if args.last and args.last < total:
-        trials = storage.last_trials(study._study_id, args.last)
+        trials = storage.last_trials(study_id(study), args.last)
         print(f"study {study.study_name}: {total} trials; the last {len(trials)} (--last 0 lists all):")
     else:
         trials = study.get_trials(deepcopy=False)
@@ -67,4 +73,7 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(["#", "state", "val_acc", "best_epoch", "params", "note"], rows))
     print("states: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
     print(best_line(study))
+    slurm = job_status_line(study)  # only for a study launched with --launcher slurm
+    if slurm is not None:
+        print(slurm)
     return 0

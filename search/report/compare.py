@@ -15,8 +15,11 @@ import optuna
 from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 
-from search.report.figures import NeedsMoreTrials, new_figure, save
-from search.report.trials import epochs_trained, fmt_params, is_duplicate
+from search.errors import UsageError
+from search.report.figures import NeedsMoreTrials, integer_ticks, new_figure, save
+from search.report.trials import data_caption, fmt_params
+from search.trials import record
+from search.trials.record import epochs_trained, is_duplicate
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class CostCurve:
     best: list[float | None]  # best validation accuracy so far after each finished trial
     best_trial: FrozenTrial | None
     seconds: float  # training time of all finished trials (user attr epoch_seconds), to set epochs in scale
+    data: str = ""  # the study and its data size
 
     @property
     def total_epochs(self) -> int:
@@ -45,7 +49,7 @@ class CostCurve:
 
 
 def strategy_label(study: optuna.Study) -> str:
-    s = study.user_attrs.get("search_config", {})
+    s = study.user_attrs.get(record.SEARCH_CONFIG, {})
     if not s:
         return "unknown search"
     if s.get("strategy") == "stepwise":
@@ -60,7 +64,7 @@ def cost_curve(study: optuna.Study) -> CostCurve:
                 if not is_duplicate(t)]
     finished.sort(key=lambda t: (t.datetime_complete or datetime.max, t.number))
     total, best, best_trial = 0, None, None
-    seconds = sum(sum(t.user_attrs.get("epoch_seconds", [])) for t in finished)
+    seconds = sum(sum(t.user_attrs.get(record.EPOCH_SECONDS, [])) for t in finished)
     epochs, bests = [], []
     for t in finished:
         total += epochs_trained(t)
@@ -68,7 +72,8 @@ def cost_curve(study: optuna.Study) -> CostCurve:
             best, best_trial = t.value, t
         epochs.append(total)
         bests.append(best)
-    return CostCurve(study.study_name, strategy_label(study), epochs, bests, best_trial, seconds)
+    return CostCurve(study.study_name, strategy_label(study), epochs, bests, best_trial, seconds,
+                     data_caption(study.study_name, study.user_attrs))
 
 
 def compare_figure(curves: list[CostCurve]) -> Figure:
@@ -84,10 +89,11 @@ def compare_figure(curves: list[CostCurve]) -> Figure:
         color = f"C{i % 10}"
         ax.step(xs, ys, where="post", color=color, linewidth=1.8,
                 label=f"{c.study} ({c.label}): best {c.final_best:.3f}, {c.total_epochs} epochs, "
-                      f"{len(c.epochs)} trials")
+                      f"{len(c.epochs)} trials\n  {c.data.split(': ', 1)[-1]}")
         ax.plot(xs, ys, "o", color=color, markersize=3)
         ax.plot([c.epochs_to_best], [c.final_best], "*", color=color, markersize=12)
     ax.set_xlabel("epochs trained so far (all trials, in the order they finished)")
+    integer_ticks(ax.xaxis)
     ax.set_ylabel("best validation accuracy so far")
     ax.set_title("cost and result of each search (star: best first reached)")
     ax.grid(alpha=0.3)
@@ -110,11 +116,11 @@ def compare_lines(curves: list[CostCurve]) -> list[str]:
 
 def write_compare(studies: list[optuna.Study], out: Path) -> tuple[Path, list[str]]:
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out: {out} is a file, not a folder")
+        raise UsageError(f"--out: {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
     curves = [cost_curve(s) for s in studies]
-    figure = save(compare_figure(curves), out / "compare.png")
+    figure = save(compare_figure(curves), out / "compare.png")  # in each format of the current figure_output
     lines = compare_lines(curves)
-    (out / "compare.md").write_text("# Strategies compared\n\n![cost and result](compare.png)\n\n"
+    (out / "compare.md").write_text(f"# Strategies compared\n\n![cost and result]({figure.name})\n\n"
                                     + "".join(f"- {line}\n" for line in lines))
     return figure, lines

@@ -20,27 +20,32 @@ from matplotlib import colormaps
 from matplotlib.cm import ScalarMappable
 from matplotlib.collections import LineCollection
 from matplotlib.colors import LogNorm, Normalize, to_rgba
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from search.report.figures import NeedsMoreTrials, new_figure, save
-from search.report.trials import curves, fmt, fmt_params, is_duplicate
-from search.trials.stepwise import PLAN_ATTR, Plan, replay
+from search.report.figures import NeedsMoreTrials, integer_ticks, new_figure, save
+from search.report.trials import fmt, fmt_params
+from search.trials.record import STEPWISE_PLAN, curves, is_duplicate
 
 MAX_DOTTED_CURVES = 500  # curves drawn with a dot per epoch; more are drawn as lines only
 MAX_LEGEND_VALUES = 5  # more distinct values than this: a colour bar instead of a legend
-STYLES = ("-", "--", ":", "-.")
-END_MARKERS = {TrialState.PRUNED: ("x", "pruned"), TrialState.RUNNING: (">", "still running")}
+STYLES = ("-", "--", "-.")  # ":" is kept for failed trials
+END_MARKERS = {TrialState.PRUNED: ("x", "pruned"), TrialState.RUNNING: (">", "still running"),
+               TrialState.FAIL: ("X", "failed (its retry goes on from its checkpoint)")}
+FAILED_ALPHA = 0.35  # a failed trial's curve is faint and dotted: it is not a result
 
 
 def trials_for(param: str, trials: list[FrozenTrial], study_attrs: dict[str, Any]) -> tuple[list[FrozenTrial], str]:
     """The trials that show this parameter's effect, and a caption saying which they are."""
     drawable = [t for t in trials if param in t.params and curves(t) is not None and not is_duplicate(t)]
-    plan = study_attrs.get(PLAN_ATTR)
+    plan = study_attrs.get(STEPWISE_PLAN)
     if plan is None:
         return drawable, f"all {len(drawable)} trials with curves (the other parameters vary)"
+    # only for a stepwise study: search.trials.stepwise loads the search space, and with it torch
+    from search.trials.stepwise import Plan, replay
+
     views = replay(Plan.from_dict(plan), trials)
     for number, view in enumerate(views, 1):
         if view.step.name == param:
@@ -54,7 +59,12 @@ def _sort_key(v: Any) -> tuple:
     return (type(v).__name__, v) if isinstance(v, (bool, int, float, str)) else ("~", repr(v))
 
 
-def draw_param_curves(param: str, trials: list[FrozenTrial], caption: str, path: Path) -> Path:
+def draw_param_curves(param: str, trials: list[FrozenTrial], caption: str, path: Path, context: str = "") -> Path:
+    return save(param_curves_figure(param, trials, caption, context), path)
+
+
+def param_curves_figure(param: str, trials: list[FrozenTrial], caption: str, context: str = "") -> Figure:
+    """context: the study and its data size, for the title (search.report.trials.data_caption)."""
     if not trials:
         raise NeedsMoreTrials(f"no trial has finished an epoch yet ({caption})")
     fig = new_figure(10, 4)
@@ -75,7 +85,7 @@ def draw_param_curves(param: str, trials: list[FrozenTrial], caption: str, path:
     # one scatter per kind: a Line2D per curve took 139 s for a 10,000-trial study's figures.
     axes = (ax_train, ax_val)
     lines: dict[Any, list[list[tuple[float, float]]]] = {ax: [] for ax in axes}
-    colors, styles, dot_colors = [], [], []
+    colors, styles, widths, dot_colors, dot_sizes = [], [], [], [], []
     ends: dict[tuple[str, str], dict[Any, list]] = {}
     # one colour map call for all trials: a call per trial took 8 s of a 10,000-trial report
     mapped = None if discrete else cmap(norm(np.asarray(values, dtype=float)))
@@ -85,17 +95,23 @@ def draw_param_curves(param: str, trials: list[FrozenTrial], caption: str, path:
         colors.append(rgba)
         styles.append(ls)
         marker = END_MARKERS.get(t.state)
+        failed = t.state == TrialState.FAIL
+        rgba = to_rgba(color, FAILED_ALPHA if failed else 0.9)
+        colors[-1] = rgba
+        styles[-1] = ":" if failed else ls
+        widths.append(1.0 if failed else 1.4)
         accs = curves(t)
         dot_colors += [rgba] * len(accs[0])
+        dot_sizes += [4 if failed else 9] * len(accs[0])
         for ax, acc in zip(axes, accs, strict=True):
             lines[ax].append(list(enumerate(acc, start=1)))
             if marker:
                 ends.setdefault(marker, {a: [] for a in axes})[ax].append((len(acc), acc[-1], rgba))
     for ax in axes:
-        ax.add_collection(LineCollection(lines[ax], colors=colors, linestyles=styles, linewidths=1.4, alpha=0.9))
+        ax.add_collection(LineCollection(lines[ax], colors=colors, linestyles=styles, linewidths=widths))
         if len(trials) <= MAX_DOTTED_CURVES:  # beyond that the dots hide under the lines and cost seconds
             points = [p for line in lines[ax] for p in line]
-            ax.scatter([p[0] for p in points], [p[1] for p in points], s=9, c=dot_colors, alpha=0.9, linewidths=0)
+            ax.scatter([p[0] for p in points], [p[1] for p in points], s=dot_sizes, c=dot_colors, linewidths=0)
         for (m, _label), per_ax in ends.items():
             if per_ax[ax]:
                 xs, ys, cs = zip(*per_ax[ax], strict=True)
@@ -108,12 +124,12 @@ def draw_param_curves(param: str, trials: list[FrozenTrial], caption: str, path:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.set_xlim(0.7, longest + 0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        integer_ticks(ax.xaxis)
     ax_train.set_ylabel("accuracy")
     if handles:
         fig.legend(handles=handles, fontsize=8, loc="outside right upper")
     if not discrete:
         label = f"{param} (log scale)" if log else param
         fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=[ax_train, ax_val], label=label)
-    fig.suptitle(f"{param}: {caption}", fontsize=10)
-    return save(fig, path)
+    fig.suptitle(f"{param}: {caption}" + (f"\n{context}" if context else ""), fontsize=10)
+    return fig

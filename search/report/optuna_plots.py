@@ -1,7 +1,8 @@
 """Optimization history and parameter importance as PNGs, and Optuna's own plotly figures as HTML.
 
-The HTML files embed plotly.js (about 4.8 MB each) so they open without internet: a CDN link would
-leave a blank page on an offline machine.
+The HTML files load plotly.js (about 4.8 MB) from plotly.min.js in the same folder, written once per report
+folder: they open without internet (a CDN link would leave a blank page on an offline machine) and the
+folder holds one copy, not one per file.
 """
 
 from __future__ import annotations
@@ -11,17 +12,24 @@ from collections.abc import Callable
 from pathlib import Path
 
 import optuna
+from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 
-from search.report.figures import NeedsMoreTrials, new_figure, save
-from search.report.trials import complete, is_duplicate
+from search.report.figures import NeedsMoreTrials, integer_ticks, new_figure, save
+from search.report.trials import complete
+from search.trials.record import is_duplicate
 
 # Parameter importance from fewer complete trials is noise (Optuna's PED-ANOVA wants far more).
 MIN_IMPORTANCE_TRIALS = 5
 
 
-def draw_history(trials: list[FrozenTrial], path: Path) -> Path:
-    """Each complete trial's value by trial number, pruned trials' last value, and the best so far."""
+def draw_history(trials: list[FrozenTrial], path: Path, context: str = "") -> Path:
+    return save(history_figure(trials, context), path)
+
+
+def history_figure(trials: list[FrozenTrial], context: str = "") -> Figure:
+    """Each complete trial's value by trial number, the last value of pruned, failed and running trials
+    (each with its own marker), and the best so far."""
     done = complete(trials)
     if not done:
         raise NeedsMoreTrials("needs 1 complete trial, the study has none yet")
@@ -32,6 +40,12 @@ def draw_history(trials: list[FrozenTrial], path: Path) -> Path:
     if pruned:
         ax.plot([t.number for t in pruned], [t.intermediate_values[t.last_step] for t in pruned], "x", color="grey",
                 label="pruned (value when pruned)")
+    for state, marker, color, label in ((TrialState.FAIL, "X", "C1", "failed (value when it failed; retried)"),
+                                        (TrialState.RUNNING, ">", "C2", "running (latest value)")):
+        these = [t for t in trials if t.state == state and t.intermediate_values]
+        if these:
+            ax.plot([t.number for t in these], [t.intermediate_values[t.last_step] for t in these], marker,
+                    color=color, linestyle="none", label=label)
     best, xs, ys = float("-inf"), [], []
     for t in sorted(done, key=lambda t: t.number):
         best = max(best, t.value)
@@ -43,11 +57,12 @@ def draw_history(trials: list[FrozenTrial], path: Path) -> Path:
         ys.append(best)
     ax.step(xs, ys, where="post", color="C3", label="best so far")
     ax.set_xlabel("trial")
+    integer_ticks(ax.xaxis)
     ax.set_ylabel("validation accuracy")
-    ax.set_title("optimization history")
+    ax.set_title("optimization history" + (f"\n{context}" if context else ""), fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    return save(fig, path)
+    return fig
 
 
 def importances(study: optuna.Study, trials: list[FrozenTrial]) -> dict[str, float]:
@@ -62,7 +77,7 @@ def importances(study: optuna.Study, trials: list[FrozenTrial]) -> dict[str, flo
     return values
 
 
-def draw_importance(values: dict[str, float], path: Path) -> Path:
+def draw_importance(values: dict[str, float], path: Path, context: str = "") -> Path:
     fig = new_figure(6, 0.6 + 0.45 * len(values))
     ax = fig.subplots()
     names = list(values)[::-1]  # most important at the top
@@ -71,7 +86,7 @@ def draw_importance(values: dict[str, float], path: Path) -> Path:
         ax.text(values[n], y, f" {values[n]:.2f}", va="center", fontsize=8)
     ax.set_xlabel("importance for validation accuracy (PED-ANOVA, sums to 1)")
     ax.set_xlim(0, max(1.0, max(values.values()) * 1.15))
-    ax.set_title("parameter importance")
+    ax.set_title("parameter importance" + (f"\n{context}" if context else ""), fontsize=10)
     return save(fig, path)
 
 
@@ -104,8 +119,14 @@ def plotly_figures(study: optuna.Study, trials: list[FrozenTrial]) -> dict[str, 
     }
 
 
-def write_html(fig: object, path: Path) -> Path:
+PLOTLY_JS = "plotly.min.js"  # written next to the HTML files by include_plotlyjs="directory"
+
+
+def write_html(fig: object, path: Path, context: str = "") -> Path:
+    if context:
+        title = fig.layout.title.text or ""
+        fig.update_layout(title_text=f"{title}<br><sup>{context}</sup>")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fig.write_html(path, include_plotlyjs=True, full_html=True)  # plotly.js inline: works offline
+        fig.write_html(path, include_plotlyjs="directory", full_html=True)  # one plotly.min.js per folder
     return path

@@ -10,7 +10,10 @@ from typing import Any
 
 from optuna.trial import FrozenTrial
 
-from search.report.trials import epochs_trained, fmt_params
+from search.report.trials import fmt_params
+from search.trials import record
+from search.trials.record import epochs_trained
+from storage.optuna_private import fixed_params
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ class Summary:
     best: FrozenTrial | None
     trials: list[FrozenTrial]
     outputs: list[Output] = field(default_factory=list)
+    data: str = ""  # the study and its data size (search.report.trials.data_caption)
+    final: str | None = None  # the final run's test accuracy line, when the study has one
 
     def headline(self) -> list[str]:
         c = self.counts
@@ -46,6 +51,10 @@ class Summary:
                      f"{c['stopped']}), pruned {c['pruned']} (skipped as duplicates {c['duplicate']}), running "
                      f"{c['running']}, waiting {c['waiting']}, failed {c['fail']}")
         lines.append(f"epochs trained: {self.epochs} (one per validation accuracy reported, over all trials)")
+        if self.data:
+            lines.append(f"data: {self.data}")
+        if self.final:
+            lines.append(self.final)
         if c["running"] or c["waiting"]:
             lines.append("the study is still running: this report is a snapshot; run it again for the rest")
         return lines
@@ -54,23 +63,23 @@ class Summary:
         b = self.best
         if b is None:
             return ["no trial has completed yet"]
-        return [f"trial {b.number}: val_acc {b.value:.4f} at epoch {b.user_attrs.get('best_epoch', '?')} of "
+        return [f"trial {b.number}: val_acc {b.value:.4f} at epoch {record.best_epoch(b, '?')} of "
                 f"{epochs_trained(b)}", f"params: {fmt_params(b.params)}"]
 
     def best_config_json(self) -> str | None:
-        if self.best is None or "config" not in self.best.user_attrs:
+        if self.best is None or record.CONFIG not in self.best.user_attrs:
             return None
-        return json.dumps(self.best.user_attrs["config"], indent=2)
+        return json.dumps(self.best.user_attrs[record.CONFIG], indent=2)
 
 
 def trial_row(t: FrozenTrial) -> list[str]:
     value = f"{t.value:.4f}" if t.value is not None else "-"
     if t.value is None and t.intermediate_values:
         value = f"({max(t.intermediate_values.values()):.4f})"  # best so far of a pruned or running trial
-    state = t.state.name + (" (stopped)" if "stopped_reason" in t.user_attrs else "")
-    note = t.user_attrs.get("pruned_reason") or t.user_attrs.get("stopped_reason") or ""
-    return [str(t.number), state, value, str(t.user_attrs.get("best_epoch", "-")), str(epochs_trained(t)),
-            fmt_params(t.params) or fmt_params(t.system_attrs.get("fixed_params", {})), note]
+    state = t.state.name + (" (stopped)" if record.STOPPED_REASON in t.user_attrs else "")
+    note = record.note(t)
+    return [str(t.number), state, value, str(record.best_epoch(t, "-")), str(epochs_trained(t)),
+            fmt_params(t.params) or fmt_params(fixed_params(t)), note]
 
 
 HEADER = ["#", "state", "val_acc", "best epoch", "epochs", "params", "note"]
@@ -120,10 +129,11 @@ def write_index(s: Summary, path: Path) -> Path:
             parts.append(f"<li>{item}</li>")
     parts.append("</ul><h2>Figures</h2>")
     for o in s.outputs:
-        if o.file.endswith(".png"):
+        if not o.file.endswith(".html"):
             parts.append(f"<h3>{e(o.title)}</h3>")
-            parts.append(f"<p>{e(o.note)}</p><img src='{e(o.file)}' alt='{e(o.title)}'>" if o.drawn else
-                         f"<p class='note'>not drawn: {e(o.note)}</p>")
+            shown = (f"<img src='{e(o.file)}' alt='{e(o.title)}'>" if not o.file.endswith(".pdf") else
+                     f"<a href='{e(o.file)}'>{e(o.file)}</a>")
+            parts.append(f"<p>{e(o.note)}</p>{shown}" if o.drawn else f"<p class='note'>not drawn: {e(o.note)}</p>")
     parts.append("<h2>Trials</h2><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in HEADER) + "</tr>")
     parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in trial_row(t)) + "</tr>" for t in s.trials]
     parts.append("</table></body></html>")

@@ -8,25 +8,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.workers.loop import is_duplicate
-
-
-def epochs_trained(t: FrozenTrial) -> int:
-    """Epochs this trial trained: one intermediate value (validation accuracy) per epoch."""
-    return len(t.intermediate_values)
-
-
-def is_stopped(t: FrozenTrial) -> bool:
-    """Completed early by patience (no improvement), with its best epoch's score."""
-    return t.state == TrialState.COMPLETE and "stopped_reason" in t.user_attrs
-
-
-def curves(t: FrozenTrial) -> tuple[list[float], list[float]] | None:
-    """Per-epoch train and validation accuracy, or None for a trial that has not finished an epoch."""
-    train, val = t.user_attrs.get("train_acc"), t.user_attrs.get("val_acc")
-    if not train or not val:
-        return None
-    return list(train), list(val)
+from search.trials import record
+from search.trials.record import epochs_trained, is_duplicate, is_stopped
 
 
 def state_counts(trials: list[FrozenTrial]) -> dict[str, int]:
@@ -53,7 +36,7 @@ def complete(trials: list[FrozenTrial]) -> list[FrozenTrial]:
 
 def searched_params(study: optuna.Study, trials: list[FrozenTrial]) -> list[str]:
     """The space's parameters in the order of the space file; else in order of first appearance."""
-    space = study.user_attrs.get("space") or {}
+    space = study.user_attrs.get(record.SPACE) or {}
     names = list(space.get("params", {}))
     for t in trials:
         names += [n for n in t.params if n not in names]
@@ -70,3 +53,30 @@ def fmt(v: Any) -> str:
 
 def fmt_params(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={fmt(v)}" for k, v in params.items())
+
+
+def _items(n: Any) -> str:
+    return f"{n:,}" if isinstance(n, int) else "all"
+
+
+def data_caption(study_name: str, attrs: dict[str, Any]) -> str:
+    """'study S: 45,000 train / 5,000 val items, 10 epochs per trial', for every figure's title."""
+    search = attrs.get(record.SEARCH_CONFIG) or {}
+    data = search.get("data") or {}
+    size = attrs.get(record.DATA_SIZE) or {}  # what the workers loaded; older studies have only the settings
+    text = (f"study {study_name}: {_items(size.get('train', data.get('train_size')))} train / "
+            f"{_items(size.get('val', data.get('val_size')))} val items")
+    return text + (f", {search['epochs']} epochs per trial" if search.get("epochs") else "")
+
+
+def final_line(attrs: dict[str, Any]) -> str | None:
+    """The study's final test accuracy (`alexsearch final`), mean ± sample std over seeds; None if not run."""
+    final = attrs.get(record.FINAL_RESULT) or {}
+    mean = final.get("test_acc_mean")
+    if mean is None:
+        return None
+    seeds = len(final.get("test_acc_per_seed") or []) or 1
+    spread = f" ± {final['test_acc_std']:.4f}" if seeds > 1 and final.get("test_acc_std") is not None else ""
+    trial = f"trial {final['trial']}, " if final.get("trial") is not None else ""
+    return (f"final test accuracy: {mean:.4f}{spread} over {seeds} seed(s) ({trial}{final.get('epochs', '?')} "
+            f"epochs on {_items(final.get('train_images'))} training images)")

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import optuna
 
+from search.errors import UsageError
+
 PRUNERS = ("median", "hyperband", "none")
 
 
@@ -24,7 +26,7 @@ def make_pruner(kind: str, epochs: int, startup_trials: int, warmup_epochs: int)
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
     if kind == "none":
         return optuna.pruners.NopPruner()
-    raise ValueError(f"--pruner: unknown pruner {kind!r} (allowed: {', '.join(PRUNERS)})")
+    raise UsageError(f"--pruner: unknown pruner {kind!r} (allowed: {', '.join(PRUNERS)})")
 
 
 class Patience:

@@ -7,28 +7,30 @@ Every name must be a field of the task's model config or of the training config.
 
 from __future__ import annotations
 
+import itertools
 import math
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
+import torch
 
 from model.config import ConfigError, JsonConfig
 from model.tasks import Task, get_task
-
-if TYPE_CHECKING:
-    from model.train import TrainConfig
+from model.train import TrainConfig
+from search.errors import UsageError
 
 # Set by the CLI for every trial, so a space file may not set them.
 RESERVED = ("epochs", "seed")
 TOP_KEYS = ("task", "params", "fixed")
 RANGE_KEYS = ("low", "high", "log", "step")
+MAX_MODEL_BUILDS = 256  # meta-device builds to check a space's models: all combinations up to this many
 
 
-class SpaceError(ValueError):
+class SpaceError(UsageError):
     """A space file is malformed. The message names the file and the key."""
 
 
@@ -89,14 +91,45 @@ class Space:
 
     def build(self, values: dict[str, Any], **train_overrides: Any) -> tuple[JsonConfig, TrainConfig]:
         """Model and training configs from sampled values, fixed values and the CLI's overrides."""
-        from model.train import TrainConfig  # torch: only where a trial is built
-
         merged = {**self.fixed, **values}
         model_keys = set(self.task.model_config.field_names())
         model = self.task.model_config.from_dict({k: v for k, v in merged.items() if k in model_keys})
         train = TrainConfig.from_dict({**{k: v for k, v in merged.items() if k not in model_keys},
                                        **train_overrides})
         return model, train
+
+    def model_candidates(self) -> list[dict[str, Any]]:
+        """Searched model values to check: every choice, and a range's two ends (its largest model is at one).
+
+        All combinations when there are at most MAX_MODEL_BUILDS (so hidden = 4096 with depth = 3 is built);
+        else each value once, the other parameters at their first value.
+        """
+        model_keys = set(self.task.model_config.field_names())
+        options = {p.name: (list(p.choices) if isinstance(p, Choice)
+                            else [int(v) if p.integer else v for v in (p.low, p.high)])
+                   for p in self.params if p.name in model_keys}
+        names = list(options)
+        if math.prod(len(v) for v in options.values()) <= MAX_MODEL_BUILDS:
+            return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*options.values())]
+        first = {n: v[0] for n, v in options.items()}
+        return [{**first, n: v} for n in names for v in options[n]]
+
+    def check_models(self, device: torch.device | None = None) -> None:
+        """Build the model of every candidate on the meta device (no memory taken); with a device, refuse a
+        model whose training state would not fit it. Names the space file and the values."""
+        model_keys = set(self.task.model_config.field_names())
+        fixed = {k: v for k, v in self.fixed.items() if k in model_keys}
+        for values in self.model_candidates():
+            where = ", ".join(f"params.{k} = {_fmt(v)}" for k, v in values.items()) or "the fixed model"
+            try:
+                config = self.task.model_config.from_dict({**fixed, **values})
+                self.task.check_model(config)
+                if device is None:
+                    self.task.model_parameters(config)
+                else:
+                    self.task.check_fits(config, device)
+            except (ConfigError, ValueError) as e:
+                raise SpaceError(f"{self.source}: {where}: {e}") from None
 
     def describe(self) -> str:
         parts = []
@@ -129,18 +162,16 @@ def _fmt(v: Any) -> str:
 
 
 def _allowed(task: Task) -> list[str]:
-    from model.train import TrainConfig
     return [n for n in task.model_config.field_names() + TrainConfig.field_names() if n not in RESERVED]
 
 
 def _check_value(src: str, where: str, task: Task, name: str, value: Any) -> None:
     """Build a config holding only name=value, so a bad type or range fails here, naming the key."""
-    from model.train import TrainConfig
-    try:
+    try:  # the config's own checks, then the task's (e.g. augment for a task without augmentation)
         if name in task.model_config.field_names():
-            task.model_config.from_dict({name: value})
+            task.check_model(task.model_config.from_dict({name: value}))
         else:
-            TrainConfig.from_dict({name: value})
+            task.check_train(TrainConfig.from_dict({name: value}))
     except (ConfigError, ValueError) as e:
         raise SpaceError(f"{src}: {where}: {value!r} is not allowed ({e})") from None
 
@@ -222,7 +253,9 @@ def parse_space(text: str, source: str, task_name: str | None = None) -> Space:
     for key, value in fixed_raw.items():
         _check_value(source, f"fixed.{key}", task, key, value)
     params = tuple(_parse_param(source, task, k, v) for k, v in params_raw.items())
-    return Space(source, task, params, dict(fixed_raw))
+    space = Space(source, task, params, dict(fixed_raw))
+    space.check_models()  # every model a trial may build can be built; its size is checked against the device later
+    return space
 
 
 def builtin_space_path(file_name: str) -> Path:
@@ -240,4 +273,11 @@ def load_space(path: str | Path | None, task_name: str | None = None) -> Space:
         source = str(path)
         if not path.is_file():
             raise SpaceError(f"--space: no file at {path}")
-    return parse_space(path.read_text(), source, task_name)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpaceError(f"--space: {source} is not UTF-8 text (byte {e.start} is {e.object[e.start]:#04x}); "
+                         "save it as UTF-8") from None
+    except OSError as e:
+        raise SpaceError(f"--space: cannot read {source} ({e.strerror or type(e).__name__})") from None
+    return parse_space(text, source, task_name)

@@ -1,26 +1,36 @@
 """The best trial so far, as files the dashboard serves: its weights and a learning-curve PNG.
 
-Both are Optuna artifacts of the trial, in the artifact store next to the database, and the study's
-user attr `best_artifacts` says which trial and artifact ids are the current best. Only the current
-best's weights are kept (an AlexNet state_dict is ~90 MB); earlier bests keep their curve PNG, and
-their weights entry in the dashboard then answers 404.
+Both are Optuna artifacts in the artifact store next to the database, and the study's user attr
+`best_artifacts` says which trial and artifact ids are the current best. The curve PNG (~30 KB) is an
+artifact of its trial and is never deleted. The weights (~90 MB for AlexNet) are a *study* artifact named
+`trial-N-weights.pt`, because a study's artifact list can change after a trial finishes and a trial's
+cannot: when a better trial publishes, the former best's weights are taken off the list and then deleted,
+so every artifact the dashboard lists downloads.
+
+Disk bound: one weights file (the current best's), plus one per trial that is publishing right now (at
+most one per worker; a worker killed mid-publish leaves its file until the next publish sweeps it), plus
+one curve PNG per trial that was the best when it completed.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import optuna
 import torch
-from optuna.artifacts import upload_artifact
-from optuna.artifacts.exceptions import ArtifactNotFound
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import TrialState
 
-from storage.artifacts import artifact_store
+from search.trials import record
+from storage.artifacts import artifact_store, drop_study_artifact
+from storage.optuna_private import study_system_attrs
 
-ATTR = "best_artifacts"
+ATTR = record.BEST_ARTIFACTS
+_WEIGHTS_FILE = re.compile(r"trial-(\d+)-weights\.pt")
 
 
 def beats_complete_trials(study: optuna.Study, trial_number: int, value: float) -> bool:
@@ -38,10 +48,10 @@ def save_curve_png(curves: dict[str, list[float]], path: Path, title: str) -> Pa
     fig = Figure(figsize=(6.4, 4.0), dpi=100)
     FigureCanvasAgg(fig)  # Agg canvas without pyplot: no global state, safe in any thread or process
     ax = fig.add_subplot()
-    for key, label in (("train_acc", "train accuracy"), ("val_acc", "validation accuracy")):
+    for key, label in ((record.TRAIN_ACC, "train accuracy"), (record.VAL_ACC, "validation accuracy")):
         values = curves.get(key) or []
         ax.plot(range(1, len(values) + 1), values, marker="o", label=label)
-    val = curves.get("val_acc") or []
+    val = curves.get(record.VAL_ACC) or []
     if val:
         best = max(range(len(val)), key=val.__getitem__)
         ax.axvline(best + 1, color="grey", linestyle=":", label=f"best epoch {best + 1} ({val[best]:.4f})")
@@ -65,25 +75,43 @@ def publish_if_best(study: optuna.Study, trial: optuna.Trial, value: float, mode
         return False
     store = artifact_store(Path(folder))
     with tempfile.TemporaryDirectory(prefix="alexsearch-best-") as tmp:
-        weights = Path(tmp) / f"trial-{trial.number}-weights.pt"
+        weights = Path(tmp) / weights_name(trial.number)
         torch.save({k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in model_state.items()}, weights)
         curve = save_curve_png(curves, Path(tmp) / f"trial-{trial.number}-curve.png",
                                f"{study.study_name}: trial {trial.number} (val_acc {value:.4f})")
-        weights_id = upload_artifact(artifact_store=store, file_path=str(weights), study_or_trial=trial)
+        # The curve first: if the trial was finished under us, this write fails before the big file is stored.
         curve_id = upload_artifact(artifact_store=store, file_path=str(curve), study_or_trial=trial)
+        weights_id = upload_artifact(artifact_store=store, file_path=str(weights), study_or_trial=study)
     previous = study.user_attrs.get(ATTR)  # read again: a worker elsewhere may have published meanwhile
     if previous is not None and previous.get("value", float("-inf")) >= value:
-        _remove(store, weights_id)  # lost the race to a better trial; its weights stay
+        drop_study_artifact(study, store, weights_id)  # lost the race to a better trial; its weights stay
         return False
     study.set_user_attr(ATTR, {"trial": trial.number, "value": value, "weights_id": weights_id,
-                               "curve_id": curve_id, "epochs_trained": len(curves.get("val_acc") or [])})
-    if previous is not None and previous.get("weights_id"):
-        _remove(store, previous["weights_id"])
+                               "curve_id": curve_id, "epochs_trained": len(curves.get(record.VAL_ACC) or [])})
+    sweep_weights(study, store, keep=weights_id)
     return True
 
 
-def _remove(store, artifact_id: str) -> None:
-    try:
-        store.remove(artifact_id)
-    except ArtifactNotFound:
-        pass
+def weights_name(trial_number: int) -> str:
+    return f"trial-{trial_number}-weights.pt"
+
+
+def sweep_weights(study: optuna.Study, store: FileSystemArtifactStore, keep: str) -> list[str]:
+    """Drop every listed weights artifact but `keep` whose trial has finished (so it is done publishing):
+    the former best, and the files of workers that lost a race or died mid-publish. Returns the ids dropped."""
+    running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    dropped = []
+    for meta in listed_study_artifacts(study):
+        match = _WEIGHTS_FILE.fullmatch(meta["filename"])
+        if match and meta["artifact_id"] != keep and int(match[1]) not in running:
+            drop_study_artifact(study, store, meta["artifact_id"])
+            dropped.append(meta["artifact_id"])
+    return dropped
+
+
+def listed_study_artifacts(study: optuna.Study) -> list[dict[str, Any]]:
+    """The study's artifact entries, as optuna-dashboard lists them. Unlike optuna.artifacts.get_all_artifact_meta
+    this skips the JSON null that a delete in plain optuna-dashboard leaves behind."""
+    attrs = study_system_attrs(study)
+    metas = [json.loads(v) for k, v in attrs.items() if k.startswith("artifacts:") and isinstance(v, str)]
+    return [m for m in metas if isinstance(m, dict)]

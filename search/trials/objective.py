@@ -7,7 +7,9 @@ been trained. Each epoch is ONE database write: its intermediate value and its n
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import optuna
@@ -15,36 +17,50 @@ import torch
 from optuna.trial import TrialState
 
 from model.device import device_name
-from model.errors import DivergedError
+from model.errors import DivergedError, Interrupted
+from model.snapshot import WeightSnapshot
 from model.tasks import TaskData
-from model.train import EpochStats, Trainer
+from model.train import EpochStats, StepProgress, Trainer
 from search.settings import SearchConfig
 from search.space.pruning import Patience
 from search.space.space import Space
+from search.trials import record
+from search.trials.record import is_duplicate
 from search.trials.stepwise import trial_values
 from search.trials.trial_config import TrialConfig, versions
-from search.workers.loop import is_duplicate
+from search.workers import events
 from search.workers.signals import stop_requested
-from storage.checkpoints import CheckpointWriter
-from storage.rdb import record
+from storage import rdb
+from storage.checkpoints import CheckpointError, CheckpointWriter
+from storage.optuna_private import frozen, trial_id
 from storage.sqlite import deciding
 
 Log = Callable[[str], None]
-CURVES = ("train_acc", "val_acc", "train_loss", "epoch_seconds", "images_per_s")
-_STAT_OF_CURVE = {"epoch_seconds": "seconds"}  # curve name -> EpochStats field where they differ
-# Called when a trial completes: (trial, value, trainer, curves). The best-trial artifacts hook.
-FinishHook = Callable[[optuna.Trial, float, Trainer, dict[str, list[float]]], None]
+# Asked before each training step (force=False: may answer from memory) and after each epoch (force=True:
+# reads the study's stop flag). True stops the trial as a stop signal does: failed, and queued for retry.
+StopCheck = Callable[..., bool]
+_STAT_OF_CURVE = {record.EPOCH_SECONDS: "seconds"}  # curve name -> EpochStats field where they differ
+# Called when a trial completes: (trial, value, the best epoch's weights as a CPU state_dict, curves). The
+# best-trial artifacts hook.
+FinishHook = Callable[[optuna.Trial, float, dict[str, torch.Tensor], dict[str, list[float]]], None]
 
 
 def epoch_line(trial_number: int, epochs: int, s: EpochStats) -> str:
-    return (f"trial {trial_number} epoch {s.epoch}/{epochs}: loss {s.train_loss:.4f} "
-            f"train_acc {s.train_acc:.4f} val_acc {s.val_acc:.4f} {s.seconds:.1f}s {s.images_per_s:.0f} img/s")
+    return events.epoch(trial_number, epochs, s.epoch, s.train_loss, s.train_acc, s.val_acc, s.seconds,
+                        s.images_per_s)
 
 
-def retry_root(trial: optuna.Trial) -> int:
-    """The number of the first trial in this trial's retry chain (itself if it is not a retry)."""
-    attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
-    return attrs.get("failed_trial", trial.number)
+def _signal_stop(force: bool = False) -> bool:
+    return stop_requested()
+
+
+def best_so_far(study: optuna.Study) -> tuple[int, float] | None:
+    """(number, value) of the study's best complete trial, or None."""
+    try:
+        best = study.best_trial
+    except ValueError:  # no complete trial yet
+        return None
+    return best.number, best.value
 
 
 def duplicate_of(trial: optuna.Trial) -> int | None:
@@ -65,9 +81,13 @@ def duplicate_of(trial: optuna.Trial) -> int | None:
 class Objective:
     def __init__(self, space: Space, settings: SearchConfig, data: TaskData, device: torch.device,
                  log: Log = print, checkpoints: CheckpointWriter | None = None,
-                 on_complete: FinishHook | None = None) -> None:
+                 on_complete: FinishHook | None = None, place: Mapping[str, str] | None = None,
+                 should_stop: StopCheck = _signal_stop, worker: str = "this process",
+                 progress_every_s: float = 30.0) -> None:
         self.space, self.settings, self.data, self.device, self.log = space, settings, data, device, log
         self.checkpoints, self.on_complete = checkpoints, on_complete
+        self.place = dict(place or {})  # where this worker runs (host, Slurm job): user attrs of each trial
+        self.should_stop, self.worker, self.progress_every_s = should_stop, worker, progress_every_s
         self.versions = versions()
         self.current_trial_id: int | None = None  # the trial this process is running, for signal cleanup
 
@@ -80,56 +100,85 @@ class Objective:
         return TrialConfig(self.space.task.name, model.to_dict(), train, self.settings.data)
 
     def __call__(self, trial: optuna.Trial) -> float:
-        self.current_trial_id = trial._trial_id
+        self.current_trial_id = trial_id(trial)
         config = self.config_for(trial)
         earlier = duplicate_of(trial)
         if earlier is not None:
             reason = f"duplicate of trial {earlier}: this config was already trained"
-            record(trial, {"duplicate_of": earlier, "pruned_reason": reason})
+            rdb.record(trial, {record.DUPLICATE_OF: earlier, record.PRUNED_REASON: reason})
             self.log(f"trial {trial.number} skipped: {reason}")
             raise optuna.TrialPruned(reason)
-        record(trial, {"config": config.to_dict(), "seed": config.train.seed, "device": device_name(self.device),
-                       "versions": self.versions})
-        root = retry_root(trial)
+        self.log(events.started(trial.number, trial.params, self.worker))
+        # one transaction; self.place: where it ran (record.HOST, record.SLURM_JOB_ID, ...)
+        rdb.record(trial, {record.CONFIG: config.to_dict(), record.SEED: config.train.seed,
+                           record.DEVICE: device_name(self.device), record.VERSIONS: self.versions, **self.place})
+        root = record.retry_root(frozen(trial))
         if self.checkpoints is not None:
             self.checkpoints.start_trial()
+        epochs = config.train.epochs
+
+        def progress(p: StepProgress) -> None:
+            self.log(events.in_epoch(trial.number, epochs, p.epoch, p.steps, p.total_steps, p.images_per_s))
+
         trainer = Trainer(self.space.task, config.model_config(), config.train, self.data, self.device,
-                          should_stop=stop_requested)
-        history = self._resume(trial, trainer, config, root)
+                          should_stop=self.should_stop, on_progress=progress, progress_every_s=self.progress_every_s)
+        best = WeightSnapshot()
+        history = self._resume(trial, trainer, config, root, best)
         try:
-            value, curves = self._train(trial, trainer, config, root, history)
+            value, curves = self._train(trial, trainer, config, root, history, best)
         except DivergedError as e:
             reason = f"diverged: {e}"
-            trial.set_user_attr("pruned_reason", reason)
-            self.log(f"trial {trial.number} pruned: {reason}")
+            trial.set_user_attr(record.PRUNED_REASON, reason)
+            self.log(events.pruned(trial.number, reason))
             self._drop_checkpoint(root)
             raise optuna.TrialPruned(reason) from None
         except optuna.TrialPruned:
             self._drop_checkpoint(root)
             raise
+        val = curves[record.VAL_ACC]
+        self.log(events.completed(trial.number, value, val.index(value) + 1 if value in val else 0, len(val)))
+        try:
+            previous = best_so_far(trial.study)
+        except Exception:  # noqa: BLE001 - a storage hiccup must not fail a trial that trained; no line then
+            previous = (-1, math.inf)
+        if previous is None or value > previous[1]:
+            self.log(events.new_best(trial.number, value, previous))
         if self.on_complete is not None:
-            self.on_complete(trial, value, trainer, curves)
+            self.on_complete(trial, value, best.cpu_state() or trainer.model.state_dict(), curves)
         self._drop_checkpoint(root)
         return value
 
-    def _resume(self, trial: optuna.Trial, trainer: Trainer, config: TrialConfig, root: int) -> list[dict]:
-        """Load the retry chain's checkpoint into trainer; return the epochs it already trained."""
+    def _resume(self, trial: optuna.Trial, trainer: Trainer, config: TrialConfig, root: int,
+                best: WeightSnapshot) -> list[dict]:
+        """Load the retry chain's checkpoint into trainer and best; return the epochs it already trained."""
         if self.checkpoints is None or root == trial.number:
             return []
-        state = self.checkpoints.load(root)
+        try:  # checked against this trial's config, model and optimizer before anything is loaded
+            state = self.checkpoints.load_resumable(
+                root, config=config.to_dict(), model=trainer.model, optimizer=trainer.optimizer,
+                epochs=config.train.epochs, history_keys=[f.name for f in dataclasses.fields(EpochStats)])
+        except CheckpointError as e:
+            self.log(f"trial {trial.number}: not resuming trial {root}: {e}; training from scratch")
+            return []
         if state is None:
             return []
-        if state.get("config") != config.to_dict():
-            self.log(f"trial {trial.number}: checkpoint of trial {root} has another config; starting over")
-            return []
         trainer.load_state_dict(state)
-        trial.set_user_attr("resumed_from", {"trial": root, "epoch": trainer.epoch})
+        saved = state.get("best") or {}
+        if saved.get("model") is not None:
+            best.load(saved["model"], saved["epoch"], self.device)
+        elif saved.get("epoch") == trainer.epoch:  # the last epoch was the best: its weights are the model's
+            best.take(trainer.model, trainer.epoch)
+        trial.set_user_attr(record.RESUMED_FROM, {"trial": root, "epoch": trainer.epoch})
         self.log(f"trial {trial.number}: resuming trial {root} after epoch {trainer.epoch}")
         return list(state["history"])
 
-    def _checkpoint(self, root: int, trainer: Trainer, config: TrialConfig) -> None:
+    def _checkpoint(self, root: int, trainer: Trainer, config: TrialConfig, best: WeightSnapshot) -> None:
         if self.checkpoints is not None:  # a background write, when one is due
-            self.checkpoints.after_epoch(root, lambda: {**trainer.state_dict(), "config": config.to_dict()})
+            # The best epoch's weights only when they are not the model's own (most epochs improve while
+            # a trial is worth running on), so a checkpoint is mostly one copy of the weights, not two.
+            best_model = best.tensors() if best.epoch != trainer.epoch else None
+            self.checkpoints.after_epoch(root, lambda: {**trainer.state_dict(), "config": config.to_dict(),
+                                                        "best": {"epoch": best.epoch, "model": best_model}})
 
     def _drop_checkpoint(self, root: int) -> None:
         if self.checkpoints is not None:
@@ -137,33 +186,38 @@ class Objective:
 
     def _record(self, trial: optuna.Trial, curves: dict[str, list[float]], patience: Patience,
                 stats: dict[str, Any]) -> None:
-        for key in CURVES:
+        for key in record.CURVES:
             curves[key].append(stats[_STAT_OF_CURVE.get(key, key)])
         patience.update(stats["epoch"], stats["val_acc"])
-        attrs = {**{k: list(v) for k, v in curves.items()}, "best_epoch": patience.best_epoch}
-        record(trial, attrs, step=stats["epoch"], value=stats["val_acc"])  # the epoch's one database write
+        attrs = {**{k: list(v) for k, v in curves.items()}, record.BEST_EPOCH: patience.best_epoch}
+        rdb.record(trial, attrs, step=stats["epoch"], value=stats["val_acc"])  # the epoch's one database write
 
     def _train(self, trial: optuna.Trial, trainer: Trainer, config: TrialConfig, root: int,
-               history: list[dict]) -> tuple[float, dict[str, list[float]]]:
+               history: list[dict], best: WeightSnapshot) -> tuple[float, dict[str, list[float]]]:
         epochs = config.train.epochs
         patience = Patience(self.settings.patience)
-        curves: dict[str, list[float]] = {key: [] for key in CURVES}
+        curves: dict[str, list[float]] = {key: [] for key in record.CURVES}
         for stats in history:  # a resumed trial carries its original's learning curve on
             self._record(trial, curves, patience, stats)
         for s in trainer.epochs():
-            self._checkpoint(root, trainer, config)
+            if s.val_acc > patience.best:  # the same test as Patience.update: this epoch is the new best
+                best.take(trainer.model, s.epoch)
+            self._checkpoint(root, trainer, config, best)
             self._record(trial, curves, patience, s.as_dict())
             self.log(epoch_line(trial.number, epochs, s))
-            if trial.should_prune():
+            if self.should_stop(force=True):  # `alexsearch stop`: after the checkpoint, so the retry loses nothing
+                raise Interrupted(f"stop requested after epoch {s.epoch}")
+            # Never at the last epoch: its training is paid for, and the trial completes with its best score.
+            if s.epoch < epochs and trial.should_prune():
                 reason = (f"val_acc {s.val_acc:.4f} at epoch {s.epoch} fell below the "
                           f"{self.settings.pruner} pruner's bar")
-                trial.set_user_attr("pruned_reason", reason)
-                self.log(f"trial {trial.number} pruned: {reason}")
+                trial.set_user_attr(record.PRUNED_REASON, reason)
+                self.log(events.pruned(trial.number, reason))
                 raise optuna.TrialPruned(reason)
             if s.epoch < epochs and patience.exhausted(s.epoch):
                 reason = (f"no val_acc improvement for {self.settings.patience} epochs after best epoch "
                           f"{patience.best_epoch}; completed with its best score")
-                trial.set_user_attr("stopped_reason", reason)
+                trial.set_user_attr(record.STOPPED_REASON, reason)
                 self.log(f"trial {trial.number} stopped: {reason}")
                 break
         return patience.best, curves

@@ -22,11 +22,15 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search.errors import UsageError
 from search.settings import SearchConfig
 from search.space.space import Choice, Space, builtin_space_path, load_space
-from search.workers.loop import Strategy, is_duplicate
+from search.trials import record
+from search.trials.record import is_duplicate
+from search.workers.loop import Strategy
 from search.workers.signals import stop_requested
 from storage.heartbeat import reap_stale_trials
+from storage.optuna_private import fixed_params
 from storage.sqlite import deciding
 from storage.study import GRACE_PERIOD_S, MAX_RETRY
 
@@ -39,7 +43,7 @@ TABLE1_SPACE = "alexnet-cifar10-table1.toml"  # step values for a parameter the 
 POLL_S = 10.0  # how often a waiting worker looks again; trials last minutes
 ORPHAN_S = 60.0  # a trial WAITING this long was enqueued by a worker that died before taking it
 FAIL_LIMIT = 3  # a config whose trial failed this many times is given up (a crash, not a slow trial)
-PLAN_ATTR = "stepwise_plan"  # study user attr: the steps, so the report can draw one figure per step
+PLAN_ATTR = record.STEPWISE_PLAN
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,7 @@ def plan_for(space: Space) -> Plan:
     """The protocol over this space: its Choice values, or Table 1's values for a range parameter."""
     extra = [n for n in space.names if n not in PROTOCOL]
     if extra:
-        raise ValueError(f"--strategy stepwise: params.{extra[0]} is not a step of the report's protocol "
+        raise UsageError(f"--strategy stepwise: params.{extra[0]} is not a step of the report's protocol "
                          f"({', '.join(PROTOCOL)}); move it to [fixed] in the space file")
     params = {p.name: p for p in space.params}
     table1 = None
@@ -85,7 +89,7 @@ def plan_for(space: Space) -> Plan:
             table1 = table1 or {q.name: q for q in load_space_table1().params}
             values = tuple(v for v in table1[name].choices if p.low <= v <= p.high)
             if not values:
-                raise ValueError(f"--strategy stepwise: params.{name} range [{p.low:g}, {p.high:g}] holds none "
+                raise UsageError(f"--strategy stepwise: params.{name} range [{p.low:g}, {p.high:g}] holds none "
                                  f"of Table 1's values {list(table1[name].choices)}; give it choices")
         steps.append(Step(name, tuple(values)))
     defaults = {s.name: DEFAULTS[s.name] if _index(s.values, DEFAULTS[s.name]) is not None else s.values[0]
@@ -122,7 +126,7 @@ def _index(values: Sequence, value: Any) -> int | None:
 
 def trial_values(t: FrozenTrial) -> dict[str, Any]:
     """A trial's parameter values: sampled, or fixed by enqueue_trial while it still waits."""
-    return {**t.system_attrs.get("fixed_params", {}), **t.params}
+    return {**fixed_params(t), **t.params}
 
 
 def matches(t: FrozenTrial, config: dict[str, Any]) -> bool:
@@ -255,13 +259,13 @@ class Stepwise:
                 if view.finished(i) or _given_up(ts):
                     continue
                 waiting = [t for t in ts if t.state == TrialState.WAITING]
-                if any("failed_trial" in t.system_attrs or self._orphaned(t) for t in waiting):
+                if any(record.retried_trial_number(t) is not None or self._orphaned(t) for t in waiting):
                     return True  # a retry of a crashed trial, or one whose enqueuer died before taking it
                 if not any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in ts):
                     # Enqueue exactly one per trial this worker is about to take, so a pop never finds
                     # the queue empty and falls back to the sampler.
-                    study.enqueue_trial(config, user_attrs={"stepwise_step": step_no,
-                                                            "stepwise_param": view.step.name})
+                    study.enqueue_trial(config, user_attrs={record.STEPWISE_STEP: step_no,
+                                                            record.STEPWISE_PARAM: view.step.name})
                     return True
             # Every open config of this step runs (or waits) in another worker: the next step needs them.
             running = sorted(t.number for t in view.all_trials() if t.state in (TrialState.RUNNING,
@@ -282,4 +286,4 @@ def make_strategy(settings: SearchConfig, space: Space) -> Strategy | None:
         return None
     if settings.strategy == "stepwise":
         return Stepwise(plan_for(space), grace_period_s=settings.grace_period, max_retry=settings.max_retry)
-    raise ValueError(f"--strategy: unknown strategy {settings.strategy!r} (allowed: {', '.join(STRATEGIES)})")
+    raise UsageError(f"--strategy: unknown strategy {settings.strategy!r} (allowed: {', '.join(STRATEGIES)})")

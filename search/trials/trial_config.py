@@ -32,7 +32,13 @@ class TrialConfig(JsonConfig):
             task = get_task(self.task)
         except ValueError as e:
             raise ConfigError(f"TrialConfig.{e}") from None
-        object.__setattr__(self, "model", task.model_config.from_dict(self.model).to_dict())
+        model = task.model_config.from_dict(self.model)
+        for part, check, config in (("model", task.check_model, model), ("train", task.check_train, self.train)):
+            try:  # what the task's data allows, e.g. in_features = 2 for mlp-synth
+                check(config)
+            except ValueError as e:
+                raise ConfigError(f"TrialConfig.{part}.{e}") from None
+        object.__setattr__(self, "model", model.to_dict())
 
     def model_config(self) -> JsonConfig:
         return get_task(self.task).model_config.from_dict(self.model)

@@ -4,98 +4,129 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import queue
 import signal
 import sys
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
-from tqdm import tqdm
-
 from model.device import device_name, resolve_device
-from search.errors import USAGE_ERRORS, silence_optuna_warnings
+from search.errors import USAGE_ERRORS, one_line, silence_optuna_warnings, user_paths
 from search.settings import SearchConfig
 from search.space.space import load_space
 from search.study.create import create_study
-from search.workers.loop import finished_count_in
+from search.trials.record import best_line, finished_count
+from search.workers.display import Display
 from search.workers.placement import gpu_for
-from search.workers.run import WorkerPlace, print_best, run_worker
+from search.workers.run import WorkerPlace, run_worker
+from search.workers.safe_output import survive_closed_pipes
 from search.workers.signals import exit_code
 from storage.study import load_study, open_storage
 
 STOP_WAIT_S = 30.0  # how long the parent waits for stopped workers before killing them
-POLL_S = 2.0  # how often the parent reads the study to update its progress bar
 
 
-def _child_main(settings: dict[str, Any], place: dict[str, Any]) -> None:
+def _child_main(settings: dict[str, Any], place: dict[str, Any], lines: Any) -> None:
     silence_optuna_warnings()
     try:
-        code = run_worker(SearchConfig.from_dict(settings), WorkerPlace(**place))
+        with user_paths():
+            code = run_worker(SearchConfig.from_dict(settings), WorkerPlace(**place), emit=lines.put)
     except KeyboardInterrupt:  # stopped before the trial loop began
         code = 130
     except USAGE_ERRORS as e:
-        print(f"{place['prefix']}error: {e}", file=sys.stderr)
+        lines.put(f"{place['prefix']}error: {one_line(e, settings.get('storage'))}")
         code = 2
     sys.exit(code)
 
 
-def launch(settings: SearchConfig, workers: int, gpu_ids: list[str], threads: int | None) -> int:
-    """Spawn `workers` processes on the study, show the study's progress, stop them all on SIGINT/SIGTERM."""
-    # Create the study (and the database's tables) here, so the workers only ever open it.
-    create_study(settings, load_space(settings.space, settings.task), settings.seed,
-                 device_label=f"{workers} x {device_name(resolve_device(settings.device))}")
-    ctx = mp.get_context("spawn")
-    procs = []
-    for i in range(workers):
-        place = WorkerPlace(index=i, gpu=gpu_for(i, gpu_ids), threads=threads, prefix=f"[w{i}] ",
-                            progress_bar=False, ignore_sigint=True)
-        p = ctx.Process(target=_child_main, args=(settings.to_dict(), place.__dict__), name=f"alexsearch-w{i}")
-        p.start()
-        procs.append(p)
-    stop = {"signum": 0}
+@dataclass(frozen=True)
+class LocalLauncher:
+    """Spawned processes on this machine; with GPUs, worker i sees only GPU gpu_ids[i % len(gpu_ids)]."""
 
-    def on_signal(signum: int, _frame: Any) -> None:
-        stop["signum"] = stop["signum"] or signum
+    gpu_ids: list[str] = field(default_factory=list)  # CUDA device ids; empty: CPU workers
+    threads: int | None = None  # torch CPU threads per worker (None: torch's default)
+    deadline: float | None = None  # time.time() after which no new trial starts (search --timeout)
+    debug: bool = False  # let Optuna's own log lines through
 
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    storage = None
-    bar = tqdm(total=settings.trials, desc="trials", unit="trial", dynamic_ncols=True, file=sys.stderr)
-    try:
-        while any(p.is_alive() for p in procs) and not stop["signum"]:
-            storage, done = poll_progress(settings.storage, settings.study, storage)
-            if done is not None:
-                bar.update(done - bar.n)
-            time.sleep(POLL_S)
-        if stop["signum"]:
-            bar.write(f"stopping {sum(p.is_alive() for p in procs)} workers ({signal.Signals(stop['signum']).name})")
+    def launch(self, settings: SearchConfig, workers: int) -> int:
+        """Spawn `workers` processes on the study and show their lines and the study's progress; stop them all
+        on SIGINT/SIGTERM."""
+        gpu_ids, threads, deadline, debug = self.gpu_ids, self.threads, self.deadline, self.debug
+        survive_closed_pipes()  # the stop below must reach the workers even when our output has no reader
+        # Create the study (and the database's tables) here, so the workers only ever open it.
+        create_study(settings, load_space(settings.space, settings.task), settings.seed,
+                     device_label=f"{workers} x {device_name(resolve_device(settings.device))}")
+        ctx = mp.get_context("spawn")
+        lines = ctx.Queue()  # every worker line, whole: one put per line, so lines never interleave
+        procs = []
+        for i in range(workers):
+            place = WorkerPlace(index=i, gpu=gpu_for(i, gpu_ids), threads=threads, prefix=f"[w{i}] ",
+                                progress_bar=False, ignore_sigint=True, deadline=deadline, debug=debug)
+            p = ctx.Process(target=_child_main, args=(settings.to_dict(), place.__dict__, lines),
+                            name=f"alexsearch-w{i}")
+            p.start()
+            procs.append(p)
+        stop = {"signum": 0}
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            stop["signum"] = stop["signum"] or signum
+
+        old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        poller = _Poller(settings)
+        display = Display(settings.trials, poller.count, workers=workers, epochs=settings.epochs)
+        try:
+            while any(p.is_alive() for p in procs) and not stop["signum"]:
+                _show(lines, display, wait_s=0.5)
+                display.tick()
+            if stop["signum"]:
+                display.line(f"stopping {sum(p.is_alive() for p in procs)} workers "
+                             f"({signal.Signals(stop['signum']).name})")
+                for p in procs:
+                    if p.is_alive():
+                        os.kill(p.pid, signal.SIGTERM)
+            deadline_join = time.monotonic() + STOP_WAIT_S
+            while any(p.is_alive() for p in procs) and time.monotonic() < deadline_join:
+                _show(lines, display, wait_s=0.2)  # a worker exits only once its queued lines are taken
             for p in procs:
                 if p.is_alive():
-                    os.kill(p.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_WAIT_S
-        for p in procs:
-            p.join(max(0.0, deadline - time.monotonic()))
-            if p.is_alive():
-                p.kill()
+                    p.kill()
                 p.join()
-        storage, done = poll_progress(settings.storage, settings.study, storage)
-        if done is not None:
-            bar.update(done - bar.n)
-    finally:
-        bar.close()
-        for s, handler in old.items():
-            signal.signal(s, handler)
-    if stop["signum"]:
-        return exit_code(stop["signum"])
-    # A negative exitcode means killed by that signal: report it as the shell would (128 + signal).
-    failed = [p.exitcode if p.exitcode > 0 else 128 - p.exitcode for p in procs if p.exitcode not in (0, None)]
-    if storage is not None:
-        print_best(load_study(storage, settings.study))
-    return failed[0] if failed else 0
+            _show(lines, display, wait_s=0.0)
+            if poller.study is not None and not stop["signum"]:
+                display.line(best_line(poller.study))
+        finally:
+            display.close(final_count=not stop["signum"])
+            for s, handler in old.items():
+                signal.signal(s, handler)
+        if stop["signum"]:
+            return exit_code(stop["signum"])
+        # A negative exitcode means killed by that signal: report it as the shell would (128 + signal).
+        failed = [p.exitcode if p.exitcode > 0 else 128 - p.exitcode for p in procs if p.exitcode not in (0, None)]
+        return failed[0] if failed else 0
 
 
-def poll_progress(url: str, study: str, storage: Any) -> tuple[Any, int | None]:
-    """(storage to pass to the next poll, finished trials of the study): one count query, not a study load."""
+def _show(lines: Any, display: Display, wait_s: float) -> None:
+    """Print every line waiting in the queue; wait up to wait_s for the first."""
     try:
-        storage = storage or open_storage(url, create=False)
-        return storage, finished_count_in(storage, storage.get_study_id_from_name(study))
-    except Exception:  # the study may not exist yet while workers start; progress is best effort
-        return storage, None
+        display.line(lines.get(timeout=wait_s) if wait_s > 0 else lines.get_nowait())
+        while True:
+            display.line(lines.get_nowait())
+    except queue.Empty:
+        pass
+
+
+class _Poller:
+    """The study's finished count for the display; None while the study cannot be read."""
+
+    def __init__(self, settings: SearchConfig) -> None:
+        self.settings = settings
+        self.study: Any = None
+
+    def count(self) -> int | None:
+        try:
+            if self.study is None:
+                self.study = load_study(open_storage(self.settings.storage, create=False), self.settings.study)
+            return finished_count(self.study)
+        except Exception:  # noqa: BLE001 - the database may be busy or away a moment; progress is best effort
+            return None

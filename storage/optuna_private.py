@@ -1,0 +1,101 @@
+"""Every use of Optuna's private API in alexsearch, in one place.
+
+Checked against Optuna 5.0.0. Optuna does not promise these names, so when Optuna is upgraded, read its
+source for each function here (optuna/study/study.py, optuna/trial/_trial.py, optuna/storages/_rdb/models.py,
+optuna/study/study.py:enqueue_trial) and run the tests. Public helpers are used where Optuna has them
+(RetryHeartbeatStaleTrialCallback.retried_trial_number).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.trial import FrozenTrial
+
+# The system attr in which Study.enqueue_trial stores the params a WAITING trial will take.
+FIXED_PARAMS = "fixed_params"
+
+
+def study_storage(study: optuna.Study) -> BaseStorage:
+    """The storage a study reads and writes (Study._storage)."""
+    return study._storage
+
+
+def study_id(study: optuna.Study) -> int:
+    """The storage's id of a study (Study._study_id), which storage calls take instead of its name."""
+    return study._study_id
+
+
+def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
+    """The storage's id of a trial (Trial._trial_id), which storage calls take instead of its number."""
+    return trial._trial_id
+
+
+def cached_frozen_trial(trial: optuna.Trial) -> FrozenTrial:
+    """The trial's own cached FrozenTrial (Trial._cached_frozen_trial), which Trial.set_user_attr and
+    Trial.report keep in step with what they write; a writer that goes past them must update it too."""
+    return trial._cached_frozen_trial
+
+
+def frozen(trial: optuna.Trial) -> FrozenTrial:
+    """A running trial as the storage holds it now, system attrs included (Trial has no public system_attrs)."""
+    return trial.storage.get_trial(trial._trial_id)
+
+
+def fixed_params(t: FrozenTrial) -> dict[str, Any]:
+    """The params enqueue_trial fixed for this trial (empty when it was not enqueued)."""
+    return t.system_attrs.get(FIXED_PARAMS, {})
+
+
+def rdb_backend(storage: BaseStorage) -> RDBStorage | None:
+    """The RDBStorage under a study's storage, which Optuna wraps in a _CachedStorage (_CachedStorage._backend)."""
+    backend = getattr(storage, "_backend", storage)
+    return backend if isinstance(backend, RDBStorage) else None
+
+
+def heartbeat_trial_ids(storage: BaseStorage) -> set[int]:
+    """Ids of the trials that have ever recorded a heartbeat: their liveness is the heartbeat's to judge.
+
+    Raises TypeError for a storage without a heartbeat table: an empty answer would make every running
+    trial look dead to the reaper (the bug of issue 12, when the check looked at the _CachedStorage wrapper).
+    """
+    backend = rdb_backend(storage)
+    if backend is None:
+        raise TypeError(f"heartbeats need an RDBStorage, got {type(storage).__name__}")
+    from optuna.storages._rdb import models
+
+    with backend.scoped_session() as session:
+        ids = {row[0] for row in session.query(models.TrialHeartbeatModel.trial_id).all()}
+        session.commit()  # end the read transaction now
+    return ids
+
+
+def delete_artifact_attr(study: optuna.Study, artifact_id: str) -> None:
+    """Take a study artifact off the study's list. Optuna has no call that deletes a study system attr, and
+    optuna-dashboard's own delete leaves a JSON null behind; so the row goes through the RDBStorage's session
+    (optuna.artifacts._upload.ARTIFACTS_ATTR_PREFIX and the StudySystemAttributeModel table)."""
+    from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX
+    from optuna.storages._rdb import models
+
+    backend = rdb_backend(study._storage)
+    if backend is None:
+        raise TypeError(f"dropping an artifact needs an RDBStorage, got {type(study._storage).__name__}")
+    with backend.scoped_session() as session:
+        session.query(models.StudySystemAttributeModel).filter_by(
+            study_id=study._study_id, key=ARTIFACTS_ATTR_PREFIX + artifact_id).delete()
+        session.commit()
+
+
+def study_system_attrs(study: optuna.Study) -> dict[str, Any]:
+    """A study's system attrs (Study has no public reader for them)."""
+    return study._storage.get_study_system_attrs(study._study_id)
+
+
+def cached(storage: RDBStorage) -> BaseStorage:
+    """storage behind Optuna's _CachedStorage (what optuna.load_study wraps it in): finished trials are read once
+    and kept; each later read of the study fetches only the trials that were running or are new."""
+    from optuna.storages._cached_storage import _CachedStorage
+
+    return _CachedStorage(storage)
