@@ -109,11 +109,13 @@ def build(path: Path, n: int) -> None:
 
 def time_poll(url: str) -> float:
     """Seconds of the parent's second progress poll (the first one opens the storage)."""
-    from search.workers.launchers.local import poll_progress
+    from search.settings import SearchConfig
+    from search.workers.launchers.local import _Poller
 
-    storage, _ = poll_progress(url, STUDY, None)
+    poller = _Poller(SearchConfig(storage=url, study=STUDY))
+    poller.count()
     start = time.perf_counter()
-    poll_progress(url, STUDY, storage)
+    poller.count()
     return time.perf_counter() - start
 
 
