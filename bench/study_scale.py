@@ -110,12 +110,12 @@ def build(path: Path, n: int) -> None:
 def time_poll(url: str) -> float:
     """Seconds of the parent's second progress poll (the first one opens the storage)."""
     from search.settings import SearchConfig
-    from search.workers.launchers.local import _Poller
+    from search.workers.study_count import StudyCount
 
-    poller = _Poller(SearchConfig(storage=url, study=STUDY))
-    poller.count()
+    count = StudyCount(SearchConfig(storage=url, study=STUDY))
+    count()
     start = time.perf_counter()
-    poller.count()
+    count()
     return time.perf_counter() - start
 
 

@@ -172,6 +172,8 @@ class Trainer:
         self.model.eval()
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         for start in range(0, len(self.eval), self.eval_batch_size):
+            if self.should_stop is not None and self.should_stop():  # an evaluation can take seconds, too
+                raise Interrupted(f"stopped in the evaluation of epoch {self.epoch + 1}")
             x = self.preprocess(self.eval.x[start:start + self.eval_batch_size])
             with self._autocast():
                 pred = self.model(x).argmax(1)

@@ -8,7 +8,7 @@ from typing import Literal
 from model.config import MAX_SEED, JsonConfig
 from model.data_config import DataConfig
 from search.errors import UsageError
-from storage.defaults import DEFAULT_STORAGE, GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, MAX_RETRY
+from storage.defaults import DEFAULT_STORAGE, GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, MAX_RETRY, OUTAGE_TIMEOUT_S
 
 DEFAULT_STUDY = "alexnet-cifar10"
 CHECKPOINT_EVERY_S = 60.0  # a kill or power cut loses at most about this much of a trial's training
@@ -45,6 +45,7 @@ class SearchConfig(JsonConfig):
     heartbeat_interval: int = HEARTBEAT_INTERVAL_S  # seconds between a running trial's heartbeats
     grace_period: int = GRACE_PERIOD_S  # seconds without a heartbeat before a trial counts as dead
     max_retry: int = MAX_RETRY  # retries of a dead trial; each resumes from the last checkpoint
+    db_outage_timeout: int = int(OUTAGE_TIMEOUT_S)  # seconds a worker waits for an unreachable database
     artifacts: str | None = None  # artifacts + checkpoints folder; None = next to the SQLite database
     checkpoint_every: float = CHECKPOINT_EVERY_S  # seconds between a trial's checkpoints; 0 = every epoch
 
@@ -85,7 +86,7 @@ class SearchConfig(JsonConfig):
                              f"({self.heartbeat_interval} s), got {self.grace_period}")
         if not self.checkpoint_every >= 0:
             raise UsageError(f"--checkpoint-every: must be >= 0 seconds, got {self.checkpoint_every}")
-        for name in ("patience", "warmup_epochs", "startup_trials", "max_retry"):
+        for name in ("patience", "warmup_epochs", "startup_trials", "max_retry", "db_outage_timeout"):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{name.replace('_', '-')}: must be >= 0, got {getattr(self, name)}")
         if self.tpe_startup_trials is not None and self.tpe_startup_trials < 0:

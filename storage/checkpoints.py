@@ -19,21 +19,28 @@ back empty after the cut, and the trial would start over.
 A checkpoint that loads is still checked before a trial resumes from it (`load_resumable`): a torn write
 that happens to unpickle, a file of another trial or study, or a hand-made one would otherwise crash the
 worker inside load_state_dict, or resume from an epoch the trial never reached.
+
+Files of finished chains are swept when a worker starts (`sweep`): a finished trial deletes its own
+checkpoint, but a trial that failed for good, a retry closed at the budget, or a kill during a write
+(`trial-7.pt.XXXX.tmp`) leaves files behind, and an AlexNet checkpoint with Adam is 279 MB.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch loads on first use: `alexsearch status` sizes the checkpoints without it
+    import torch
+    from torch import nn
+
 
 KEYS = ("epoch", "history", "model", "optimizer", "torch_rng", "config")  # what a resumable checkpoint holds
 
@@ -43,6 +50,8 @@ class CheckpointError(ValueError):
 
 
 def _check_tensors(what: str, saved: Any, expected: dict[str, torch.Tensor]) -> None:
+    import torch
+
     if not isinstance(saved, dict):
         raise CheckpointError(f"{what} is a {type(saved).__name__}, not a state dict")
     missing, extra = sorted(set(expected) - set(saved)), sorted(set(saved) - set(expected))
@@ -59,6 +68,8 @@ def _check_tensors(what: str, saved: Any, expected: dict[str, torch.Tensor]) -> 
 def _check_optimizer(saved: Any, optimizer: torch.optim.Optimizer) -> None:
     """Same parameter groups, with the same parameters; per-parameter state (Adam's moments, SGD's momentum)
     shaped like its parameter, or a scalar (Adam's step)."""
+    import torch
+
     ref = optimizer.state_dict()
     if not isinstance(saved, dict) or not isinstance(saved.get("param_groups"), list) \
             or not isinstance(saved.get("state"), dict):
@@ -100,6 +111,8 @@ def check_resumable(state: Any, *, config: dict[str, Any], model: nn.Module, opt
     epochs: the config's epochs; the checkpoint's epoch must be 1..epochs (epochs: it died after its last
     epoch, before the trial was told complete; resuming it trains nothing and only reports).
     """
+    import torch
+
     if not isinstance(state, dict):
         raise CheckpointError(f"it holds a {type(state).__name__}, not a checkpoint")
     missing = [k for k in KEYS if k not in state]
@@ -116,6 +129,10 @@ def check_resumable(state: Any, *, config: dict[str, Any], model: nn.Module, opt
     _check_tensors("torch_rng", {"state": state["torch_rng"]}, {"state": torch.get_rng_state()})
 
 
+SWEEP_MIN_AGE_S = 60.0  # a sweep leaves younger files alone
+_FILE = re.compile(r"trial-(\d+)\.pt(?:\..+\.tmp)?")  # trial-7.pt and its temp files trial-7.pt.XXXX.tmp
+
+
 class CheckpointStore:
     def __init__(self, folder: Path, fsync: bool = True) -> None:
         self.folder = Path(folder)
@@ -125,7 +142,12 @@ class CheckpointStore:
         return self.folder / f"trial-{key}.pt"
 
     def save(self, key: int, state: dict[str, Any]) -> Path:
-        """Write state to trial-KEY.pt atomically: temp file in the same folder, fsync, os.replace."""
+        """Write state to trial-KEY.pt atomically: temp file in the same folder, fsync, os.replace.
+
+        A write that fails (a full disk) raises OSError naming the checkpoint, and leaves no temp file.
+        """
+        import torch
+
         self.folder.mkdir(parents=True, exist_ok=True)
         target = self.path(key)
         fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=self.folder)
@@ -136,6 +158,16 @@ class CheckpointStore:
                 if self.fsync:
                     os.fsync(f.fileno())
             os.replace(tmp, target)
+        except RuntimeError as e:
+            Path(tmp).unlink(missing_ok=True)
+            # torch.save reports a failed write as "[enforce fail at inline_container.cc] unexpected pos";
+            # the OSError it swallowed (e.g. ENOSPC) is the error to report.
+            if isinstance(e.__context__, OSError):
+                raise OSError(e.__context__.errno, e.__context__.strerror, str(target)) from e
+            raise
+        except OSError as e:
+            Path(tmp).unlink(missing_ok=True)
+            raise OSError(e.errno, e.strerror, str(target)) from e
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -154,6 +186,8 @@ class CheckpointStore:
 
     def load(self, key: int) -> dict[str, Any] | None:
         """The checkpoint, or None if there is none or it cannot be read (then the trial starts over)."""
+        import torch
+
         if self.folder.is_dir():
             self._remove_partial(key)
         target = self.path(key)
@@ -168,6 +202,8 @@ class CheckpointStore:
     def load_resumable(self, key: int, **expected: Any) -> dict[str, Any] | None:
         """The checkpoint if a trial can resume from it; None if there is none. CheckpointError (one line naming
         the file and why) if it cannot be read or does not fit; `expected` are check_resumable's arguments."""
+        import torch
+
         target = self.path(key)
         if not target.is_file():
             return None
@@ -188,9 +224,55 @@ class CheckpointStore:
         if self.folder.is_dir():
             self._remove_partial(key)
 
+    def files(self) -> dict[int, list[Path]]:
+        """Checkpoints and temp files (left by a kill during a write) in the folder, by key."""
+        out: dict[int, list[Path]] = {}
+        if not self.folder.is_dir():
+            return out
+        for p in self.folder.iterdir():
+            m = _FILE.fullmatch(p.name)
+            if m and p.is_file():
+                out.setdefault(int(m.group(1)), []).append(p)
+        return out
+
+    def held_bytes(self) -> tuple[int, int]:
+        """(files, bytes) the folder's checkpoints and temp files hold."""
+        paths = [p for ps in self.files().values() for p in ps]
+        return len(paths), sum(_size(p) for p in paths)
+
+    def sweep(self, live: set[int], min_age_s: float = SWEEP_MIN_AGE_S) -> tuple[int, int]:
+        """Delete the checkpoints and temp files of every key not in live that are older than min_age_s
+        (a file that young may belong to a trial between its failure and its retry's creation).
+        Returns (files, bytes) deleted."""
+        now = time.time()
+        files = freed = 0
+        for key, paths in self.files().items():
+            if key in live:
+                continue
+            for p in paths:
+                try:
+                    st = p.stat()
+                    if now - st.st_mtime < min_age_s:
+                        continue
+                    p.unlink()
+                except FileNotFoundError:  # another worker swept it first
+                    continue
+                files, freed = files + 1, freed + st.st_size
+        return files, freed
+
+
+
+def _size(p: Path) -> int:
+    try:
+        return p.stat().st_size
+    except FileNotFoundError:
+        return 0
+
 
 def snapshot(obj: Any) -> Any:
     """obj with every tensor copied to host memory: the copy no later training step can change."""
+    import torch
+
     if isinstance(obj, torch.Tensor):
         t = obj.detach()
         return t.to("cpu", copy=True) if t.device.type != "cpu" else t.clone()

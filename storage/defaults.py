@@ -6,3 +6,4 @@ DEFAULT_STORAGE = "sqlite:///alexsearch.db"
 HEARTBEAT_INTERVAL_S = 60
 GRACE_PERIOD_S = 600
 MAX_RETRY = 2
+OUTAGE_TIMEOUT_S = 300.0  # how long a worker waits for its database to come back, s

@@ -13,11 +13,18 @@ from optuna.trial import FrozenTrial, TrialState
 from storage.optuna_private import heartbeat_trial_ids, study_storage, trial_id
 
 
-def retry(study: optuna.Study, trial: FrozenTrial, max_retry: int) -> None:
-    """Queue a WAITING copy of a failed trial, as Optuna's heartbeat retry does (up to max_retry times)."""
+def retry(study: optuna.Study, trial: FrozenTrial, max_retry: int) -> bool:
+    """Queue a WAITING copy of a failed trial, as Optuna's heartbeat retry does (up to max_retry times).
+
+    True if a retry of trial is queued now or was already (a second call queues no second retry)."""
+    if any(trial.number in t.system_attrs.get("retry_history", ()) for t in study.get_trials(deepcopy=False)):
+        return True
+    if len(trial.system_attrs.get("retry_history", ())) >= max_retry:
+        return False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, trial)
+    return True
 
 
 def reap_stale_trials(study: optuna.Study, grace_period_s: int, max_retry: int) -> list[int]:

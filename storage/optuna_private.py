@@ -8,11 +8,15 @@ optuna/study/study.py:enqueue_trial) and run the tests. Public helpers are used 
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna.storages import BaseStorage, RDBStorage
-from optuna.trial import FrozenTrial
+from optuna.storages._rdb import models
+from optuna.trial import FrozenTrial, TrialState
 
 # The system attr in which Study.enqueue_trial stores the params a WAITING trial will take.
 FIXED_PARAMS = "fixed_params"
@@ -64,8 +68,6 @@ def heartbeat_trial_ids(storage: BaseStorage) -> set[int]:
     backend = rdb_backend(storage)
     if backend is None:
         raise TypeError(f"heartbeats need an RDBStorage, got {type(storage).__name__}")
-    from optuna.storages._rdb import models
-
     with backend.scoped_session() as session:
         ids = {row[0] for row in session.query(models.TrialHeartbeatModel.trial_id).all()}
         session.commit()  # end the read transaction now
@@ -77,8 +79,6 @@ def delete_artifact_attr(study: optuna.Study, artifact_id: str) -> None:
     optuna-dashboard's own delete leaves a JSON null behind; so the row goes through the RDBStorage's session
     (optuna.artifacts._upload.ARTIFACTS_ATTR_PREFIX and the StudySystemAttributeModel table)."""
     from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX
-    from optuna.storages._rdb import models
-
     backend = rdb_backend(study._storage)
     if backend is None:
         raise TypeError(f"dropping an artifact needs an RDBStorage, got {type(study._storage).__name__}")
@@ -99,3 +99,53 @@ def cached(storage: RDBStorage) -> BaseStorage:
     from optuna.storages._cached_storage import _CachedStorage
 
     return _CachedStorage(storage)
+# Conditional writes that Optuna's public API cannot express, each in one transaction, on the RDB models
+# (optuna/storages/_rdb/models.py).
+#
+# insert_study_user_attrs: Optuna's set_study_user_attr overwrites, one key per transaction. Two `search`
+# commands started together on a new study would both find no settings and both write theirs (the last one
+# wins, and both run); a kill or a full disk between two writes would leave half the settings. Here all keys
+# are INSERTed in one transaction: the table's unique (study_id, key) constraint makes every other writer's
+# INSERT fail, so exactly one wins, and either all keys are written or none.
+#
+# close_waiting_trial: WAITING -> FAIL only if still WAITING, so a trial another worker has just claimed
+# (WAITING -> RUNNING) is never failed under it.
+
+
+def insert_study_user_attrs(storage: BaseStorage, study_id: int, attrs: dict[str, Any]) -> bool:
+    """Insert every key of attrs in one transaction. False (and nothing written) if any key already exists."""
+    session = storage.scoped_session()
+    try:
+        for key, value in attrs.items():
+            session.add(models.StudyUserAttributeModel(study_id=study_id, key=key, value_json=json.dumps(value)))
+        session.commit()
+        return True
+    except sqlalchemy.exc.IntegrityError:
+        session.rollback()
+        return False
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def close_waiting_trial(storage: BaseStorage, tid: int, key: str, reason: str) -> bool:
+    """FAIL trial tid if it is still WAITING, with user attr key = reason. True if it was closed."""
+    session = storage.scoped_session()
+    try:
+        # The row lock (PostgreSQL) or BEGIN IMMEDIATE (SQLite, storage/sqlite.py) keeps a claim out until commit.
+        trial = session.query(models.TrialModel).filter(models.TrialModel.trial_id == tid).with_for_update()\
+            .one_or_none()
+        closed = trial is not None and trial.state == TrialState.WAITING
+        if closed:
+            trial.state = TrialState.FAIL
+            trial.datetime_complete = dt.datetime.now()
+            session.add(models.TrialUserAttributeModel(trial_id=tid, key=key, value_json=json.dumps(reason)))
+        session.commit()
+        return closed
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

@@ -28,11 +28,13 @@ class Heartbeat:
     max_retry: int = MAX_RETRY
 
 
-def open_storage(url: str, *, create: bool, heartbeat: Heartbeat | None = None) -> RDBStorage:
+def open_storage(url: str, *, create: bool, heartbeat: Heartbeat | None = None,
+                 outage_timeout_s: float = 0.0) -> RDBStorage:
     """An RDBStorage for url.
 
     create=False is for read-only commands: the database must already exist and hold Optuna's
-    tables, and nothing is created or written by opening it.
+    tables, and nothing is created or written by opening it. outage_timeout_s > 0: storage calls
+    ride out a database server that cannot be reached for up to that long (storage/rdb.py).
     """
     parsed = parse_url(url)
     path = sqlite_path(parsed)
@@ -67,7 +69,8 @@ def open_storage(url: str, *, create: bool, heartbeat: Heartbeat | None = None) 
         # Checked before RDBStorage, which on a database without Optuna's tables fails inside its own session.
         if path is None and not create and not _server_has_tables(url, kwargs):
             raise StorageError(f"--storage: {redact(url)} holds no Optuna study")
-        storage = _create_rdb_storage(engine_url, kwargs, skip_table_creation=not create, **hb)
+        storage = _create_rdb_storage(engine_url, kwargs, skip_table_creation=not create,
+                                      outage_timeout_s=outage_timeout_s, **hb)
     except sqlalchemy.exc.OperationalError as e:
         raise StorageError(f"--storage: cannot open {redact(url)}: {_first_line(e.orig, url)}") from None
     except RuntimeError as e:  # Optuna's schema check: a database from another Optuna version

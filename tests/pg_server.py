@@ -73,6 +73,7 @@ class PgServer:
         self.data = self.root / "data"
         self.log = self.root / "server.log"
         self.port = 0
+        self._opts = ""  # the server options of the last start, for start_server() after stop_server()
         self._names = itertools.count()
 
     def _run(self, *cmd: str, timeout: float = START_TIMEOUT_S) -> None:
@@ -94,15 +95,29 @@ class PgServer:
                     "max_connections": "200", **(FAST_SETTINGS if self.fast else {})}
         for attempt in range(3):  # another process may take the free port between probe and bind
             self.port = free_port()
-            opts = " ".join(f"-c {k}={v}" for k, v in settings.items()) + f" -p {self.port}"
+            self._opts = " ".join(f"-c {k}={v}" for k, v in settings.items()) + f" -p {self.port}"
             try:
-                self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w",
-                          "-t", str(START_TIMEOUT_S), "-o", opts, "start", timeout=START_TIMEOUT_S + 10)
+                self.start_server()
                 return self
             except RuntimeError:
                 if attempt == 2:
                     raise
         return self
+
+    def start_server(self) -> None:
+        """Start the server of an initialized cluster, on the same port as before."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w",
+                  "-t", str(START_TIMEOUT_S), "-o", self._opts, "start", timeout=START_TIMEOUT_S + 10)
+
+    def stop_server(self) -> None:
+        """Stop the server as an administrator would (fast: open transactions are rolled back and every
+        connection is closed), keeping its data for start_server(). For outage tests."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-w", "stop", "-m", "fast")
+
+    def restart(self) -> None:
+        """A server restart: stop_server() then start_server()."""
+        self.stop_server()
+        self.start_server()
 
     def stop(self) -> None:
         try:

@@ -6,6 +6,7 @@ re-attach; a bad partition is one line, exit 2, nothing queued, the study unchan
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -94,6 +95,25 @@ def test_bad_partition_is_one_line_exit_2_nothing_queued_study_unchanged(slurm_c
     assert slurm_cluster.jobs() == []  # sbatch --test-only queues nothing and keeps no record
 
 
+def assert_workers_lines_shown(out: str, tmp_path: Path, budget: int) -> None:
+    """The watcher shows the workers' event lines (read from the tasks' logs) whole, marked with their task, a
+    progress count never past the budget, and no Optuna log line."""
+    shown = [line for line in out.splitlines() if line.startswith("[task ")]
+    by_task = {p.name.rsplit("_", 1)[1].removesuffix(".out"): set(p.read_text().splitlines())
+               for p in (tmp_path / "art" / "slurm").glob("*.out")}
+    for line in shown:  # each one whole, as its task wrote it
+        task, text = line.removeprefix("[task ").split("] ", 1)
+        assert text in by_task[task], line
+    started = re.findall(r"^\[task [01]\] trial (\d+) started on w[01] \(", out, re.M)
+    completed = re.findall(r"^\[task [01]\] trial (\d+) completed: val_acc [0-9.]+ at epoch \d of \d$", out, re.M)
+    epochs = re.findall(r"^\[task [01]\] trial \d+ epoch \d/2: loss .* img/s$", out, re.M)
+    assert len(set(completed)) >= budget and set(completed) <= set(started) and epochs, out
+    assert re.search(r"^\[task [01]\] new best: trial \d+, val_acc ", out, re.M), out
+    counts = [int(n) for n in re.findall(r"^progress: (\d+)/(?:\d+) trials finished", out, re.M)]
+    assert counts and max(counts) <= budget and f"progress: {budget}/{budget} trials finished" in out, out
+    assert not re.search(r"^(\[task \d+\] )?\[[IWE] \d{4}-", out, re.M), out  # Optuna's log format
+
+
 def test_two_task_array_fills_the_study_and_each_trial_names_its_job(slurm_cluster, tmp_path, storage_url):
     started = time.monotonic()
     r = search(tmp_path, storage_url, "--workers", "2", "--trials", "4")
@@ -105,6 +125,7 @@ def test_two_task_array_fills_the_study_and_each_trial_names_its_job(slurm_clust
     assert f"script: {script}" in r.stdout and "best: trial" in r.stdout
     assert ("warning: --launcher slurm with SQLite" in r.stderr) == storage_url.startswith("sqlite")
     assert "#SBATCH --array=0-1" in script.read_text()
+    assert_workers_lines_shown(r.stdout, tmp_path, budget=4)
     study = load(storage_url)
     done = finished(study)
     assert 4 <= len(done) <= 5  # the budget; one more at most from the other task's last trial

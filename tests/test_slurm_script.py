@@ -106,6 +106,7 @@ def test_the_scripts_worker_command_parses_back_to_the_search_settings():
     assert Path(words[0]).name == "alexsearch" and words[1] == "worker"
     args = build_parser().parse_args(words[1:])
     assert args.worker_index == 5
+    assert args.lines_only  # event lines only, into the task's log file that the watcher reads
     assert settings_from_args(args)[0] == settings
 
 

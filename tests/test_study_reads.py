@@ -8,7 +8,7 @@ from optuna.trial import TrialState
 
 from search.settings import SearchConfig
 from search.trials.record import FINISHED, finished_count, is_duplicate
-from search.workers.launchers.local import _Poller
+from search.workers.study_count import StudyCount
 from storage.study import open_storage
 
 
@@ -36,7 +36,7 @@ def test_counts_and_last_trials_match_a_full_load(storage_url):
     everything = loaded.get_trials(deepcopy=False)
     expected = sum(not is_duplicate(t) for t in everything if t.state in FINISHED)
     assert finished_count(loaded) == expected == 9  # 6 complete + 3 pruned; 3 duplicates left out
-    assert _Poller(SearchConfig(storage=storage_url, study="reads")).count() == expected  # the parent's poll
+    assert StudyCount(SearchConfig(storage=storage_url, study="reads"))() == expected  # the parent's poll
     assert storage.state_counts(study._study_id) == {
         state: sum(t.state == state for t in everything) for state in {t.state for t in everything}}
     last = storage.last_trials(study._study_id, 5)
@@ -49,4 +49,4 @@ def test_counts_and_last_trials_match_a_full_load(storage_url):
 def test_progress_poll_of_a_study_not_made_yet_is_none(tmp_path):
     url = f"sqlite:///{tmp_path / 'x.db'}"
     open_storage(url, create=True)
-    assert _Poller(SearchConfig(storage=url, study="nope")).count() is None
+    assert StudyCount(SearchConfig(storage=url, study="nope"))() is None

@@ -15,8 +15,12 @@ import traceback
 from collections.abc import Sequence
 from importlib import metadata
 
-from search.cli import dashboard, export, final, report, search, status, stop, studies, worker
-from search.errors import USAGE_ERRORS, one_line, silence_optuna_warnings, user_paths
+try:  # a Ctrl-C while the modules load is a user's stop, not a crash
+    from search.cli import dashboard, export, final, report, search, status, stop, studies, worker
+    from search.errors import USAGE_ERRORS, one_line, silence_optuna_warnings, user_paths
+except KeyboardInterrupt:
+    print("alexsearch: interrupted", file=sys.stderr)
+    raise SystemExit(130) from None
 
 STARTED = time.time()  # when the command began (before torch loads): what --timeout counts from
 
@@ -53,12 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    silence_optuna_warnings()  # after --help has answered: it imports Optuna
-    if not args.debug:
-        from storage.study import quiet_optuna
+    try:
+        args = build_parser().parse_args(argv)
+        silence_optuna_warnings()  # after --help has answered: it imports Optuna
+        if not args.debug:
+            from storage.study import quiet_optuna
 
-        quiet_optuna()  # the parent's own Optuna calls (creating a study) log nothing either
+            quiet_optuna()  # the parent's own Optuna calls (creating a study) log nothing either
+    except KeyboardInterrupt:  # start-up takes seconds (torch, Optuna): a Ctrl-C then is a stop, not a crash
+        print("alexsearch: interrupted", file=sys.stderr)
+        return 130
     try:
         with user_paths():  # every path a command touches is one the user gave (or defaulted): --out, --data ...
             return args.run(args)

@@ -101,6 +101,9 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
                    help=f"checkpoint a running trial at most this often, from a background thread, so a retry "
                         f"resumes there; every epoch when epochs are longer; 0 = every epoch "
                         f"(default: {CHECKPOINT_EVERY_S:g})")
+    p.add_argument("--db-outage-timeout", type=non_negative_int, default=D.db_outage_timeout,
+                   help=f"seconds a worker waits, retrying, for a database server it cannot reach before it "
+                        f"stops; 0 = stop at once (default: {D.db_outage_timeout})")
     p.add_argument("--artifacts", default=None,
                    help="folder for checkpoints and artifacts (default: next to the SQLite file, "
                         "DB-artifacts/; ./alexsearch-artifacts for a server database)")
@@ -199,8 +202,8 @@ def settings_from_args(args: argparse.Namespace, check_device: bool = True):  # 
                             startup_trials=args.startup_trials, tpe_startup_trials=args.tpe_startup_trials,
                             seed=args.seed, device=args.device, data=data, precision=args.precision,
                             heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
-                            max_retry=args.max_retry, artifacts=args.artifacts,
-                            checkpoint_every=args.checkpoint_every)
+                            max_retry=args.max_retry, db_outage_timeout=args.db_outage_timeout,
+                            artifacts=args.artifacts, checkpoint_every=args.checkpoint_every)
     if check_device:  # a Slurm array's workers run elsewhere: their node checks its device
         device = resolve_device(settings.device)  # fails here, before the database is touched
         space.check_models(device)  # a model too big for the device fails here, not in every trial

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from search.cli.args import add_storage_args, non_negative_int
 
 if TYPE_CHECKING:
+    import optuna
     from optuna.trial import FrozenTrial
 
 HELP = "print the study's last trials (number, state, params, value, best epoch), counts and the best trial"
@@ -23,6 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_storage_args(p)
     p.add_argument("--last", type=non_negative_int, default=LAST, metavar="N",
                    help=f"list the last N trials; 0 = all of them (default: {LAST})")
+    p.add_argument("--artifacts", default=None,
+                   help="the search's artifacts folder, to report its checkpoints (default: the one the study was "
+                        "searched with)")
     p.set_defaults(run=run)
 
 
@@ -73,7 +77,20 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(["#", "state", "val_acc", "best_epoch", "params", "note"], rows))
     print("states: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
     print(best_line(study))
+    print(checkpoints_line(study, args.storage, args.artifacts))
     slurm = job_status_line(study)  # only for a study launched with --launcher slurm
     if slurm is not None:
         print(slurm)
     return 0
+
+
+def checkpoints_line(study: optuna.Study, storage_url: str, artifacts: str | None) -> str:
+    """How much disk the study's checkpoints take (an AlexNet checkpoint with Adam is 279 MB)."""
+    from search.trials import record
+    from storage.artifacts import artifact_dir, checkpoint_dir
+    from storage.checkpoints import CheckpointStore
+
+    artifacts = artifacts or study.user_attrs.get(record.SEARCH_CONFIG, {}).get("artifacts")
+    folder = checkpoint_dir(artifact_dir(storage_url, artifacts), study.study_name)
+    files, size = CheckpointStore(folder).held_bytes()
+    return f"checkpoints: {files} files, {size / 1e6:.1f} MB ({size:,} bytes) in {folder}"

@@ -26,6 +26,7 @@ BEST_EPOCH = "best_epoch"  # 1-based epoch of the best validation accuracy
 DUPLICATE_OF = "duplicate_of"  # number of the earlier trial with the same config; this one did not train
 PRUNED_REASON = "pruned_reason"
 STOPPED_REASON = "stopped_reason"  # completed early by patience
+CLOSED_REASON = "closed_reason"  # why a WAITING retry was closed (FAIL) without running: the budget was reached
 RESUMED_FROM = "resumed_from"  # {"trial": root of the retry chain, "epoch": epochs its checkpoint held}
 # Per-epoch curves, one list entry per epoch trained.
 TRAIN_ACC = "train_acc"
@@ -71,7 +72,7 @@ def is_stopped(t: FrozenTrial) -> bool:
 
 def note(t: FrozenTrial) -> str:
     """Why the trial ended early, or ''."""
-    return t.user_attrs.get(PRUNED_REASON) or t.user_attrs.get(STOPPED_REASON) or ""
+    return t.user_attrs.get(PRUNED_REASON) or t.user_attrs.get(STOPPED_REASON) or t.user_attrs.get(CLOSED_REASON) or ""
 
 
 def best_epoch(t: FrozenTrial, default: Any = None) -> Any:

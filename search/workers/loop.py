@@ -11,10 +11,13 @@ import optuna
 from optuna.trial import TrialState
 
 from search.space.space import Space
+from search.trials import record
 from search.trials.record import finished_count
-from storage.optuna_private import study_storage, trial_id
+from search.workers.failures import FAILED_PAUSE_S, MAX_FAILED_IN_A_ROW, WorkerGaveUp, classify
+from storage.heartbeat import retry
+from storage.optuna_private import close_waiting_trial, rdb_backend, study_storage, trial_id
+from storage.rdb import first_line
 
-STORAGE_ERROR_PAUSE_S = 5.0
 TAKEN = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 
 
@@ -36,7 +39,7 @@ def space_exhausted(study: optuna.Study, space: Space) -> bool:
 
 
 def _to_stderr(line: str) -> None:
-    print(line, file=sys.stderr)
+    print(line, file=sys.stderr, flush=True)
 
 
 class _EndedElsewhere:
@@ -68,36 +71,113 @@ class _EndedElsewhere:
 
 def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], budget: int, space: Space,
                on_progress: Callable[[int], None] = lambda done: None, strategy: Strategy | None = None,
-               should_stop: Callable[[], bool] = lambda: False, log: Callable[[str], None] = _to_stderr) -> int:
+               should_stop: Callable[[], bool] = lambda: False, max_retry: int = 0,
+               log: Callable[[str], None] = _to_stderr) -> int:
     """Run one trial at a time until `budget` trials of the study have finished. Returns trials run here.
 
-    A trial that someone else finishes while it runs here is stopped and left as they set it (its
-    checkpoint stays, for the retry a reaper queues); the worker says so in one line and goes on.
+    A trial that fails for the environment (search/workers/failures.py) is failed and queued for retry, and
+    the loop goes on; after MAX_FAILED_IN_A_ROW of them in a row it raises WorkerGaveUp. A trial another
+    worker took over is left to it. A database outage is ridden out by the storage (storage/rdb.py);
+    one longer than its timeout raises WorkerGaveUp.
     """
-    ran = 0
+    ran = failed_in_a_row = 0
     guarded = _EndedElsewhere(study, objective)
     while True:
-        done = finished_count(study)
-        on_progress(done)
-        if done >= budget or space_exhausted(study, space):
-            return ran
-        if strategy is not None and not strategy.prepare(study):
-            return ran
-        if should_stop():
-            return ran
+        guarded.trial_id = guarded.lost = None
+        _take_started_trial(study)
         verbosity = optuna.logging.get_verbosity()
         try:
+            done = finished_count(study)
+            on_progress(done)
+            if done >= budget:
+                close_leftover_retries(study, budget, log)
+                return ran
+            if space_exhausted(study, space) and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+                return ran  # every config is finished or running (a WAITING retry is run first: ask takes it)
+            if strategy is not None and not strategy.prepare(study):
+                return ran
+            if should_stop():
+                return ran
+            _check_disk(study)
             study.optimize(guarded, n_trials=1, catch=(), gc_after_trial=False)
-        except optuna.exceptions.StorageInternalError as e:
-            # The database connection dropped mid-call. The pool reconnects on the next call; the
-            # trial, if left RUNNING, stops beating and is retried from its checkpoint by the heartbeat.
-            log(f"storage error, going on after {STORAGE_ERROR_PAUSE_S:.0f} s: {e.__cause__ or e}")
-            time.sleep(STORAGE_ERROR_PAUSE_S)
-        except ValueError:
-            if guarded.lost is None:
+            failed_in_a_row = 0
+        except Exception as e:
+            kind, reason = ("taken", "") if guarded.lost is not None else (classify(e) or (None, ""))
+            if kind is None:
                 raise
-            log(f"trial {guarded.lost} was set {guarded.state()} by another process while it ran here; "
-                "stopped it, going on with the next trial")
+            started = _take_started_trial(study)
+            if guarded.trial_id is None:  # Optuna made the trial, then failed before our objective ran
+                guarded.trial_id = started
+            current = [] if guarded.trial_id is None else [guarded.trial_id]
+            number = _trial_number(study, current)
+            if kind == "outage":
+                left = f"; trial {number} stays RUNNING until a worker reaps it" if number is not None else ""
+                raise WorkerGaveUp(f"{reason}{left}") from e
+            if kind == "taken":  # reaped while this worker was paused or cut off, or failed in the dashboard
+                log(f"trial {number} was set {guarded.state()} by another process while it ran here; "
+                    "stopped it, going on with the next trial")
+            else:
+                failed_in_a_row += 1
+                log(f"{'trial ' + str(number) if number is not None else 'starting a trial'} failed: {reason}; "
+                    f"{_settle(study, current, max_retry)} ({failed_in_a_row} in a row, "
+                    f"stopping at {MAX_FAILED_IN_A_ROW})")
+                if failed_in_a_row >= MAX_FAILED_IN_A_ROW:
+                    raise WorkerGaveUp(f"{MAX_FAILED_IN_A_ROW} trials in a row failed, the last one with: "
+                                       f"{reason}") from e
+                time.sleep(FAILED_PAUSE_S * failed_in_a_row)
         finally:
             optuna.logging.set_verbosity(verbosity)
         ran += 1
+
+
+def _check_disk(study: optuna.Study) -> None:
+    storage = rdb_backend(study_storage(study))
+    problem = storage.disk_space_problem() if hasattr(storage, "disk_space_problem") else None
+    if problem is not None:
+        raise WorkerGaveUp(f"{problem}; no trial started. Free some space and run the worker again")
+
+
+def _take_started_trial(study: optuna.Study) -> int | None:
+    storage = rdb_backend(study_storage(study))
+    return storage.take_started_trial() if hasattr(storage, "take_started_trial") else None
+
+
+def _trial_number(study: optuna.Study, current: list[int]) -> int | None:
+    if not current:
+        return None
+    try:
+        return study_storage(study).get_trial(current[0]).number
+    except Exception:  # the database may be what failed
+        return None
+
+
+def _settle(study: optuna.Study, current: list[int], max_retry: int) -> str:
+    """Fail the trial if Optuna could not (its tell failed too) and queue its retry. Says what was done."""
+    if not current:
+        return "no trial was started"
+    storage = study_storage(study)
+    try:
+        trial = storage.get_trial(current[0])
+        if trial.state == TrialState.RUNNING:
+            storage.set_trial_state_values(trial_id(trial), state=TrialState.FAIL)
+            trial = storage.get_trial(trial_id(trial))
+        if trial.state != TrialState.FAIL:
+            return f"it is {trial.state.name}"
+        return "queued for retry" if retry(study, trial, max_retry) else f"not retried (max {max_retry} retries)"
+    except Exception as e:  # the database refuses this write too: the reaper fails and retries it later
+        return f"could not mark it failed ({first_line(e.__cause__ or e)}); a worker reaps it later"
+
+
+def close_leftover_retries(study: optuna.Study, budget: int, log: Callable[[str], None]) -> list[int]:
+    """Close the retries still WAITING once the study has reached its budget: no worker will run them, and
+    their checkpoints can go. Returns their numbers."""
+    closed = []
+    storage = rdb_backend(study_storage(study))
+    reason = f"the study reached its budget of {budget} finished trials first"
+    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        if record.retried_trial_number(t) is not None and hasattr(storage, "scoped_session") and \
+                close_waiting_trial(storage, trial_id(t), record.CLOSED_REASON, reason):
+            closed.append(t.number)
+    if closed:
+        log(f"closed retries {closed}: the study reached its budget of {budget} finished trials first")
+    return closed

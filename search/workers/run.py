@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import optuna
 import torch
+from optuna.trial import TrialState
 
 from model.device import device_name, resolve_device
 from search.settings import SearchConfig
@@ -24,16 +26,19 @@ from search.trials.objective import Objective
 from search.trials.record import best_line, finished_count
 from search.trials.stepwise import make_strategy
 from search.workers.display import Display
-from search.workers.loop import run_trials
+from search.workers.failures import WorkerGaveUp, hide_handled_failures
+from search.workers.loop import close_leftover_retries, run_trials
 from search.workers.placement import run_place
 from search.workers.safe_output import survive_closed_pipes
 from search.workers.signals import exit_code, install_stop_handlers, requested_signal, stop_requested
 from storage.artifacts import artifact_dir, checkpoint_dir
 from storage.checkpoints import CheckpointStore, CheckpointWriter
 from storage.heartbeat import reap_stale_trials, retry
-from storage.optuna_private import study_storage
+from storage.optuna_private import rdb_backend, study_storage, trial_id
 from storage.study import Heartbeat, quiet_optuna
 from storage.url import redact
+
+GAVE_UP_EXIT = 1  # the worker stopped because its environment failed (full disk, database gone)
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,7 @@ def run_worker(settings: SearchConfig, place: WorkerPlace = WorkerPlace(),
     if place.ignore_sigint:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     quiet_optuna(place.debug)
+    hide_handled_failures()
     opened: dict[str, optuna.Study] = {}
     display = None
     if emit is None:
@@ -106,6 +112,9 @@ def _run(settings: SearchConfig, place: WorkerPlace, log: Callable[[str], None],
     study = create_study(settings, space, settings.seed + 1000 * place.index, heartbeat_of(settings),
                          device_label=device_name(device))
     opened["study"] = study
+    backend = rdb_backend(study_storage(study))
+    if backend is not None:  # its outage lines (storage/rdb.py), with this worker's prefix
+        backend.say = log
     if record.DATA_SIZE not in study.user_attrs:  # for the report's captions: what "all" meant in items
         study.set_user_attr(record.DATA_SIZE, {"train": len(data.train), "val": len(data.eval)})
     reaped = reap_stale_trials(study, settings.grace_period, settings.max_retry)
@@ -116,15 +125,19 @@ def _run(settings: SearchConfig, place: WorkerPlace, log: Callable[[str], None],
         log(f"study {settings.study!r} was stopped by {flag.describe()}; not starting (`alexsearch search` "
             "clears the stop and resumes)")
         return 0
+    folder = artifact_dir(settings.storage, settings.artifacts)
+    checkpoints = CheckpointStore(checkpoint_dir(folder, settings.study))
     done = finished_count(study)
     if done >= settings.trials:
+        close_leftover_retries(study, settings.trials, log)
+        sweep_checkpoints(study, checkpoints, log)
         log(f"study {settings.study!r} already has {done} finished trials (budget {settings.trials}); "
             "nothing to do")
         return 0
     log(f"study {settings.study!r} in {redact(settings.storage)}: {done}/{settings.trials} trials "
         f"finished; {len(data.train)} train / {len(data.eval)} val items on {device_name(device)} "
         f"({torch.get_num_threads()} threads)")
-    folder = artifact_dir(settings.storage, settings.artifacts)
+    sweep_checkpoints(study, checkpoints, log)
 
     def publish_best(trial: optuna.Trial, value: float, weights: dict[str, torch.Tensor],
                      curves: dict[str, list[float]]) -> None:
@@ -140,13 +153,13 @@ def _run(settings: SearchConfig, place: WorkerPlace, log: Callable[[str], None],
         return place.deadline is not None and time.time() >= place.deadline
 
     objective = Objective(space, settings, data, device, log=log,
-                          checkpoints=CheckpointWriter(CheckpointStore(checkpoint_dir(folder, settings.study)),
-                                                       settings.checkpoint_every, log=log),
+                          checkpoints=CheckpointWriter(checkpoints, settings.checkpoint_every, log=log),
                           on_complete=publish_best, place=run_place(), should_stop=should_stop,
                           worker=worker_label(place))
     try:
         run_trials(study, objective, settings.trials, space, strategy=make_strategy(settings, space),
-                   should_stop=lambda: should_stop(force=True) or out_of_time(), log=log)
+                   should_stop=lambda: should_stop(force=True) or out_of_time(), max_retry=settings.max_retry,
+                   log=log)
     except KeyboardInterrupt:  # a stop signal or flag, raised by the trainer at a step boundary (or a 2nd signal)
         objective.checkpoints.flush()  # the retry resumes from the checkpoint being written, if one is
         _requeue(study, objective, settings.max_retry, log)  # before any output, which may have no reader
@@ -154,6 +167,9 @@ def _run(settings: SearchConfig, place: WorkerPlace, log: Callable[[str], None],
             log(f"stopped by {flag.describe()}")
             return 0
         return exit_code(requested_signal())
+    except WorkerGaveUp as e:
+        log(f"worker stopped: {e}")
+        return GAVE_UP_EXIT
     if stop_requested():  # stopped between trials
         return exit_code(requested_signal())
     if flag.flag is not None:
@@ -165,12 +181,38 @@ def _run(settings: SearchConfig, place: WorkerPlace, log: Callable[[str], None],
     return 0
 
 
+def live_roots(study: optuna.Study) -> set[int]:
+    """Checkpoint keys still needed: the retry-chain roots of RUNNING and WAITING trials."""
+    live = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
+    return {record.retry_root(t) for t in live}
+
+
+def sweep_checkpoints(study: optuna.Study, checkpoints: CheckpointStore,
+                      log: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> None:
+    """Delete the checkpoints no live trial will resume from (see CheckpointStore.sweep)."""
+    try:
+        files, freed = checkpoints.sweep(live_roots(study))
+    except OSError as e:  # a read-only or vanished folder: nothing to sweep, nothing to stop for
+        log(f"could not sweep old checkpoints: {e}")
+        return
+    if files:
+        log(f"deleted {files} old checkpoint files ({freed / 1e6:.1f} MB) of trials no retry will resume")
+
+
 def _requeue(study: optuna.Study, objective: Objective, max_retry: int, log: Callable[[str], None]) -> None:
-    """The stopped trial is FAIL now (Optuna marked it); queue its retry, which resumes from its checkpoint."""
+    """The stopped trial is FAIL now (Optuna marked it; or RUNNING, if a second signal cut Optuna short);
+    queue its retry, which resumes from its checkpoint. Further signals are ignored meanwhile: this takes
+    milliseconds, and a second Ctrl-C landing in it would lose the retry."""
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
     if objective.current_trial_id is None:
         return
-    trial = study_storage(study).get_trial(objective.current_trial_id)
-    if trial.state == optuna.trial.TrialState.FAIL:
+    storage = study_storage(study)
+    trial = storage.get_trial(objective.current_trial_id)
+    if trial.state == TrialState.RUNNING:
+        storage.set_trial_state_values(trial_id(trial), state=TrialState.FAIL)
+        trial = storage.get_trial(trial_id(trial))
+    if trial.state == TrialState.FAIL:
         retry(study, trial, max_retry)
         log(f"stopped: trial {trial.number} failed and queued for retry")
 

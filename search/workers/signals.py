@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 from types import FrameType
 
 _requested = 0  # the first stop signal received, 0 while none
@@ -43,9 +44,20 @@ class _HideStopTracebacks(logging.Filter):
         return not (record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt))
 
 
+def _unraisable(hook: object) -> None:
+    """The second signal's exception can land in code whose exceptions Python only prints (a weakref
+    callback, a __del__): not an error to show. The flag is set, so the trainer stops at its next step."""
+    if not isinstance(hook.exc_value, StopRequested):
+        _default_unraisable(hook)
+
+
+_default_unraisable = sys.unraisablehook
+
+
 def install_stop_handlers() -> None:
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
+    sys.unraisablehook = _unraisable
     for handler in logging.getLogger("optuna").handlers:  # logger filters don't reach child loggers; handlers do
         if not any(isinstance(f, _HideStopTracebacks) for f in handler.filters):
             handler.addFilter(_HideStopTracebacks())

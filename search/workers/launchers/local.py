@@ -16,15 +16,16 @@ from search.errors import USAGE_ERRORS, one_line, silence_optuna_warnings, user_
 from search.settings import SearchConfig
 from search.space.space import load_space
 from search.study.create import create_study
-from search.trials.record import best_line, finished_count
+from search.trials.record import best_line
 from search.workers.display import Display
 from search.workers.placement import gpu_for
 from search.workers.run import WorkerPlace, run_worker
 from search.workers.safe_output import survive_closed_pipes
 from search.workers.signals import exit_code
-from storage.study import load_study, open_storage
+from search.workers.study_count import StudyCount
 
 STOP_WAIT_S = 30.0  # how long the parent waits for stopped workers before killing them
+HURRY_WAIT_S = 2.0  # after a second stop signal: how long workers get to requeue their trials
 
 
 def _child_main(settings: dict[str, Any], place: dict[str, Any], lines: Any) -> None:
@@ -37,7 +38,19 @@ def _child_main(settings: dict[str, Any], place: dict[str, Any], lines: Any) -> 
     except USAGE_ERRORS as e:
         lines.put(f"{place['prefix']}error: {one_line(e, settings.get('storage'))}")
         code = 2
-    sys.exit(code)
+    _exit_now(code)
+
+
+def _exit_now(code: int) -> None:
+    """Exit without the interpreter's teardown, which takes seconds with torch loaded (4 s measured on a busy
+    2-core machine) and would keep a stopped search waiting. Everything is written by now: the study's
+    transactions are committed, and the output streams are flushed here."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a pipe whose reader is gone (Ctrl-C on `search | tee`), a closed stream
+            pass
+    os._exit(code)
 
 
 @dataclass(frozen=True)
@@ -59,22 +72,37 @@ class LocalLauncher:
                      device_label=f"{workers} x {device_name(resolve_device(settings.device))}")
         ctx = mp.get_context("spawn")
         lines = ctx.Queue()  # every worker line, whole: one put per line, so lines never interleave
-        procs = []
-        for i in range(workers):
-            place = WorkerPlace(index=i, gpu=gpu_for(i, gpu_ids), threads=threads, prefix=f"[w{i}] ",
-                                progress_bar=False, ignore_sigint=True, deadline=deadline, debug=debug)
-            p = ctx.Process(target=_child_main, args=(settings.to_dict(), place.__dict__, lines),
-                            name=f"alexsearch-w{i}")
-            p.start()
-            procs.append(p)
-        stop = {"signum": 0}
+        procs: list[Any] = []
+        stop = {"signum": 0, "signals": 0}
 
         def on_signal(signum: int, _frame: Any) -> None:
+            # The first signal asks each worker to stop its trial at the next training step; a second one (a
+            # user who wants out now) is forwarded too, and a worker that gets a second stop raises at once.
             stop["signum"] = stop["signum"] or signum
+            stop["signals"] += 1
+            for p in procs:
+                if p.pid is not None and p.exitcode is None:
+                    os.kill(p.pid, signal.SIGTERM)
 
         old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        poller = _Poller(settings)
-        display = Display(settings.trials, poller.count, workers=workers, epochs=settings.epochs)
+        # Workers ignore SIGINT from their first instruction on: a terminal's Ctrl-C reaches the whole process
+        # group, and one that lands while a worker imports torch would print a KeyboardInterrupt traceback. The
+        # disposition is inherited by the spawned interpreter, so it is set before the spawn and put back after.
+        handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            for i in range(workers):
+                place = WorkerPlace(index=i, gpu=gpu_for(i, gpu_ids), threads=threads, prefix=f"[w{i}] ",
+                                    progress_bar=False, ignore_sigint=True, deadline=deadline, debug=debug)
+                p = ctx.Process(target=_child_main, args=(settings.to_dict(), place.__dict__, lines),
+                                name=f"alexsearch-w{i}")
+                p.start()
+                procs.append(p)
+        finally:
+            signal.signal(signal.SIGINT, handler)
+        if stop["signum"]:  # a signal during the spawns: stop the workers started before it too
+            on_signal(stop["signum"], None)
+        poller = StudyCount(settings)
+        display = Display(settings.trials, poller, workers=workers, epochs=settings.epochs)
         try:
             while any(p.is_alive() for p in procs) and not stop["signum"]:
                 _show(lines, display, wait_s=0.5)
@@ -82,12 +110,11 @@ class LocalLauncher:
             if stop["signum"]:
                 display.line(f"stopping {sum(p.is_alive() for p in procs)} workers "
                              f"({signal.Signals(stop['signum']).name})")
-                for p in procs:
-                    if p.is_alive():
-                        os.kill(p.pid, signal.SIGTERM)
             deadline_join = time.monotonic() + STOP_WAIT_S
             while any(p.is_alive() for p in procs) and time.monotonic() < deadline_join:
-                _show(lines, display, wait_s=0.2)  # a worker exits only once its queued lines are taken
+                if stop["signals"] > 1:  # the user wants out now: workers got a second stop, give them a moment
+                    deadline_join = min(deadline_join, time.monotonic() + HURRY_WAIT_S)
+                _show(lines, display, wait_s=0.05)  # a worker exits only once its queued lines are taken
             for p in procs:
                 if p.is_alive():
                     p.kill()
@@ -97,10 +124,10 @@ class LocalLauncher:
                 display.line(best_line(poller.study))
         finally:
             display.close(final_count=not stop["signum"])
-            for s, handler in old.items():
-                signal.signal(s, handler)
-        if stop["signum"]:
-            return exit_code(stop["signum"])
+            for s, previous in old.items():
+                signal.signal(s, previous)
+        if stop["signum"]:  # stopped: out now, not after seconds of teardown a second Ctrl-C would land in
+            _exit_now(exit_code(stop["signum"]))
         # A negative exitcode means killed by that signal: report it as the shell would (128 + signal).
         failed = [p.exitcode if p.exitcode > 0 else 128 - p.exitcode for p in procs if p.exitcode not in (0, None)]
         return failed[0] if failed else 0
@@ -114,19 +141,3 @@ def _show(lines: Any, display: Display, wait_s: float) -> None:
             display.line(lines.get_nowait())
     except queue.Empty:
         pass
-
-
-class _Poller:
-    """The study's finished count for the display; None while the study cannot be read."""
-
-    def __init__(self, settings: SearchConfig) -> None:
-        self.settings = settings
-        self.study: Any = None
-
-    def count(self) -> int | None:
-        try:
-            if self.study is None:
-                self.study = load_study(open_storage(self.settings.storage, create=False), self.settings.study)
-            return finished_count(self.study)
-        except Exception:  # noqa: BLE001 - the database may be busy or away a moment; progress is best effort
-            return None

@@ -2,7 +2,9 @@
 line, and the script text.
 
 One array task per `--workers`; each task runs K worker processes (`--workers-per-gpu K`, times its GPUs) on
-the study, `alexsearch worker --worker-index I` with the same settings `search` would hand a local worker.
+the study, `alexsearch worker --lines-only --worker-index I` with the same settings `search` would hand a local
+worker. Each task's output goes to its own file, LOG_DIR/JOBNAME-ARRAYJOB_TASK.out (appended to when the task is
+requeued), where the watcher (search/workers/launchers/slurm.py) reads the workers' event lines.
 
 How a stop reaches a worker, and how its trial survives (written into every script, too):
 - scancel, preemption and `scontrol requeue` send SIGTERM to every process of the task. A worker that gets
@@ -227,7 +229,6 @@ def _q(word: str) -> str:
     """Shell-quote a word, leaving $VAR references (and plain words) readable."""
     if _SHELL_REF.fullmatch(word):
         return f'"{word}"'
-        return f'"{word}"'
     return shlex.quote(word)
 
 
@@ -270,7 +271,7 @@ def sbatch_script(job: ArrayJob) -> str:
     device = device_for_task(settings.device, s.gpus_per_worker)
     argv = alexsearch_command() + ["worker"] + worker_args(settings.replace(device=device), job.storage_in_script())
     index = "$SLURM_ARRAY_TASK_ID" if per_task == 1 else f"$((SLURM_ARRAY_TASK_ID * {per_task} + k))"
-    command = wrap_command([*argv, "--worker-index", index])
+    command = wrap_command([*argv, "--lines-only", "--worker-index", index])
     gpu_note = (f"{plural(s.gpus_per_worker, 'GPU')} each" + (f", worker k on GPU k mod {s.gpus_per_worker}"
                                                           if s.gpus_per_worker > 1 and per_task > 1 else "")
                 if s.gpus_per_worker else "CPU only")

@@ -12,6 +12,7 @@ that quotes Slurm's own message, raised before the study is created or changed.
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import shutil
@@ -25,12 +26,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
-from tqdm import tqdm
 
 from search.errors import UsageError
 from search.settings import SearchConfig
 from search.trials import record
 from search.trials.record import best_line, finished_count
+from search.workers.display import Display
 from search.workers.launchers.sbatch import (
     ArrayJob,
     SlurmConfig,
@@ -39,6 +40,8 @@ from search.workers.launchers.sbatch import (
     workers_per_task,
     write_script,
 )
+from search.workers.log_tail import LogTail, array_task_label
+from search.workers.study_count import StudyCount
 from storage.artifacts import artifact_dir, safe_name
 from storage.study import load_study, open_storage, study_names
 
@@ -48,6 +51,7 @@ from storage.url import parse_url, redact, sqlite_path
 
 SLURM_TIMEOUT_S = 60  # for one sbatch / squeue / sacct call
 POLL_S = 5.0  # how often the watcher reads the study and asks squeue (kind to a busy slurmctld)
+TAIL_S = 0.5  # how often it reads new lines from the tasks' log files
 JOB_ATTR = record.SLURM_JOB
 # Job states in which a task may still run trials (squeue's long names).
 ACTIVE_STATES = frozenset({"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING",
@@ -184,7 +188,7 @@ def launch_slurm(settings: SearchConfig, space: Space, slurm: SlurmConfig, tasks
         if is_active(states):
             print(f"study {settings.study!r} already has Slurm job {running['job_id']} queued or running "
                   f"({state_summary(running['job_id'], states).split(': ', 1)[1]}); not submitting another")
-            return _follow(settings, running, detach)
+            return _follow(settings, running, detach, reattach=True)
     _exe("sbatch")
     script = write_script(job, job.log_dir / f"{safe_name(settings.study)}-array.sh")
     check_submission(script, job.submit_env())  # Slurm's verdict before the study is created or changed
@@ -221,55 +225,63 @@ class SlurmLauncher:
         return launch_slurm(settings, self.space, self.slurm, workers, self.workers_per_gpu, self.detach)
 
 
-def _follow(settings: SearchConfig, job: Mapping[str, Any], detach: bool) -> int:
+def _follow(settings: SearchConfig, job: Mapping[str, Any], detach: bool, reattach: bool = False) -> int:
     job_id = job["job_id"]
     if detach:
         print(f"detached: run the same command again to watch it, `alexsearch status` to see it; "
               f"cancel with: scancel {job_id}")
         return 0
-    return watch(settings, job_id)
+    workers = int(job.get("tasks") or 1) * int(job.get("workers_per_task") or 1)
+    return watch(settings, job_id, Path(job["log_dir"]) if job.get("log_dir") else None, workers=workers,
+                 reattach=reattach)
 
 
-def watch(settings: SearchConfig, job_id: str, poll_s: float = POLL_S) -> int:
-    """The study's progress bar until it reaches its budget (0) or the array ends short of it (1).
-    Ctrl-C stops watching and leaves the jobs running (130)."""
-    bar = tqdm(total=settings.trials, desc="trials", unit="trial", dynamic_ncols=True, file=sys.stderr)
-    storage, done, summary = None, None, ""
+def watch(settings: SearchConfig, job_id: str, log_dir: Path | None = None, poll_s: float = POLL_S,
+          workers: int = 1, reattach: bool = False) -> int:
+    """The study's progress (search/workers/display.py, as `--workers N` shows it locally) and the workers'
+    event lines, tailed from the array tasks' log files in log_dir, until the study reaches its budget (0) or
+    the array ends short of it (1). Ctrl-C stops watching and leaves the jobs running (130).
+    reattach: the logs' earlier lines are not shown again, only what the workers write from now on."""
+    count = StudyCount(settings)
+    display = Display(settings.trials, count, workers=workers, epochs=settings.epochs)
+    name = ArrayJob(settings, SlurmConfig(), 1).name
+    tail = LogTail(log_dir, f"{glob.escape(name)}-{job_id}_*.out", array_task_label,
+                   from_end=reattach) if log_dir is not None else None
+    summary = ""
+    last_squeue = float("-inf")
     try:
         while True:
-            storage, count = _poll(settings, storage)
-            if count is not None:
-                done = count
-                bar.update(done - bar.n)
-            states = task_states(job_id)
-            if state_summary(job_id, states) != summary:
-                summary = state_summary(job_id, states)
-                bar.write(summary)
-            if (done is not None and done >= settings.trials) or not is_active(states):
-                break
-            time.sleep(poll_s)
+            for line in tail.lines() if tail else ():
+                display.line(line)
+            if time.monotonic() - last_squeue >= poll_s:
+                last_squeue = time.monotonic()
+                display.tick(force=True)
+                states = task_states(job_id)
+                if state_summary(job_id, states) != summary:
+                    summary = state_summary(job_id, states)
+                    display.line(summary)
+                if (display.count is not None and display.count >= settings.trials) or not is_active(states):
+                    break
+            else:
+                display.tick()
+            time.sleep(min(TAIL_S, poll_s))
+        for line in tail.lines() if tail else ():  # what the workers wrote up to the end
+            display.line(line)
     except KeyboardInterrupt:
-        bar.close()
+        display.close(final_count=False)
         print(f"stopped watching; Slurm job {job_id} keeps running. Watch again: the same command; "
               f"cancel: scancel {job_id}", file=sys.stderr)
         return 130
-    bar.close()
-    storage, count = _poll(settings, storage)
-    done = count if count is not None else done or 0
-    if done >= settings.trials:
-        print(best_line(load_study(storage, settings.study)))
+    done = count()
+    done = done if done is not None else display.count or 0
+    if done >= settings.trials and count.study is not None:
+        display.line(best_line(count.study))
+        display.close(final_count=False)
         return 0
+    display.close(final_count=False)
     print(f"{summary}: the array ended with {done}/{settings.trials} trials finished; see its logs, then run "
           "the same command to submit a new array (stopped trials resume from their checkpoints)", file=sys.stderr)
     return 1
-
-
-def _poll(settings: SearchConfig, storage: Any) -> tuple[Any, int | None]:
-    try:
-        storage = storage or open_storage(settings.storage, create=False)
-        return storage, finished_count(load_study(storage, settings.study))
-    except Exception:  # a database that does not answer for a moment: progress is best effort
-        return storage, None
 
 
 def job_status_line(study: optuna.Study) -> str | None:

@@ -1,0 +1,119 @@
+"""A PostgreSQL restart, and a 30 s outage, in the middle of a 2-worker search (issue 14, class 1).
+
+Each worker must ride the outage out (retrying, with one line when it starts and one when it ends) and go on:
+the search exits 0 with every trial finished exactly once, none RUNNING, none failed. The server is this
+module's own (the session's is shared with other tests), stopped and started with pg_ctl.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from storage.study import open_storage
+from tests.pg_server import PgServer, find_pg_bin, missing_reason
+
+ALEXSEARCH = str(Path(sys.executable).parent / "alexsearch")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+TRIALS = 10
+
+
+@pytest.fixture(scope="module")
+def own_pg() -> Iterator[PgServer]:
+    reason = missing_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with PgServer(find_pg_bin()) as server:
+        yield server
+
+
+def finished(server: PgServer, database: str) -> int:
+    """Finished trials, read straight from the server (-1 while it is down or the tables don't exist yet)."""
+    try:
+        with server.admin_connection(database) as con:
+            return con.execute("SELECT COUNT(*) FROM trials WHERE state IN ('COMPLETE', 'PRUNED')").fetchone()[0]
+    except Exception:
+        return -1
+
+
+def search(url: str, tmp_path: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [ALEXSEARCH, "search", "--task", "mlp-synth", "--storage", url, "--study", "outage", "--workers", "2",
+         "--trials", str(TRIALS), "--epochs", "3", "--train-size", "1500", "--val-size", "300", "--device", "cpu",
+         "--pruner", "none", "--patience", "0", "--heartbeat-interval", "2", "--grace-period", "60",
+         "--artifacts", str(tmp_path / "art")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True)
+
+
+def run_with_fault(server: PgServer, tmp_path: Path, fault) -> tuple[subprocess.Popen, str, str, str]:
+    database = server.create_database("outage")
+    url = server.url(database)
+    proc = search(url, tmp_path)
+    out: dict[str, str] = {}
+    readers = [threading.Thread(target=lambda k=k, f=f: out.__setitem__(k, f.read()), daemon=True)
+               for k, f in (("out", proc.stdout), ("err", proc.stderr))]
+    for r in readers:
+        r.start()
+    try:
+        deadline = time.monotonic() + 120
+        while finished(server, database) < 2:  # the middle of the search: 2 of 10 trials done
+            assert proc.poll() is None, "the search ended before the fault"
+            assert time.monotonic() < deadline, "no trial finished in 120 s"
+            time.sleep(0.1)
+        fault()
+        proc.wait(timeout=150)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+    for r in readers:
+        r.join(10)
+    (tmp_path / "search.log").write_text(out.get("out", "") + out.get("err", ""))
+    return proc, url, out.get("out", ""), out.get("err", "")
+
+
+def check_exactly_once(proc: subprocess.Popen, url: str, err: str) -> None:
+    assert proc.returncode == 0, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert "database unreachable" in err and "database back after" in err, err[-3000:]
+    storage = open_storage(url, create=False)
+    try:
+        trials = optuna.load_study(study_name="outage", storage=storage).get_trials()
+    finally:
+        storage.engine.dispose()
+    states = Counter(t.state for t in trials)
+    assert set(states) == {TrialState.COMPLETE}, states  # none failed, none RUNNING, none WAITING
+    counted = [t for t in trials if "duplicate_of" not in t.user_attrs]
+    assert TRIALS <= len(counted) <= TRIALS + 1  # the budget (plus the other worker's last trial at most)
+    for t in counted:  # every epoch of every trial reported exactly once: nothing lost, nothing run twice
+        assert sorted(t.intermediate_values) == [1, 2, 3], (t.number, t.intermediate_values)
+        assert "resumed_from" not in t.user_attrs and "failed_trial" not in t.system_attrs
+
+
+@pytest.mark.slow
+def test_search_rides_out_a_server_restart(own_pg, tmp_path):
+    proc, url, out, err = run_with_fault(own_pg, tmp_path, own_pg.restart)
+    check_exactly_once(proc, url, out + err)
+
+
+@pytest.mark.slow
+def test_search_rides_out_a_30_s_outage(own_pg, tmp_path):
+    def outage() -> None:
+        own_pg.stop_server()
+        time.sleep(30)
+        own_pg.start_server()
+
+    started = time.monotonic()
+    proc, url, out, err = run_with_fault(own_pg, tmp_path, outage)
+    check_exactly_once(proc, url, out + err)
+    assert time.monotonic() - started > 30

@@ -1,0 +1,166 @@
+"""Signals at awkward moments (issue 14, class 11): Ctrl-C during start-up, a second Ctrl-C, a paused worker.
+
+- Ctrl-C while `alexsearch` or its spawned workers are still importing torch prints one line, no traceback.
+- A second Ctrl-C stops `search --workers 2` at once, even while the workers are in a long evaluation that
+  the first stop waits for (14.9 s was measured before).
+- A worker paused (SIGSTOP) past the grace period is declared dead and its trial retried by the other worker;
+  once continued, it says so in one line and goes on, and `search` exits 0 when the study is finished.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from storage.study import open_storage
+
+ALEXSEARCH = str(Path(sys.executable).parent / "alexsearch")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+class Run:
+    """`alexsearch ARGS` in its own process group (as in a terminal), its output collected as it comes."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen([ALEXSEARCH, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, env=ENV, start_new_session=True)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def ctrl_c(self) -> None:
+        """A terminal's Ctrl-C: SIGINT to every process of the group, workers included."""
+        os.killpg(self.proc.pid, signal.SIGINT)
+
+    def wait_for(self, predicate, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert self.proc.poll() is None, f"exited before {what}: {self.output[-3000:]}"
+            assert time.monotonic() < deadline, f"timed out waiting for {what}: {self.output[-3000:]}"
+            time.sleep(0.05)
+
+    def finish(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            if self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+            self._reader.join(10)
+
+    def workers(self) -> list[int]:
+        """Pids of the spawned worker processes."""
+        pids = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == \
+                        self.proc.pid and b"spawn_main" in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+        return pids
+
+
+def search_args(url: str, art: Path, *extra: str) -> list[str]:
+    return ["search", "--task", "mlp-synth", "--storage", url, "--study", "sig", "--device", "cpu",
+            "--artifacts", str(art), *extra]
+
+
+def trials(url: str) -> list[optuna.trial.FrozenTrial]:
+    storage = open_storage(url, create=False)
+    try:
+        return optuna.load_study(study_name="sig", storage=storage).get_trials()
+    finally:
+        storage.engine.dispose()
+
+
+def test_ctrl_c_while_importing_is_one_line(db_url, tmp_path):
+    run = Run(*search_args(db_url, tmp_path / "art", "--trials", "1", "--epochs", "1"))
+    time.sleep(0.4)  # torch and optuna take seconds to import
+    run.ctrl_c()
+    rc = run.finish(60)
+    assert "Traceback" not in run.output and "KeyboardInterrupt" not in run.output, run.output[-3000:]
+    assert rc == 130 and run.output.strip().splitlines()[-1].endswith("interrupted"), run.output[-3000:]
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_spawned_workers_import_is_quiet(db_url, tmp_path):
+    run = Run(*search_args(db_url, tmp_path / "art", "--workers", "2", "--trials", "4", "--epochs", "1",
+                           "--train-size", "300", "--val-size", "200"))
+    run.wait_for(lambda: "A new study created" in run.output, 120, "the study")  # workers are spawned next
+    run.wait_for(lambda: len(run.workers()) == 2, 30, "the workers to start")
+    time.sleep(0.5)  # they are importing torch now
+    run.ctrl_c()
+    rc = run.finish(60)
+    assert "Traceback" not in run.output and "KeyboardInterrupt" not in run.output, run.output[-3000:]
+    assert rc == 128 + signal.SIGINT, run.output[-3000:]
+    assert not [t for t in trials(db_url) if t.state == TrialState.RUNNING]
+
+
+@pytest.mark.slow
+def test_second_ctrl_c_stops_two_workers_at_once(db_url, tmp_path):
+    """Each epoch evaluates 6 million points (seconds on a CPU): a first Ctrl-C during that evaluation waits
+    for its end; a second one must not."""
+    art = tmp_path / "art"
+    run = Run(*search_args(db_url, art, "--workers", "2", "--trials", "4", "--epochs", "50", "--pruner", "none",
+                           "--patience", "0", "--train-size", "300", "--val-size", "6000000"))
+    folder = art / "checkpoints"
+    run.wait_for(lambda: len(list(folder.glob("*/trial-*.pt"))) == 2, 240, "both workers' first checkpoint")
+    run.ctrl_c()  # both workers are evaluating epoch 2 now (its 300 training points take milliseconds)
+    time.sleep(0.5)
+    sent = time.monotonic()
+    run.ctrl_c()
+    rc = run.finish(60)
+    took = time.monotonic() - sent
+    print(f"second Ctrl-C: search --workers 2 ended {took:.1f} s after it")
+    assert took < 4, f"a second Ctrl-C took {took:.1f} s to stop the workers"
+    assert "Traceback" not in run.output, run.output[-3000:]
+    assert rc in (128 + signal.SIGINT, -signal.SIGINT)  # a shell reports either as 130
+    after = trials(db_url)
+    assert not [t for t in after if t.state == TrialState.RUNNING]
+    failed = {t.number for t in after if t.state == TrialState.FAIL}
+    assert len(failed) == 2 and {t.system_attrs.get("failed_trial") for t in after
+                                 if t.state == TrialState.WAITING} == failed  # each stopped trial is queued
+
+
+@pytest.mark.slow
+def test_worker_paused_past_the_grace_period_goes_on_when_continued(db_url, tmp_path):
+    art = tmp_path / "art"
+    run = Run(*search_args(db_url, art, "--workers", "2", "--trials", "6", "--epochs", "3", "--pruner", "none",
+                           "--patience", "0", "--train-size", "60000", "--val-size", "300",
+                           "--heartbeat-interval", "1", "--grace-period", "6"))
+    # Pause w0 just after it reported an epoch: it is training then (seconds of 60,000 points), not inside a
+    # database transaction, whose lock would stop the other worker too (SQLite has one writer at a time).
+    run.wait_for(lambda: any(line.startswith("[w0] trial") and " epoch " in line for line in run.lines), 240,
+                 "w0 to train an epoch")
+    paused = min(run.workers())  # w0 was spawned first
+    os.kill(paused, signal.SIGSTOP)
+    try:
+        run.wait_for(lambda: any(t.state == TrialState.FAIL for t in trials(db_url)), 90,
+                     "the other worker to fail the paused worker's trial as dead")
+    finally:
+        os.kill(paused, signal.SIGCONT)
+    rc = run.finish(240)
+    assert rc == 0, run.output[-3000:]
+    assert "Traceback" not in run.output, run.output[-3000:]
+    assert "by another process while it ran here; stopped it, going on" in run.output, run.output[-3000:]
+    after = trials(db_url)
+    assert not [t for t in after if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert sum(t.state == TrialState.COMPLETE for t in after) >= 6
