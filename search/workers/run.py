@@ -35,6 +35,7 @@ from storage.artifacts import artifact_dir, checkpoint_dir
 from storage.checkpoints import CheckpointStore, CheckpointWriter
 from storage.heartbeat import reap_stale_trials, retry
 from storage.optuna_private import rdb_backend, study_storage, trial_id
+from storage.rdb import SteadyRDBStorage
 from storage.study import Heartbeat, quiet_optuna
 from storage.url import redact
 
@@ -113,7 +114,7 @@ def _run(settings: SearchConfig, place: WorkerPlace, log: Callable[[str], None],
                          device_label=device_name(device))
     opened["study"] = study
     backend = rdb_backend(study_storage(study))
-    if backend is not None:  # its outage lines (storage/rdb.py), with this worker's prefix
+    if isinstance(backend, SteadyRDBStorage):  # its outage lines (storage/rdb.py), with this worker's prefix
         backend.say = log
     if record.DATA_SIZE not in study.user_attrs:  # for the report's captions: what "all" meant in items
         study.set_user_attr(record.DATA_SIZE, {"train": len(data.train), "val": len(data.eval)})
