@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 EXTRAS ?= dev,postgres
 PIP_ARGS ?=
 
-.PHONY: install search test status dashboard bench bench-overhead bench-lock-wait bench-checkpoint bench-study-scale \
+.PHONY: install search test test-fast status dashboard bench bench-overhead bench-lock-wait bench-checkpoint bench-study-scale \
 	bench-service gpu-check lint clean
 
 install: $(VENV)/.installed
@@ -41,8 +41,13 @@ DASHBOARD_ARGS ?=
 dashboard: install
 	$(BIN)/alexsearch dashboard --storage $(STORAGE) --study $(STUDY) $(DASHBOARD_ARGS)
 
+# make test: every test, slow and bench included (what CI runs). make test-fast: the edit loop, without the
+# multi-second (slow) and benchmark (bench) tests. PYTEST_ARGS passes options, e.g. PYTEST_ARGS="-x -k export".
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow and not bench" $(PYTEST_ARGS)
 
 # make bench: the throughput table (Trainer vs DataLoader vs plain loop, ratios a/b and a/c). BENCH_ARGS passes
 # options, e.g. BENCH_ARGS="--data data --bf16", "--quick", or "--accuracy" for the same-accuracy check.
@@ -77,8 +82,12 @@ GPU_CHECK_ARGS ?=
 gpu-check: install
 	$(BIN)/python -m bench.gpu_check --data $(DATA) $(GPU_CHECK_ARGS)
 
+# make lint: ruff's rules, ruff's formatting (checked, not applied: `ruff format .` applies it) and mypy
+# (settings in pyproject.toml). .ci/run runs it before the tests; .pre-commit-config.yaml runs the same on commit.
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from bench.data import TASK, normalised, sync
 from model.alexnet import AlexNet, AlexNetConfig
 from model.tasks import TaskData
-from model.train import TrainConfig, Trainer, epoch_seed
+from model.train import Precision, TrainConfig, Trainer, epoch_seed
 
 TOLERANCE = 0.015  # allowed |mean val acc difference|, as a fraction (1.5 points)
 PLAIN = "plain fp32 loop"
@@ -34,7 +34,7 @@ class AccuracyRun:
     images_per_s: float  # training images / train_seconds
 
 
-def report_config(epochs: int, seed: int, precision: str = "auto") -> TrainConfig:
+def report_config(epochs: int, seed: int, precision: Precision = "auto") -> TrainConfig:
     """The report's final config: Adam, lr 1e-3, batch 100, no batch norm (AlexNetConfig's default)."""
     return TrainConfig(optimizer="adam", lr=1e-3, batch_size=100, epochs=epochs, seed=seed, precision=precision)
 

@@ -118,7 +118,7 @@ def run(args: argparse.Namespace, argv: list[str], work: Path) -> int:
     ctx = Context(device, args.device, scale, data_root, described, work, REPO, f"bench/results/{stem}.json",
                   commit(), date, grid_budget=args.grid_budget or scale.grid_budget,
                   log=lambda line: print(line, flush=True))
-    results = {"command": " ".join(["python -m bench.gpu_check", *argv]), "commit": ctx.commit, "date": date,
+    results: dict = {"command": " ".join(["python -m bench.gpu_check", *argv]), "commit": ctx.commit, "date": date,
                "device": name, "device_type": device.type, "scale": scale.name, "torch": torch.__version__,
                "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
                "python": platform.python_version(), "cpu_count": os.cpu_count(), "data": described,

@@ -278,7 +278,8 @@ def grid_trials(storage: str, study_name: str) -> tuple[list[TrialEpochs], dict[
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=study_name, storage=storage)
-    trials, states = [], {}
+    trials: list[TrialEpochs] = []
+    states: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
         states[t.state.name] = states.get(t.state.name, 0) + 1
         if "batch_size" in t.params:

@@ -20,7 +20,7 @@ from bench.data import TASK, normalised, sync
 from model import cifar10
 from model.alexnet import AlexNet, AlexNetConfig
 from model.tasks import Split, TaskData
-from model.train import TrainConfig, Trainer
+from model.train import Precision, TrainConfig, Trainer
 
 SEED = 0
 LR = 1e-3  # the report's Adam learning rate
@@ -45,7 +45,7 @@ def usual_transform() -> transforms.Compose:
     return transforms.Compose([transforms.ToTensor(), transforms.Normalize(cifar10.MEAN, cifar10.STD)])
 
 
-def run_trainer(train: Split, batch: int, steps: int, device: torch.device, precision: str = "auto",
+def run_trainer(train: Split, batch: int, steps: int, device: torch.device, precision: Precision = "auto",
                 compile: bool = False) -> float:
     """(a) alexsearch's Trainer: one epoch over exactly steps * batch images (plus its eval of 10 images)."""
     n = steps * batch

@@ -81,7 +81,8 @@ def run_job(rank: int, job: Job, barrier) -> WorkerResult:
         return value
 
     barrier.wait(timeout=TIMEOUT_S)
-    start, ran, errors = time.time(), 0, []
+    errors: list[str] = []
+    start, ran = time.time(), 0
     while len(errors) <= 20:
         try:
             ran += run_trials(study, objective, job.budget, space)
@@ -178,14 +179,19 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"postgresql: skipped: {reason}", file=sys.stderr)
                 backends.remove("postgresql")
             else:
-                server = stack.enter_context(PgServer(find_pg_bin(), fast=False))
+                bin_dir = find_pg_bin()
+                assert bin_dir is not None  # missing_reason() looked for it
+                server = stack.enter_context(PgServer(bin_dir, fast=False))
         for p in procs:
             p.start()
         try:
             for round_ in range(args.rounds):
                 for backend in backends:
-                    url = (f"sqlite:///{Path(tmp) / f'rate-{round_}.db'}" if backend == "sqlite"
-                           else server.url(server.create_database("rate")))
+                    if backend == "sqlite":
+                        url = f"sqlite:///{Path(tmp) / f'rate-{round_}.db'}"
+                    else:
+                        assert server is not None  # postgresql stays in backends only when its server started
+                        url = server.url(server.create_database("rate"))
                     rates.append(measure(backend, url, args.workers,
                                          dict(budget=args.trials, sampler=args.sampler), jobs, results))
                     print(f"round {round_ + 1} {backend}: {rates[-1].per_s:.1f} trials/s", file=sys.stderr)

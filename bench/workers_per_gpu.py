@@ -7,8 +7,9 @@ warms up once per batch size. The largest K's processes are started once and kep
 process start and CUDA initialisation are paid once. For each (K, batch) all processes meet at a barrier, then
 the first K build a fresh Trainer, wait at a second barrier and train one epoch of `steps` batches while the
 others wait. Total images/s is all K workers' images over the span from the first start to the last finish.
-On CPU the workers share the cores (threads per worker = cores // K), so the total stays flat: the cores
-are already saturated by one trial.
+On CPU the workers share the cores (threads per worker = cores // K, as `alexsearch search` sets them), so
+the total tops out once the cores are saturated: on 2 cores, two single-threaded workers beat one worker with
+two threads (bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import multiprocessing as mp
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 
 import torch
@@ -100,7 +101,7 @@ def worker(rank: int, device_arg: str, data_root: str | None, plan: list[tuple[i
 
 
 def measure_plan(device_arg: str, data_root: str | None, plan: list[tuple[int, int]], steps: dict[int, int],
-                 cores: int, warmup: bool = True) -> Iterator[Measurement]:
+                 cores: int, warmup: bool = True) -> Generator[Measurement, None, None]:
     """Yield one Measurement per (K, batch) of plan, in order; the K workers share `cores` CPU threads.
     The worker processes are stopped when the generator ends, fails or is closed (a caller's time box), so none
     outlives it."""

@@ -20,8 +20,8 @@ try:  # numpy 2 names its core numpy._core; numpy 1 numpy.core
     from numpy._core import multiarray as _multiarray
     from numpy._core import numeric as _numeric
 except ImportError:  # pragma: no cover
-    from numpy.core import multiarray as _multiarray
-    from numpy.core import numeric as _numeric
+    from numpy.core import multiarray as _multiarray  # type: ignore[no-redef]
+    from numpy.core import numeric as _numeric  # type: ignore[no-redef]
 
 from model.errors import DataError
 
@@ -52,7 +52,8 @@ def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
 ALLOWED_GLOBALS: dict[tuple[str, str], Callable[..., Any] | type] = {
     **{(f"{core}.multiarray", "_reconstruct"): _multiarray._reconstruct for core in ("numpy.core", "numpy._core")},
     **{(f"{core}.multiarray", "scalar"): _multiarray.scalar for core in ("numpy.core", "numpy._core")},
-    **{(f"{core}.numeric", "_frombuffer"): _numeric._frombuffer for core in ("numpy.core", "numpy._core")},
+    **{(f"{core}.numeric", "_frombuffer"): _numeric._frombuffer  # type: ignore[attr-defined]  # private, no stub
+       for core in ("numpy.core", "numpy._core")},
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): _latin1_encode,

@@ -20,6 +20,8 @@ from model.config import MAX_SEED, ConfigError, JsonConfig
 from model.errors import DivergedError, Interrupted
 from model.tasks import Preprocess, Task, TaskData
 
+Precision = Literal["auto", "fp32", "bf16"]  # auto: bf16 autocast on CUDA, fp32 elsewhere
+
 
 @dataclass(frozen=True)
 class TrainConfig(JsonConfig):
@@ -31,7 +33,7 @@ class TrainConfig(JsonConfig):
     epochs: int = 10
     seed: int = 0  # seeds the initial weights, each epoch's permutation, dropout and augmentation
     augment: bool = False  # random crop (4 px padding) + horizontal flip, on the device
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 elsewhere
+    precision: Precision = "auto"  # auto: bf16 autocast on CUDA, fp32 elsewhere
 
     def __post_init__(self) -> None:
         self.check_types()
@@ -119,7 +121,7 @@ class Trainer:
         model = task.build_model(model_config)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-            model = model.to(device, memory_format=torch.channels_last)
+            model = model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in torch's stubs
         self.model = model.to(device)
         # compile=True: the training forward (and so its backward) runs through torch.compile with static shapes.
         # Off by default: on CPU it cost ~80 s of compiling for no speedup (bench/throughput.py --compile measures

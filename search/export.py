@@ -13,7 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -135,7 +135,7 @@ def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:
     """Complete trials, best value first; ties go to the earlier trial."""
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
     sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
-    return sorted(complete, key=lambda t: (sign * t.value, t.number))
+    return sorted(complete, key=lambda t: (sign * cast(float, t.value), t.number))
 
 
 def export_trial(trial: FrozenTrial, study: optuna.Study, storage_url: str, rank: int) -> ExportedConfig:

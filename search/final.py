@@ -154,7 +154,7 @@ def run_seed(task: Task, exported: ExportedConfig, data: TaskData, device: torch
 def summarize(results: list[SeedResult], names: list[str]) -> dict[str, Any]:
     """Mean and sample std of the test accuracy over the seeds that finished; confusion counts summed."""
     done = [r for r in results if r.test_acc is not None]
-    accs = [r.test_acc for r in done]
+    accs = [r.test_acc for r in results if r.test_acc is not None]
     n = len(names)
     cm = torch.zeros(n, n, dtype=torch.long)
     for r in done:

@@ -77,7 +77,7 @@ def _check_optimizer(saved: Any, optimizer: torch.optim.Optimizer) -> None:
     if len(saved["param_groups"]) != len(ref["param_groups"]):
         raise CheckpointError(f"optimizer has {len(saved['param_groups'])} parameter groups, "
                               f"expected {len(ref['param_groups'])}")
-    shapes = {}
+    shapes: dict[Any, torch.Size] = {}  # parameter id in the state dict -> its shape
     for group, ref_group, params in zip(saved["param_groups"], ref["param_groups"], optimizer.param_groups,
                                         strict=True):
         if not isinstance(group, dict) or set(group) != set(ref_group) or group["params"] != ref_group["params"]:

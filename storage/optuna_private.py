@@ -112,7 +112,7 @@ def cached(storage: RDBStorage) -> BaseStorage:
 # (WAITING -> RUNNING) is never failed under it.
 
 
-def insert_study_user_attrs(storage: BaseStorage, study_id: int, attrs: dict[str, Any]) -> bool:
+def insert_study_user_attrs(storage: RDBStorage, study_id: int, attrs: dict[str, Any]) -> bool:
     """Insert every key of attrs in one transaction. False (and nothing written) if any key already exists."""
     session = storage.scoped_session()
     try:
@@ -130,15 +130,16 @@ def insert_study_user_attrs(storage: BaseStorage, study_id: int, attrs: dict[str
         session.close()
 
 
-def close_waiting_trial(storage: BaseStorage, tid: int, key: str, reason: str) -> bool:
+def close_waiting_trial(storage: RDBStorage, tid: int, key: str, reason: str) -> bool:
     """FAIL trial tid if it is still WAITING, with user attr key = reason. True if it was closed."""
     session = storage.scoped_session()
     try:
         # The row lock (PostgreSQL) or BEGIN IMMEDIATE (SQLite, storage/sqlite.py) keeps a claim out until commit.
         trial = session.query(models.TrialModel).filter(models.TrialModel.trial_id == tid).with_for_update()\
             .one_or_none()
-        closed = trial is not None and trial.state == TrialState.WAITING
-        if closed:
+        closed = False
+        if trial is not None and trial.state == TrialState.WAITING:
+            closed = True
             trial.state = TrialState.FAIL
             trial.datetime_complete = dt.datetime.now()
             session.add(models.TrialUserAttributeModel(trial_id=tid, key=key, value_json=json.dumps(reason)))

@@ -106,7 +106,7 @@ def outage_cause(e: BaseException) -> BaseException | None:
         return None
     if cause.connection_invalidated:
         return cause
-    sqlstate = getattr(cause.orig, "sqlstate", False)  # psycopg: None for client-side connection failures
+    sqlstate: Any = getattr(cause.orig, "sqlstate", False)  # psycopg: None for client-side connection failures
     if sqlstate is False:  # not a server database (SQLite): nothing to wait for
         return None
     if sqlstate is None or sqlstate.startswith("08") or sqlstate in _OUTAGE_SQLSTATES:
@@ -272,7 +272,9 @@ class SteadyRDBStorage(RDBStorage):
         try:
             raw = self.engine.raw_connection()
             try:
-                busy, _, _ = raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                con = raw.driver_connection
+                assert con is not None  # a pooled connection that is open
+                busy, _, _ = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             finally:
                 raw.close()
         except Exception:  # the checkpoint may itself need space the disk lacks

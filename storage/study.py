@@ -72,11 +72,12 @@ def open_storage(url: str, *, create: bool, heartbeat: Heartbeat | None = None,
         storage = _create_rdb_storage(engine_url, kwargs, skip_table_creation=not create,
                                       outage_timeout_s=outage_timeout_s, **hb)
     except sqlalchemy.exc.OperationalError as e:
-        raise StorageError(f"--storage: cannot open {redact(url)}: {_first_line(e.orig, url)}") from None
+        raise StorageError(f"--storage: cannot open {redact(url)}: {_first_line(e.orig or e, url)}") from None
     except RuntimeError as e:  # Optuna's schema check: a database from another Optuna version
         raise StorageError(f"--storage: {redact(url)}: {_first_line(e, url)}") from None
     except sqlalchemy.exc.DatabaseError as e:
-        raise StorageError(f"--storage: {redact(url)} is not a usable database: {_first_line(e.orig, url)}") from None
+        why = _first_line(e.orig or e, url)
+        raise StorageError(f"--storage: {redact(url)} is not a usable database: {why}") from None
     if path is not None and create:
         sqlite_settings.use_immediate_transactions(storage.engine)
     return storage

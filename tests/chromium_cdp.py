@@ -29,7 +29,9 @@ class Chromium:
             os.dup2(to_chrome_r, 3)
             os.dup2(from_chrome_w, 4)
 
-        self.proc = subprocess.Popen([chromium_path(), *FLAGS, f"--user-data-dir={profile}",
+        path = chromium_path()
+        assert path is not None  # its callers skip without it
+        self.proc = subprocess.Popen([path, *FLAGS, f"--user-data-dir={profile}",
                                       "--remote-debugging-pipe", "about:blank"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=False,
                                      preexec_fn=wire)

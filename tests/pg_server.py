@@ -174,7 +174,9 @@ def pg_server() -> Iterator[PgServer]:
         if os.environ.get("CI"):  # CI installs both; a skip there would hide a broken install step
             pytest.fail(reason)
         pytest.skip(reason)
-    with PgServer(find_pg_bin()) as server:
+    bin_dir = find_pg_bin()
+    assert bin_dir is not None  # missing_reason() looked for it
+    with PgServer(bin_dir) as server:
         yield server
 
 

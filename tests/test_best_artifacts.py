@@ -121,12 +121,12 @@ def test_study_note_tells_the_setup_and_is_saved(db_url):
     assert "training: all that remain" in study_note(SearchConfig(), space, "cpu")
 
 
-def test_search_writes_the_note_on_create(db_url, tiny_data):
+def test_search_writes_the_note_on_create(db_url):
     from search.cli import main
 
-    assert main(["search", "--storage", db_url, "--data", str(tiny_data), "--trials", "1", "--epochs", "1",
+    assert main(["search", "--storage", db_url, "--task", "mlp-synth", "--trials", "1", "--epochs", "1",
                  "--train-size", "100", "--val-size", "50", "--device", "cpu"]) == 0
-    study = optuna.load_study(study_name="alexnet-cifar10", storage=open_storage(db_url, create=False))
+    study = optuna.load_study(study_name="mlp-synth", storage=open_storage(db_url, create=False))
     note = get_note(study)
     assert "device: cpu" in note and "validation: 50 images" in note and "training: 100 images" in note
     assert study.user_attrs["search_config"]["trials"] == 1

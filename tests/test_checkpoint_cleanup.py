@@ -14,7 +14,7 @@ from pathlib import Path
 
 import optuna
 import torch
-from optuna.distributions import CategoricalDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
 from model.tasks import DataConfig
@@ -26,7 +26,7 @@ from storage.artifacts import checkpoint_dir
 from storage.checkpoints import CheckpointStore
 from storage.study import quiet_optuna
 
-DIST = {"hidden": CategoricalDistribution([16, 32, 64])}
+DIST: dict[str, BaseDistribution] = {"hidden": CategoricalDistribution([16, 32, 64])}
 OLD = time.time() - 3600  # files written an hour ago: past any grace a sweep gives young files
 
 

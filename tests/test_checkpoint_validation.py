@@ -4,6 +4,7 @@ scratch with one warning line instead of crashing the worker or resuming from an
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 import torch
@@ -52,7 +53,7 @@ def setup(db_url, tmp_path):
     return study, objective, space, store, state, lines, (config, trainer)
 
 
-def spoil(state: dict, what: str) -> dict:
+def spoil(state: dict, what: str) -> Any:
     state = {**state, "model": dict(state["model"]), "optimizer": {**state["optimizer"]}}
     first = next(iter(state["model"]))
     if what == "missing-key":
@@ -75,7 +76,7 @@ def spoil(state: dict, what: str) -> dict:
     elif what == "rng":
         state["torch_rng"] = torch.zeros(3, dtype=torch.uint8)
     elif what == "not-a-dict":
-        state = [1, 2, 3]
+        return [1, 2, 3]
     return state
 
 

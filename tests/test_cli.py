@@ -1,4 +1,7 @@
-"""The CLI end to end on a real SQLite study, and every bad input: one line, exit 2, database unchanged."""
+"""The CLI end to end on a real SQLite study, and every bad input: one line, exit 2, database unchanged.
+
+The study is of the MLP task (a trial takes well under a second); the bad inputs about CIFAR-10 data run
+the AlexNet task against the same database."""
 
 from __future__ import annotations
 
@@ -11,16 +14,16 @@ import optuna
 import pytest
 
 from search.cli import main
-from tests.db_digest import digest
+from tests.helpers import digest, run_cli_stderr
 
-QUICK = ["--epochs", "2", "--train-size", "200", "--val-size", "100", "--device", "cpu"]
+QUICK = ["--task", "mlp-synth", "--epochs", "2", "--train-size", "300", "--val-size", "200", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")
-def study_db(tiny_data, tmp_path_factory) -> Path:
+def study_db(tmp_path_factory) -> Path:
     """A real study of 4 trials, 2 epochs, made through the CLI."""
     db = tmp_path_factory.mktemp("e2e") / "runs" / "study.db"  # parent folder does not exist yet
-    rc = main(["search", "--storage", f"sqlite:///{db}", "--data", str(tiny_data), "--trials", "4", *QUICK])
+    rc = main(["search", "--storage", f"sqlite:///{db}", "--trials", "4", *QUICK])
     assert rc == 0
     return db
 
@@ -40,20 +43,19 @@ def test_search_writes_trials_intermediate_values_and_user_attrs(study_db):
 def test_status_shows_the_study(study_db, capsys):
     assert main(["status", "--storage", f"sqlite:///{study_db}"]) == 0
     out = capsys.readouterr().out
-    assert "study alexnet-cifar10: 4 trials" in out and "best: trial" in out and "batch_norm=" in out
+    assert "study mlp-synth: 4 trials" in out and "best: trial" in out and "activation=" in out
 
 
-def test_rerun_resumes_towards_the_total(study_db, tiny_data, capsys):
+def test_rerun_resumes_towards_the_total(study_db, capsys):
     copy = study_db.parent / "resume.db"
     with sqlite3.connect(study_db) as src, sqlite3.connect(copy) as dst:
         src.backup(dst)  # a plain file copy would miss what is still in the -wal file
     url = f"sqlite:///{copy}"
     capsys.readouterr()
-    assert main(["search", "--storage", url, "--data", str(tiny_data), "--trials", "4", *QUICK]) == 0
+    assert main(["search", "--storage", url, "--trials", "4", *QUICK]) == 0
     assert "already has 4 finished trials" in capsys.readouterr().out
-    assert main(["search", "--storage", url, "--data", str(tiny_data), "--trials", "5", *QUICK]) == 0
+    assert main(["search", "--storage", url, "--trials", "5", *QUICK]) == 0
     assert sqlite3.connect(copy).execute("SELECT COUNT(*) FROM trials").fetchone()[0] == 5
-
 
 
 BAD = [
@@ -76,7 +78,7 @@ BAD = [
     (["search", "--val-size", "400", "--data", "DATA"], "--val-size: must be less than the 400 training images"),
     (["search", "--storage", "not a url"], "--storage: cannot parse 'not a url'"),
     (["search", "--storage", "nosuchdb://x"], "--storage: unknown database kind 'nosuchdb'"),
-    (["status", "--study", "nope"], "--study: no study named 'nope' in this storage (studies: alexnet-cifar10)"),
+    (["status", "--study", "nope"], "--study: no study named 'nope' in this storage (studies: mlp-synth)"),
     (["status", "--storage", "sqlite:///MISSING.db"], "--storage: no database at"),
     (["status", "--storage", "sqlite:///NOTADB"], "is not a SQLite database"),
     (["frobnicate"], "argument COMMAND: invalid choice: 'frobnicate'"),
@@ -94,26 +96,16 @@ def test_bad_input_one_line_exit_2_database_unchanged(argv, fragment, study_db, 
     argv = [subs.get(a, a) for a in argv]
     if "--storage" not in argv and argv[0] in ("search", "status"):
         argv += ["--storage", f"sqlite:///{study_db}"]
-    if argv[0] == "search" and "--data" not in argv:
-        argv += ["--data", str(tiny_data), "--val-size", "100"]
+    if argv[0] == "search" and "--data" not in argv:  # the study's task, unless the input is about CIFAR-10
+        argv += ([] if "--task" in argv else ["--task", "mlp-synth"]) + ["--val-size", "100"]
         argv += ["--trials" if "--trials" not in argv else "--epochs", "9"]
     before = digest(study_db)
-    capsys.readouterr()
-    rc = run_cli(argv)
-    err = capsys.readouterr().err
+    rc, err = run_cli_stderr(argv, capsys)
     assert rc == 2
     assert fragment in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert digest(study_db) == before
     assert not (tmp_path / "missing.db").exists()
-
-
-def run_cli(argv: list[str]) -> int:
-    """main() returns the exit code; argparse's own errors leave through SystemExit."""
-    try:
-        return main(argv)
-    except SystemExit as e:
-        return e.code
 
 
 def test_console_script_prints_no_traceback(tmp_path):
@@ -134,18 +126,18 @@ def test_precision_flag_reaches_every_trial_config(tmp_path):
     assert '"precision": "bf16"' in config
 
 
-def test_resume_with_other_settings_is_refused(study_db, tiny_data, capsys):
+def test_resume_with_other_settings_is_refused(study_db, capsys):
     before = digest(study_db)
     capsys.readouterr()
-    rc = main(["search", "--storage", f"sqlite:///{study_db}", "--data", str(tiny_data), "--trials", "5",
+    rc = main(["search", "--storage", f"sqlite:///{study_db}", "--trials", "5",
                *[a if a != "2" else "3" for a in QUICK]])  # --epochs 3 instead of 2
     err = capsys.readouterr().err
-    assert rc == 2 and "--epochs: study 'alexnet-cifar10' was created with 2, not 3" in err
+    assert rc == 2 and "--epochs: study 'mlp-synth' was created with 2, not 3" in err
     assert digest(study_db) == before
 
 
 def test_search_keeps_the_best_trials_weights_and_curve_as_artifacts(study_db):
-    study = optuna.load_study(study_name="alexnet-cifar10", storage=f"sqlite:///{study_db}")
+    study = optuna.load_study(study_name="mlp-synth", storage=f"sqlite:///{study_db}")
     best = study.user_attrs["best_artifacts"]
     assert best["trial"] == study.best_trial.number
     stored = {p.name for p in (study_db.parent / "study-artifacts" / "optuna").iterdir()}

@@ -25,10 +25,13 @@ import pytest
 
 from search.cli import dashboard, main
 from storage.study import open_storage
+from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-QUICK = ["--epochs", "3", "--train-size", "200", "--val-size", "100", "--device", "cpu"]
+# The live search: the MLP task, with epochs of 20,000 points (about 0.2 s each) so that a poll can catch a running
+# trial that has reported an epoch.
+QUICK = ["--task", "mlp-synth", "--epochs", "5", "--train-size", "20000", "--val-size", "2000", "--device", "cpu"]
 TRIALS = 3
 CHROMIUM = next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser"), "/usr/bin/chromium")
                  if p and os.access(p, os.X_OK)), None)
@@ -38,10 +41,10 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-
                   "--virtual-time-budget=20000"]
 
 
-def empty_study(folder: Path) -> str:
+def empty_study(folder: Path, name: str = "alexnet-cifar10") -> str:
     """A study with no trials yet, as `alexsearch search` creates it before its first trial."""
     url = f"sqlite:///{folder / 'study.db'}"
-    optuna.create_study(study_name="alexnet-cifar10", storage=open_storage(url, create=True), direction="maximize")
+    optuna.create_study(study_name=name, storage=open_storage(url, create=True), direction="maximize")
     return url
 
 
@@ -92,26 +95,16 @@ def test_prints_the_study_url_and_warns_only_on_a_public_interface(tmp_path, cap
 # --- live: a real dashboard while a real search writes the same database -------------------------------------
 
 
-def wait_for(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-
-
 def get_json(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=30) as r:
         return json.load(r)
 
 
 @pytest.fixture(scope="module")
-def live(tiny_data, tmp_path_factory):
+def live(tmp_path_factory):
     """`alexsearch dashboard` serving a new study while a search process fills it and a client polls the API."""
     folder = tmp_path_factory.mktemp("live")
-    url = empty_study(folder)
+    url = empty_study(folder, "mlp-synth")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     log = folder / "dashboard.log"
     with open(log, "w") as out:
@@ -122,8 +115,8 @@ def live(tiny_data, tmp_path_factory):
         page = wait_for(lambda: re.search(r"http://\S+/dashboard/studies/\d+", log.read_text()), 90,
                         f"the dashboard's URL in {log}").group(0)
         api = page.replace("/dashboard/studies/", "/api/studies/")
-        search = subprocess.Popen([sys.executable, "-m", "search.cli", "search", "--storage", url, "--data",
-                                   str(tiny_data), "--trials", str(TRIALS), *QUICK],
+        search = subprocess.Popen([sys.executable, "-m", "search.cli", "search", "--storage", url, "--trials",
+                                   str(TRIALS), *QUICK],
                                   cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         seen, polls = [], 0
         while search.poll() is None:  # poll as hard as a browser tab would, and harder
@@ -167,6 +160,7 @@ def test_dashboard_reads_never_fail_the_search_and_show_it_live(live):
 
 
 def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
+    assert CHROMIUM is not None  # its callers skip without it
     return subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
                           capture_output=True, text=True, timeout=90)
 
@@ -188,7 +182,7 @@ def test_chromium_shows_the_study_its_trials_the_history_chart_and_the_note(live
     assert study_page.returncode == 0, study_page.stderr[-2000:]
     dom = study_page.stdout
     text = visible_text(dom)
-    assert "alexnet-cifar10" in text and "History" in text and "Intermediate values" in text
+    assert "mlp-synth" in text and "History" in text and "Intermediate values" in text
     assert "Study Artifacts" in text  # served with the artifact store
     history = dom[dom.index('id="plot-history"'):]
     history = history[:history.find("js-plotly-plot", 40)]  # up to the next chart
@@ -203,9 +197,9 @@ def test_chromium_shows_the_study_its_trials_the_history_chart_and_the_note(live
         assert attr in trials_text
 
     note_text = visible_text(chromium("--dump-dom", live["page"] + "/note", profile=tmp_path / "p3").stdout)
-    for part in ("Search space", "lr in [1e-05, 0.01] log", "Data split", "training: 200 images",
+    for part in ("Search space", "lr in [0.0001, 0.1] log", "Data split", "training: 20,000 images",
                  "Budget and rules", "Device and versions", "device: cpu"):
         assert part in note_text, part
-    print(f"\nbrowser saw: 'alexnet-cifar10', '{len(states)} Trials', the study note; {svgs} <svg>, "
+    print(f"\nbrowser saw: 'mlp-synth', '{len(states)} Trials', the study note; {svgs} <svg>, "
           f"{plots} plotly main-svg, {points} points in the history chart ({states.count('COMPLETE')} complete "
           f"trials); screenshot {shot}")

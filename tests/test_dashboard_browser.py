@@ -48,6 +48,7 @@ def dashboard(db_url):
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
         started.append(proc)
+        assert proc.stdout is not None and proc.stderr is not None  # both PIPE
         line = proc.stdout.readline()
         url = re.search(r"(http://\S+)", line)
         assert url, line + proc.stderr.read()

@@ -33,7 +33,9 @@ def own_pg() -> Iterator[PgServer]:
     reason = missing_reason()
     if reason is not None:
         pytest.skip(reason)
-    with PgServer(find_pg_bin()) as server:
+    bin_dir = find_pg_bin()
+    assert bin_dir is not None  # missing_reason() looked for it
+    with PgServer(bin_dir) as server:
         yield server
 
 

@@ -16,34 +16,35 @@ from model.train import TrainConfig
 from search.cli import main
 from search.export import ExportedConfig, export_best, load_exported, rank_path
 from search.trials.trial_config import TrialConfig
-from tests.db_digest import digest
+from tests.helpers import digest
 
-# Cheap trials: one batch of 20 images per epoch; a grid over lr so every trial is distinct and completes.
-SPACE = """task = "alexnet-cifar10"
+# Cheap trials: the MLP task, one batch of 20 points per epoch; a grid over lr so every trial is distinct and
+# completes.
+SPACE = """task = "mlp-synth"
 [params]
 lr = { choices = [1e-3, 3e-4] }
 [fixed]
 optimizer = "adam"
 batch_size = 100
-batch_norm = false
+hidden = 16
 """
 QUICK = ["--epochs", "2", "--train-size", "20", "--val-size", "10", "--device", "cpu", "--sampler", "grid",
          "--pruner", "none", "--patience", "0"]
 
 
 @pytest.fixture(scope="module")
-def study_url(tiny_data, tmp_path_factory) -> str:
+def study_url(tmp_path_factory) -> str:
     folder = tmp_path_factory.mktemp("export")
     (folder / "space.toml").write_text(SPACE)
     url = f"sqlite:///{folder / 'study.db'}"
-    rc = main(["search", "--storage", url, "--data", str(tiny_data), "--space", str(folder / "space.toml"),
+    rc = main(["search", "--storage", url, "--task", "mlp-synth", "--space", str(folder / "space.toml"),
                "--trials", "2", *QUICK])
     assert rc == 0
     return url
 
 
 def load(url: str) -> optuna.Study:
-    return optuna.load_study(study_name="alexnet-cifar10", storage=url)
+    return optuna.load_study(study_name="mlp-synth", storage=url)
 
 
 
@@ -59,12 +60,13 @@ def test_export_writes_the_best_complete_trial(study_url, tmp_path, capsys):
     best = load(study_url).best_trial
     exported = load_exported(out)
     cfg, prov = exported.trial_config, exported.provenance
-    assert prov.study == "alexnet-cifar10" and prov.trial == best.number and prov.rank == 1
+    assert prov.study == "mlp-synth" and prov.trial == best.number and prov.rank == 1
     assert prov.storage == study_url and prov.val_acc == best.value and prov.device == "cpu"
     assert cfg.train.epochs == best.user_attrs["best_epoch"] == prov.best_epoch and prov.search_epochs == 2
     assert cfg.train.seed == best.user_attrs["seed"] == 0
     assert cfg.train.lr == best.params["lr"] and cfg.train.optimizer == "adam" and cfg.train.batch_size == 100
-    assert cfg.model == {"batch_norm": False, "dropout": 0.5, "num_classes": 10}
+    assert cfg.model == {"activation": "sigmoid", "depth": 2, "second_activation": "sigmoid", "init": "glorot",
+                         "hidden": 16, "in_features": 2, "num_classes": 2}
     assert (cfg.data.val_size, cfg.data.train_size, cfg.data.split_seed) == (10, 20, 0)
     assert exported.versions == best.user_attrs["versions"] and "torch" in exported.versions
     assert exported.format_version == 1

@@ -26,22 +26,12 @@ from search.export import ExportedConfig
 from search.trials.trial_config import TrialConfig
 from storage.artifacts import checkpoint_dir
 from storage.url import redact, redact_text
-from tests.db_digest import digest
+from tests.helpers import digest, run_cli_stderr
 from tests.tiny_cifar import make_images, write_batch, write_tiny_cifar
 
 QUICK = ["--task", "mlp-synth", "--trials", "1", "--epochs", "1", "--train-size", "200", "--val-size", "100",
          "--device", "cpu"]
 ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-
-
-def run_cli(argv: list[str], capsys) -> tuple[int, str]:
-    """(exit code, stderr) of the CLI run in this process; argparse's own errors leave through SystemExit."""
-    capsys.readouterr()
-    try:
-        rc = main(argv)
-    except SystemExit as e:
-        rc = e.code
-    return rc, capsys.readouterr().err
 
 
 def assert_one_line(rc: int, err: str, *fragments: str) -> None:
@@ -79,8 +69,8 @@ def test_crafted_batch_file_is_refused_and_runs_nothing(tiny_data, tmp_path, cap
     images, labels = make_images(80, seed=1)
     with open(root / "cifar-10-batches-py" / "data_batch_1", "wb") as f:
         pickle.dump({b"data": images, b"labels": labels, b"x": RunsCommand(f"touch {marker}")}, f)
-    rc, err = run_cli(["search", "--storage", f"sqlite:///{tmp_path / 's.db'}", "--data", str(root),
-                       "--trials", "1", "--epochs", "1", "--val-size", "100", "--device", "cpu"], capsys)
+    rc, err = run_cli_stderr(["search", "--storage", f"sqlite:///{tmp_path / 's.db'}", "--data", str(root),
+                              "--trials", "1", "--epochs", "1", "--val-size", "100", "--device", "cpu"], capsys)
     assert_one_line(rc, err, "data_batch_1 refused", "posix.system")
     assert not marker.exists()
 
@@ -141,7 +131,7 @@ SECRET = "s3cretPW"
 @pytest.mark.parametrize("command", ["search", "status"])
 def test_storage_errors_never_quote_the_password(url, command, capsys):
     argv = [command, "--storage", url] + (QUICK if command == "search" else [])
-    rc, err = run_cli(argv, capsys)
+    rc, err = run_cli_stderr(argv, capsys)
     assert_one_line(rc, err, "--storage")
     assert SECRET not in err
 
@@ -149,9 +139,9 @@ def test_storage_errors_never_quote_the_password(url, command, capsys):
 def test_final_never_quotes_the_password(tmp_path, capsys):
     config = tmp_path / "best.json"
     config.write_text(json.dumps(exported_config()))
-    rc, err = run_cli(["final", "--config", str(config), "--storage", f"nosuch://u:{SECRET}@h/db",
-                       "--out", str(tmp_path / "out"), "--device", "cpu", "--train-size", "50", "--seeds", "1"],
-                      capsys)
+    rc, err = run_cli_stderr(["final", "--config", str(config), "--storage", f"nosuch://u:{SECRET}@h/db",
+                              "--out", str(tmp_path / "out"), "--device", "cpu", "--train-size", "50", "--seeds", "1"],
+                             capsys)
     assert SECRET not in err
 
 
@@ -214,7 +204,7 @@ def test_names_differing_only_in_non_ascii_get_their_own_folders(tmp_path):
 def test_bad_study_names_are_refused(name, fragment, command, study_db, capsys):
     before = digest(study_db)
     argv = [command, "--storage", f"sqlite:///{study_db}", "--study", name] + (QUICK if command == "search" else [])
-    rc, err = run_cli(argv, capsys)
+    rc, err = run_cli_stderr(argv, capsys)
     assert_one_line(rc, err, fragment)
     assert digest(study_db) == before
 
@@ -239,8 +229,8 @@ def test_space_values_a_trial_cannot_run_are_refused_before_the_study(extra, fra
     space.write_text(SPACE_HEAD.replace("[params]\n", "[params]\n" + extra) if not extra.startswith("[fixed]")
                      else SPACE_HEAD + extra)
     before = digest(study_db)
-    rc, err = run_cli(["search", "--storage", f"sqlite:///{study_db}", "--study", "new", "--space", str(space),
-                       *QUICK], capsys)
+    rc, err = run_cli_stderr(["search", "--storage", f"sqlite:///{study_db}", "--study", "new", "--space", str(space),
+                              *QUICK], capsys)
     assert_one_line(rc, err, str(space), fragment)
     assert digest(study_db) == before  # no study 'new' was created
 
@@ -251,7 +241,7 @@ def test_space_values_a_trial_cannot_run_are_refused_before_the_study(extra, fra
 ])
 def test_seeds_beyond_numpys_range_are_refused(argv, fragment, study_db, capsys):
     before = digest(study_db)
-    rc, err = run_cli(["search", "--storage", f"sqlite:///{study_db}", *QUICK, *argv], capsys)
+    rc, err = run_cli_stderr(["search", "--storage", f"sqlite:///{study_db}", *QUICK, *argv], capsys)
     assert_one_line(rc, err, fragment)
     assert digest(study_db) == before
 
@@ -276,8 +266,8 @@ def test_final_refuses_a_config_its_run_would_crash_on(change, fragment, tmp_pat
         data["trial_config"][part].update(values)
     path = tmp_path / "best.json"
     path.write_text(json.dumps(data))
-    rc, err = run_cli(["final", "--config", str(path), "--out", str(tmp_path / "out"), "--device", "cpu",
-                       "--train-size", "50", "--seeds", "1"], capsys)
+    rc, err = run_cli_stderr(["final", "--config", str(path), "--out", str(tmp_path / "out"), "--device", "cpu",
+                              "--train-size", "50", "--seeds", "1"], capsys)
     assert_one_line(rc, err, fragment)
     assert not (tmp_path / "out").exists()
 
@@ -285,8 +275,8 @@ def test_final_refuses_a_config_its_run_would_crash_on(change, fragment, tmp_pat
 def test_final_refuses_seeds_past_the_range(tmp_path, capsys):
     path = tmp_path / "best.json"
     path.write_text(json.dumps(exported_config()))
-    rc, err = run_cli(["final", "--config", str(path), "--seed", str(2**32 - 2), "--seeds", "3", "--device", "cpu",
-                       "--out", str(tmp_path / "out")], capsys)
+    rc, err = run_cli_stderr(["final", "--config", str(path), "--seed", str(2**32 - 2), "--seeds", "3",
+                              "--device", "cpu", "--out", str(tmp_path / "out")], capsys)
     assert_one_line(rc, err, "--seeds: the last seed would be 4294967296")
 
 
@@ -296,7 +286,7 @@ def test_final_refuses_seeds_past_the_range(tmp_path, capsys):
 def test_space_file_with_invalid_utf8_names_the_file(study_db, tmp_path, capsys):
     space = tmp_path / "latin1.toml"
     space.write_bytes('task = "mlp-synth"\n# caf\xe9\n[params]\nlr = { low = 1e-3, high = 1e-1 }\n'.encode("latin1"))
-    rc, err = run_cli(["search", "--storage", f"sqlite:///{study_db}", "--space", str(space), *QUICK], capsys)
+    rc, err = run_cli_stderr(["search", "--storage", f"sqlite:///{study_db}", "--space", str(space), *QUICK], capsys)
     assert_one_line(rc, err, f"--space: {space} is not UTF-8 text (byte 24 is 0xe9)")
 
 
@@ -332,13 +322,13 @@ def test_a_wal_database_on_read_only_media_is_read(ro_folder, capsys):
     capsys.readouterr()
     assert main(["status", "--storage", f"sqlite:///{db}"]) == 0, capsys.readouterr().err
     assert "study ro: 2 trials" in capsys.readouterr().out
-    rc, err = run_cli(["search", "--storage", f"sqlite:///{db}", "--study", "ro", *QUICK], capsys)
+    rc, err = run_cli_stderr(["search", "--storage", f"sqlite:///{db}", "--study", "ro", *QUICK], capsys)
     assert_one_line(rc, err, "is on read-only media or in a folder this user cannot write")
 
 
 def test_a_new_database_in_a_read_only_folder_is_one_line(ro_folder, capsys):
     read_only_mount(ro_folder)
-    rc, err = run_cli(["search", "--storage", f"sqlite:///{ro_folder / 'new.db'}", *QUICK], capsys)
+    rc, err = run_cli_stderr(["search", "--storage", f"sqlite:///{ro_folder / 'new.db'}", *QUICK], capsys)
     assert_one_line(rc, err, "new.db (unable to open database file); a search needs a database in a writable folder")
 
 

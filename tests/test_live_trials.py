@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 from storage.errors import StorageError
 from storage.heartbeat import reap_stale_trials, retry
 from storage.study import Heartbeat, open_storage
+from tests.helpers import wait_for
 
 ALEXSEARCH = str(Path(sys.executable).parent / "alexsearch")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -50,18 +51,9 @@ def trials(url: str) -> list[optuna.trial.FrozenTrial]:
         storage.engine.dispose()
 
 
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def first_trial_running_for(url: str, seconds: float) -> bool:
     ts = trials(url)
-    return bool(ts) and ts[0].state == TrialState.RUNNING and \
+    return bool(ts) and ts[0].state == TrialState.RUNNING and ts[0].datetime_start is not None and \
         (datetime.now() - ts[0].datetime_start).total_seconds() > seconds
 
 
@@ -71,11 +63,11 @@ def test_a_second_worker_leaves_a_trial_that_beats_past_the_grace_period_alone(s
     a = start(worker_cmd(storage_url, art, 1, 100, 0), tmp_path / "a.log")  # one trial of ~10 s or more
     b = None
     try:
-        wait_until(lambda: first_trial_running_for(storage_url, GRACE_S + 1.5), 120,
+        wait_for(lambda: first_trial_running_for(storage_url, GRACE_S + 1.5), 120,
                    "trial 0 to run for longer than the grace period")
         b = start(worker_cmd(storage_url, art, 1, 100, 1), tmp_path / "b.log")
         # B reaps before it prints its "study ... trials finished" line.
-        wait_until(lambda: "trials finished" in (tmp_path / "b.log").read_text(), 120, "worker B to start")
+        wait_for(lambda: "trials finished" in (tmp_path / "b.log").read_text(), 120, "worker B to start")
         time.sleep(1.5)  # and A's trial goes on beating (a reaped trial would make A fail at its next epoch)
         assert a.poll() is None, (tmp_path / "a.log").read_text()[-2000:]
         ts = trials(storage_url)
@@ -97,7 +89,7 @@ def test_a_worker_whose_trial_is_failed_under_it_says_so_and_goes_on(storage_url
     art = tmp_path / "art"
     a = start(worker_cmd(storage_url, art, 2, 10, 0, train_size=60000), tmp_path / "a.log")  # ~0.3 s an epoch
     try:
-        wait_until(lambda: bool(trials(storage_url)) and len(trials(storage_url)[0].intermediate_values) >= 2, 120,
+        wait_for(lambda: bool(trials(storage_url)) and len(trials(storage_url)[0].intermediate_values) >= 2, 120,
                    "trial 0 to report two epochs")
         # Another process ends trial 0 and queues its retry, as a reaper that took it for dead would.
         storage = open_storage(storage_url, create=True)

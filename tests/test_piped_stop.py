@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -19,6 +18,7 @@ from optuna.trial import TrialState
 
 from storage.artifacts import checkpoint_dir
 from storage.study import open_storage
+from tests.helpers import wait_for
 
 ALEXSEARCH = str(Path(sys.executable).parent / "alexsearch")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -31,15 +31,6 @@ def search_cmd(url: str, art: Path, workers: int, trials: int) -> list[str]:
             str(trials), "--epochs", "30", "--train-size", "20000", "--val-size", "2000", "--device", "cpu",
             "--pruner", "none", "--patience", "0", "--heartbeat-interval", "1", "--grace-period", "3",
             "--artifacts", str(art), "--workers", str(workers)]
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def group_is_gone(pgid: int) -> bool:
@@ -62,12 +53,12 @@ def test_ctrl_c_on_a_piped_search_queues_the_retries_and_the_rerun_finishes_them
                               stderr=subprocess.DEVNULL, process_group=search.pid)
     search.stdout.close()  # the reader holds the only read end: when it dies, writes get EPIPE
     try:
-        wait_until(lambda: folder.exists() and len(list(folder.glob("trial-*.pt"))) == workers, 180,
+        wait_for(lambda: folder.exists() and len(list(folder.glob("trial-*.pt"))) == workers, 180,
                    "every worker to checkpoint an epoch")
         os.killpg(search.pid, signal.SIGINT)  # Ctrl-C
         reader.wait(timeout=30)
         search.wait(timeout=60)
-        wait_until(lambda: group_is_gone(search.pid), 30, "every process of the group to end")
+        wait_for(lambda: group_is_gone(search.pid), 30, "every process of the group to end")
     finally:
         for p in (search, reader):
             if p.poll() is None:

@@ -14,7 +14,7 @@ from optuna.trial import TrialState, create_trial
 from search.cli import main
 from search.report.compare import compare_figure, cost_curve
 from storage.study import open_storage
-from tests.db_digest import digest
+from tests.helpers import digest
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PLOTS = ["history.html", "intermediate.html", "parallel.html", "importance.html"]
@@ -28,15 +28,16 @@ def assert_png(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def real_db(tiny_data, tmp_path_factory) -> Path:
-    """5 real trials of 2 epochs through the CLI; batch 100 fixed and no pruning keep it quick and complete."""
+def real_db(tmp_path_factory) -> Path:
+    """5 real trials of 2 epochs of the MLP task through the CLI; no pruning keeps them all complete."""
     root = tmp_path_factory.mktemp("report")
     space = root / "space.toml"
-    space.write_text('[params]\nbatch_norm = { choices = [false, true] }\noptimizer = { choices = ["adam", "sgd"] }\n'
-                     'lr = { low = 1e-4, high = 1e-2, log = true }\n[fixed]\nbatch_size = 100\n')
+    space.write_text('task = "mlp-synth"\n[params]\nactivation = { choices = ["sigmoid", "relu"] }\n'
+                     'optimizer = { choices = ["adam", "sgd"] }\nlr = { low = 1e-4, high = 1e-2, log = true }\n'
+                     '[fixed]\nbatch_size = 100\n')
     db = root / "study.db"
-    assert main(["search", "--storage", f"sqlite:///{db}", "--data", str(tiny_data), "--space", str(space),
-                 "--trials", "5", "--epochs", "2", "--pruner", "none", "--train-size", "50", "--val-size", "50",
+    assert main(["search", "--storage", f"sqlite:///{db}", "--task", "mlp-synth", "--space", str(space),
+                 "--trials", "5", "--epochs", "2", "--pruner", "none", "--train-size", "300", "--val-size", "200",
                  "--device", "cpu"]) == 0
     return db
 
@@ -46,13 +47,13 @@ def test_report_on_a_real_study_writes_every_file(real_db, tmp_path, capsys):
     out = tmp_path / "report"
     assert main(["report", "--storage", f"sqlite:///{real_db}", "--out", str(out)]) == 0
     assert digest(real_db) == before  # opened read-only
-    for name in ["curves-batch_norm.png", "curves-optimizer.png", "curves-lr.png", "history.png", "importance.png"]:
+    for name in ["curves-activation.png", "curves-optimizer.png", "curves-lr.png", "history.png", "importance.png"]:
         assert_png(out / name)
     for name in PLOTS:  # plotly.js once per folder, next to the pages: offline, and not 4.8 MB per page
         text = (out / name).read_text()
         assert re.search(r"<script[^>]*\bsrc=\"plotly.min.js\"", text) and len(text) < 1_000_000
     assert (out / "plotly.min.js").stat().st_size > 1_000_000
-    study = optuna.load_study(study_name="alexnet-cifar10", storage=f"sqlite:///{real_db}")
+    study = optuna.load_study(study_name="mlp-synth", storage=f"sqlite:///{real_db}")
     best = study.best_trial
     summary = (out / "summary.md").read_text()
     assert f"trial {best.number}: val_acc {best.value:.4f}" in summary

@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 from search.workers.launchers.slurm import JOB_ATTR, is_active, task_states
 from storage.artifacts import checkpoint_dir, safe_name
 from storage.study import open_storage
-from tests.db_digest import digest
+from tests.helpers import digest
 
 pytestmark = pytest.mark.slow
 

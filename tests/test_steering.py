@@ -35,8 +35,10 @@ class Output:
     """A child's stdout, read line by line on a thread, so the test can wait for a line."""
 
     def __init__(self, proc: subprocess.Popen) -> None:
+        stdout = proc.stdout
+        assert stdout is not None  # PIPE
         self.lines: list[str] = []
-        self.thread = threading.Thread(target=lambda: self.lines.extend(proc.stdout), daemon=True)
+        self.thread = threading.Thread(target=lambda: self.lines.extend(stdout), daemon=True)
         self.thread.start()
 
     def wait_for(self, predicate, timeout: float, what: str) -> None:

@@ -24,7 +24,7 @@ from storage.artifacts import checkpoint_dir
 from storage.checkpoints import CheckpointStore
 from storage.heartbeat import reap_stale_trials
 from storage.study import Heartbeat, open_storage
-from tests.worker_helpers import take_enqueued
+from tests.helpers import take_enqueued, wait_for
 
 ALEXSEARCH = str(Path(sys.executable).parent / "alexsearch")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -32,15 +32,6 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 def load(url: str, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=open_storage(url, create=False))
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 # --- placement and checkpoints: plain functions -------------------------------------------------------
@@ -96,31 +87,36 @@ def test_four_workers_share_one_budget(storage_url, tmp_path):
     assert 24 <= len(counted) <= 24 + 3  # overshoot at most the other workers' running trials
 
 
-def _worker_cmd(url: str, art: Path, data: Path, *extra: str) -> list[str]:
-    return [ALEXSEARCH, *extra, "--storage", url, "--study", "crash", "--data", str(data), "--trials", "2",
-            "--epochs", "4", "--train-size", "200", "--val-size", "100", "--device", "cpu", "--pruner", "none",
-            "--patience", "0", "--heartbeat-interval", "1", "--grace-period", "3", "--artifacts", str(art),
-            "--checkpoint-every", "0"]
+# The MLP task with epochs of 20,000 points (about 0.2 s each): a trial of EPOCHS epochs outlasts the 0.2 s polls
+# that wait for its first checkpoint, and costs little.
+EPOCHS = 8
+
+
+def _worker_cmd(url: str, art: Path, *extra: str) -> list[str]:
+    return [ALEXSEARCH, *extra, "--storage", url, "--study", "crash", "--task", "mlp-synth", "--trials", "2",
+            "--epochs", str(EPOCHS), "--train-size", "20000", "--val-size", "2000", "--device", "cpu",
+            "--pruner", "none", "--patience", "0", "--heartbeat-interval", "1", "--grace-period", "3",
+            "--artifacts", str(art), "--checkpoint-every", "0"]
 
 
 @pytest.mark.slow
-def test_sigkill_mid_trial_then_resume_from_checkpoint(storage_url, tmp_path, tiny_data):
+def test_sigkill_mid_trial_then_resume_from_checkpoint(storage_url, tmp_path):
     art = tmp_path / "art"
     ckpt = checkpoint_dir(art, "crash") / "trial-0.pt"
-    worker = subprocess.Popen(_worker_cmd(storage_url, art, tiny_data, "worker", "--worker-index", "0"),
+    worker = subprocess.Popen(_worker_cmd(storage_url, art, "worker", "--worker-index", "0"),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     try:
-        wait_until(ckpt.exists, 120, "the first checkpoint")
+        wait_for(ckpt.exists, 120, "the first checkpoint")
     finally:
         worker.send_signal(signal.SIGKILL)
         worker.wait()
     saved_epoch = torch.load(ckpt, weights_only=True)["epoch"]
-    assert 1 <= saved_epoch < 4
+    assert 1 <= saved_epoch < EPOCHS
     assert load(storage_url, "crash").get_trials()[0].state == TrialState.RUNNING  # left behind by the kill
 
     time.sleep(3.5)  # past the grace period: the dead trial's heartbeat is stale now
     started = time.monotonic()
-    r = subprocess.run(_worker_cmd(storage_url, art, tiny_data, "search"), capture_output=True, text=True,
+    r = subprocess.run(_worker_cmd(storage_url, art, "search"), capture_output=True, text=True,
                        timeout=300, env=ENV)
     assert r.returncode == 0, r.stderr[-3000:]
     trials = load(storage_url, "crash").get_trials()
@@ -128,10 +124,10 @@ def test_sigkill_mid_trial_then_resume_from_checkpoint(storage_url, tmp_path, ti
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == 0]
     assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
     assert retried[0].user_attrs["resumed_from"] == {"trial": 0, "epoch": saved_epoch}
-    assert sorted(retried[0].intermediate_values) == [1, 2, 3, 4]  # the learning curve carries on
+    assert sorted(retried[0].intermediate_values) == list(range(1, EPOCHS + 1))  # the learning curve carries on
     assert f"resuming trial 0 after epoch {saved_epoch}" in r.stdout + r.stderr
     trained = [line for line in (r.stdout + r.stderr).splitlines() if f"trial {retried[0].number} epoch" in line]
-    assert trained[0].split("epoch ")[1].startswith(f"{saved_epoch + 1}/4")  # only the lost epoch was redone
+    assert trained[0].split("epoch ")[1].startswith(f"{saved_epoch + 1}/{EPOCHS}")  # only the lost epoch was redone
     assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 2  # the budget
     assert not ckpt.exists()  # finished trials leave no checkpoint
     if storage_url.startswith("sqlite"):
@@ -142,15 +138,15 @@ def test_sigkill_mid_trial_then_resume_from_checkpoint(storage_url, tmp_path, ti
 
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["sigterm-to-search", "ctrl-c-to-process-group"])
-def test_stop_signal_stops_all_workers_and_leaves_nothing_running(how, tmp_path, tiny_data, db_url):
+def test_stop_signal_stops_all_workers_and_leaves_nothing_running(how, tmp_path, db_url):
     art = tmp_path / "art"
-    cmd = _worker_cmd(db_url, art, tiny_data, "search", "--workers", "2")
+    cmd = _worker_cmd(db_url, art, "search", "--workers", "2")
     cmd[cmd.index("--epochs") + 1] = "50"
     search = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV,
                               start_new_session=True)  # its own process group, as in a terminal
     folder = checkpoint_dir(art, "crash")
     try:
-        wait_until(lambda: folder.exists() and len(list(folder.glob("trial-*.pt"))) == 2, 180,
+        wait_for(lambda: folder.exists() and len(list(folder.glob("trial-*.pt"))) == 2, 180,
                    "both workers to checkpoint an epoch")
         sent = time.monotonic()
         if how == "sigterm-to-search":

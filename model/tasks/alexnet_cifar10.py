@@ -16,7 +16,7 @@ from model.tasks.base import DataConfig, Preprocess, Split, Task, TaskData
 PAD = 4  # pixels of zero padding for the random crop, as in the usual CIFAR-10 recipe
 
 
-class AlexNetCifar10(Task):
+class AlexNetCifar10(Task[AlexNetConfig]):
     name = "alexnet-cifar10"
     model_config = AlexNetConfig
     space_file = "alexnet-cifar10.toml"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import torch
 from torch import nn
@@ -41,9 +41,14 @@ Preprocess = Callable[[torch.Tensor], torch.Tensor]
 TRAINING_BYTES_PER_PARAMETER = 16
 
 
-class Task(ABC):
+ModelConfigT = TypeVar("ModelConfigT", bound=JsonConfig)
+
+
+class Task(ABC, Generic[ModelConfigT]):
+    """One task; ModelConfigT is its model's config class (model_config), which build_model and check_model take."""
+
     name: str
-    model_config: type[JsonConfig]
+    model_config: type[ModelConfigT]
     space_file: str  # default search space, in search/spaces/
     grid_space_file: str | None = None  # a categorical space for --sampler grid
     default_val_size: int
@@ -53,9 +58,9 @@ class Task(ABC):
     has_augmentation: bool = False  # whether `augment` is implemented, so a trial may set augment = true
 
     @abstractmethod
-    def build_model(self, config: JsonConfig) -> nn.Module: ...
+    def build_model(self, config: ModelConfigT) -> nn.Module: ...
 
-    def check_model(self, config: JsonConfig) -> None:  # noqa: B027 (a hook: most tasks accept every model)
+    def check_model(self, config: ModelConfigT) -> None:  # noqa: B027 (a hook: most tasks accept every model)
         """Raise ConfigError naming the field when a model of config cannot take this task's data."""
 
     def check_train(self, config: Any) -> None:
@@ -63,7 +68,7 @@ class Task(ABC):
         if config.augment and not self.has_augmentation:
             raise ConfigError(f"augment: task {self.name} has no augmentation (allowed: false)")
 
-    def model_parameters(self, config: JsonConfig) -> int:
+    def model_parameters(self, config: ModelConfigT) -> int:
         """Parameters and buffers of the model, built on the meta device: every layer is made, with its shapes
         checked, but no memory is taken, so a model too big for any machine is measured, not allocated."""
         try:
@@ -75,11 +80,11 @@ class Task(ABC):
                 from None
         return sum(t.numel() for t in (*model.parameters(), *model.buffers()))
 
-    def training_bytes(self, config: JsonConfig) -> int:
+    def training_bytes(self, config: ModelConfigT) -> int:
         """Device memory a trial's model state takes at least (activations come on top)."""
         return self.model_parameters(config) * TRAINING_BYTES_PER_PARAMETER
 
-    def check_fits(self, config: JsonConfig, device: torch.device) -> None:
+    def check_fits(self, config: ModelConfigT, device: torch.device) -> None:
         """Raise ConfigError when the model cannot be built, or its training state exceeds the device's memory."""
         needed, have = self.training_bytes(config), memory_bytes(device)
         if needed > have:

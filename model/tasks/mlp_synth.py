@@ -28,7 +28,7 @@ def _seed(split_seed: int, stream: int) -> int:
     return 3 * split_seed + stream
 
 
-class MLPSynth(Task):
+class MLPSynth(Task[MLPConfig]):
     name = "mlp-synth"
     model_config = MLPConfig
     space_file = "mlp-synth.toml"

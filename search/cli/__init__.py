@@ -14,6 +14,7 @@ import time
 import traceback
 from collections.abc import Sequence
 from importlib import metadata
+from typing import NoReturn
 
 try:  # a Ctrl-C while the modules load is a user's stop, not a crash
     from search.cli import dashboard, export, final, report, search, status, stop, studies, worker
@@ -29,7 +30,7 @@ COMMANDS = [search, worker, stop, status, studies, dashboard, export, final, rep
 
 
 class OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse prints usage over several lines; we print one
+    def error(self, message: str) -> NoReturn:  # argparse prints usage over several lines; we print one
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 

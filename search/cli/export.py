@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     study = load_study(open_storage(args.storage, create=False), args.study)  # read-only: creates nothing
     exports = export_best(study, args.storage, args.top)
     out = Path(args.out).expanduser()
-    paths = [rank_path(out, config.provenance.rank) for config in exports]
+    paths = [rank_path(out, rank) for rank in range(1, len(exports) + 1)]  # as export_best numbers them
     existing = [p for p in paths if p.exists()]
     if existing and not args.force:  # checked before any file is written: all or nothing
         raise UsageError(f"--out: {existing[0]} already exists; pick another file, or pass --force to overwrite it")

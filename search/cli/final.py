@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         accs = ", ".join(f"seed {r.seed} {r.test_acc:.4f}" for r in done)
         spread = f" ± {metrics['test_acc_std']:.4f} (sample std)" if len(done) > 1 else ""
         print(f"test accuracy {metrics['test_acc_mean']:.4f}{spread} over {len(done)} seed(s): {accs}; wrote {out}")
-    if study is not None:
+    if study is not None and storage_url is not None:  # open_study returns both or no study
         try:
             final.record_on_study(study, storage_url, args.artifacts, final.study_result(metrics, out), files,
                                   smoke_train_size=args.train_size)

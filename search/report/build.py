@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import optuna
@@ -19,6 +20,10 @@ from search.trials import record
 
 FIGURES = ("history", "importance")  # and curves-PARAM, in every format
 FIXED_FILES = ("history.html", "intermediate.html", "parallel.html", "importance.html", "summary.md", "index.html")
+
+
+def _write_figure(build: Callable[[], object], path: Path, context: str) -> Path:
+    return write_html(build(), path, context)
 
 
 def _remove_old(out: Path) -> None:
@@ -53,8 +58,7 @@ def write_report(study: optuna.Study, out: Path, source: str = "", output: Figur
             file = f"curves-{param}.{ext}"
             chosen, caption = trials_for(param, trials, attrs)
             outputs.append(_try(file, f"{param}: training and validation accuracy per epoch",
-                                lambda p=param, c=chosen, cap=caption, f=file: draw_param_curves(p, c, cap, out / f,
-                                                                                                 context),
+                                partial(draw_param_curves, param, chosen, caption, out / file, context),
                                 caption))
         outputs.append(_try(f"history.{ext}", "optimization history",
                             lambda: draw_history(trials, out / f"history.{ext}", context),
@@ -63,7 +67,7 @@ def write_report(study: optuna.Study, out: Path, source: str = "", output: Figur
                             lambda: draw_importance(importances(study, trials), out / f"importance.{ext}", context),
                             "Optuna's PED-ANOVA importance for validation accuracy"))
     for file, (title, build) in plotly_figures(study, trials).items():
-        outputs.append(_try(file, title, lambda b=build, f=file: write_html(b(), out / f, context)))
+        outputs.append(_try(file, title, partial(_write_figure, build, out / file, context)))
     summary = Summary(study=study.study_name, source=source, search=attrs.get(record.SEARCH_CONFIG, {}),
                       written_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), counts=state_counts(trials),
                       epochs=total_epochs(trials), best=best_trial(trials), trials=trials, outputs=outputs,

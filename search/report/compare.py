@@ -83,7 +83,7 @@ def compare_figure(curves: list[CostCurve]) -> Figure:
     ax = fig.subplots()
     for i, c in enumerate(curves):
         points = [(e, b) for e, b in zip(c.epochs, c.best, strict=True) if b is not None]
-        if not points:
+        if not points or c.final_best is None or c.epochs_to_best is None:  # all three: no complete trial yet
             continue
         xs, ys = [e for e, _ in points], [b for _, b in points]
         color = f"C{i % 10}"
@@ -105,7 +105,7 @@ def compare_lines(curves: list[CostCurve]) -> list[str]:
     """One plain-text line per study, for the terminal and compare.md."""
     lines = []
     for c in curves:
-        if c.final_best is None:
+        if c.final_best is None or c.best_trial is None:
             lines.append(f"{c.study} ({c.label}): no complete trial yet, {c.total_epochs} epochs trained")
             continue
         lines.append(f"{c.study} ({c.label}): best val_acc {c.final_best:.4f} (trial {c.best_trial.number}, "

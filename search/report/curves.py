@@ -22,6 +22,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import LogNorm, Normalize, to_rgba
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.typing import LineStyleType
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
@@ -31,7 +32,7 @@ from search.trials.record import STEPWISE_PLAN, curves, is_duplicate
 
 MAX_DOTTED_CURVES = 500  # curves drawn with a dot per epoch; more are drawn as lines only
 MAX_LEGEND_VALUES = 5  # more distinct values than this: a colour bar instead of a legend
-STYLES = ("-", "--", "-.")  # ":" is kept for failed trials
+STYLES: tuple[LineStyleType, ...] = ("-", "--", "-.")  # ":" is kept for failed trials
 END_MARKERS = {TrialState.PRUNED: ("x", "pruned"), TrialState.RUNNING: (">", "still running"),
                TrialState.FAIL: ("X", "failed (its retry goes on from its checkpoint)")}
 FAILED_ALPHA = 0.35  # a failed trial's curve is faint and dotted: it is not a result
@@ -61,6 +62,13 @@ def _sort_key(v: Any) -> tuple:
 
 def draw_param_curves(param: str, trials: list[FrozenTrial], caption: str, path: Path, context: str = "") -> Path:
     return save(param_curves_figure(param, trials, caption, context), path)
+
+
+def _curves(t: FrozenTrial) -> tuple[list[float], list[float]]:
+    """The curves of a trial that trials_for chose: it keeps only trials that have them."""
+    c = curves(t)
+    assert c is not None, f"trial {t.number} has no curves"
+    return c
 
 
 def param_curves_figure(param: str, trials: list[FrozenTrial], caption: str, context: str = "") -> Figure:
@@ -100,7 +108,7 @@ def param_curves_figure(param: str, trials: list[FrozenTrial], caption: str, con
         colors[-1] = rgba
         styles[-1] = ":" if failed else ls
         widths.append(1.0 if failed else 1.4)
-        accs = curves(t)
+        accs = _curves(t)
         dot_colors += [rgba] * len(accs[0])
         dot_sizes += [4 if failed else 9] * len(accs[0])
         for ax, acc in zip(axes, accs, strict=True):
@@ -118,7 +126,7 @@ def param_curves_figure(param: str, trials: list[FrozenTrial], caption: str, con
                 ax.scatter(xs, ys, marker=m, s=49, c=list(cs))
         ax.autoscale_view()
     handles += [Line2D([], [], color="grey", marker=m, linestyle="none", label=label) for m, label in sorted(ends)]
-    longest = max(len(curves(t)[0]) for t in trials)
+    longest = max(len(_curves(t)[0]) for t in trials)
     for ax, title in ((ax_train, "training accuracy"), (ax_val, "validation accuracy")):
         ax.set_title(title)
         ax.set_xlabel("epoch")

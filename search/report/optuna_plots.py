@@ -10,13 +10,14 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 
 from search.report.figures import NeedsMoreTrials, integer_ticks, new_figure, save
-from search.report.trials import complete
+from search.report.trials import complete, value
 from search.trials.record import is_duplicate
 
 # Parameter importance from fewer complete trials is noise (Optuna's PED-ANOVA wants far more).
@@ -35,20 +36,21 @@ def history_figure(trials: list[FrozenTrial], context: str = "") -> Figure:
         raise NeedsMoreTrials("needs 1 complete trial, the study has none yet")
     fig = new_figure(8, 4)
     ax = fig.subplots()
-    ax.plot([t.number for t in done], [t.value for t in done], "o", color="C0", label="complete trial")
+    ax.plot([t.number for t in done], [value(t) for t in done], "o", color="C0", label="complete trial")
     pruned = [t for t in trials if t.state == TrialState.PRUNED and t.intermediate_values and not is_duplicate(t)]
     if pruned:
-        ax.plot([t.number for t in pruned], [t.intermediate_values[t.last_step] for t in pruned], "x", color="grey",
+        when_pruned = [t.intermediate_values[max(t.intermediate_values)] for t in pruned]  # at the last step reported
+        ax.plot([t.number for t in pruned], when_pruned, "x", color="grey",
                 label="pruned (value when pruned)")
     for state, marker, color, label in ((TrialState.FAIL, "X", "C1", "failed (value when it failed; retried)"),
                                         (TrialState.RUNNING, ">", "C2", "running (latest value)")):
         these = [t for t in trials if t.state == state and t.intermediate_values]
         if these:
-            ax.plot([t.number for t in these], [t.intermediate_values[t.last_step] for t in these], marker,
-                    color=color, linestyle="none", label=label)
+            latest = [t.intermediate_values[max(t.intermediate_values)] for t in these]
+            ax.plot([t.number for t in these], latest, marker, color=color, linestyle="none", label=label)
     best, xs, ys = float("-inf"), [], []
     for t in sorted(done, key=lambda t: t.number):
-        best = max(best, t.value)
+        best = max(best, value(t))
         xs.append(t.number)
         ys.append(best)
     last = max(t.number for t in trials)
@@ -122,7 +124,7 @@ def plotly_figures(study: optuna.Study, trials: list[FrozenTrial]) -> dict[str, 
 PLOTLY_JS = "plotly.min.js"  # written next to the HTML files by include_plotlyjs="directory"
 
 
-def write_html(fig: object, path: Path, context: str = "") -> Path:
+def write_html(fig: Any, path: Path, context: str = "") -> Path:  # a plotly Figure
     if context:
         title = fig.layout.title.text or ""
         fig.update_layout(title_text=f"{title}<br><sup>{context}</sup>")

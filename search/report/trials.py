@@ -34,6 +34,12 @@ def complete(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     return [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
 
 
+def value(t: FrozenTrial) -> float:
+    """The value of a trial that complete() kept."""
+    assert t.value is not None, f"trial {t.number} has no value"
+    return t.value
+
+
 def searched_params(study: optuna.Study, trials: list[FrozenTrial]) -> list[str]:
     """The space's parameters in the order of the space file; else in order of first appearance."""
     space = study.user_attrs.get(record.SPACE) or {}

@@ -81,7 +81,7 @@ class Space:
         if ranges:
             raise SpaceError(f"{self.source}: --sampler grid needs choices for every parameter; "
                              f"params.{ranges[0]} is a range")
-        return {p.name: list(p.choices) for p in self.params}
+        return {p.name: list(p.choices) for p in self.params if isinstance(p, Choice)}
 
     def grid_size(self) -> int:
         return math.prod(len(p.choices) for p in self.params if isinstance(p, Choice))
@@ -143,7 +143,7 @@ class Space:
         return "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
-        params = {}
+        params: dict[str, dict[str, Any]] = {}
         for p in self.params:
             if isinstance(p, Choice):
                 params[p.name] = {"choices": list(p.choices)}

@@ -27,7 +27,7 @@ STOP_POLL_S = 5.0  # inside an epoch, the flag is read at most this often
 
 def request_stop(storage: BaseStorage, study_name: str) -> dict[str, Any]:
     now = time.time()
-    flag = {"at": datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M:%S UTC"), "time": now,
+    flag: dict[str, Any] = {"at": datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M:%S UTC"), "time": now,
             "by": f"{socket.gethostname()}:{os.getpid()}"}
     storage.set_study_system_attr(storage.get_study_id_from_name(study_name), STOP_ATTR, flag)
     return flag

@@ -60,6 +60,7 @@ def best_so_far(study: optuna.Study) -> tuple[int, float] | None:
         best = study.best_trial
     except ValueError:  # no complete trial yet
         return None
+    assert best.value is not None  # a complete trial's
     return best.number, best.value
 
 
@@ -93,7 +94,7 @@ class Objective:
 
     def config_for(self, trial: optuna.Trial) -> TrialConfig:
         values = self.space.sample(trial)
-        overrides = {"epochs": self.settings.epochs, "seed": self.settings.seed}
+        overrides: dict[str, Any] = {"epochs": self.settings.epochs, "seed": self.settings.seed}
         if self.settings.precision is not None:
             overrides["precision"] = self.settings.precision
         model, train = self.space.build(values, **overrides)

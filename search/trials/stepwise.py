@@ -86,11 +86,11 @@ def plan_for(space: Space) -> Plan:
         if isinstance(p, Choice):
             values = p.choices
         else:
-            table1 = table1 or {q.name: q for q in load_space_table1().params}
-            values = tuple(v for v in table1[name].choices if p.low <= v <= p.high)
+            table1 = table1 or {q.name: q.choices for q in load_space_table1().params if isinstance(q, Choice)}
+            values = tuple(v for v in table1[name] if p.low <= v <= p.high)
             if not values:
                 raise UsageError(f"--strategy stepwise: params.{name} range [{p.low:g}, {p.high:g}] holds none "
-                                 f"of Table 1's values {list(table1[name].choices)}; give it choices")
+                                 f"of Table 1's values {list(table1[name])}; give it choices")
         steps.append(Step(name, tuple(values)))
     defaults = {s.name: DEFAULTS[s.name] if _index(s.values, DEFAULTS[s.name]) is not None else s.values[0]
                 for s in steps}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import optuna
 import torch
@@ -74,8 +75,8 @@ def estimate_cost(settings: SearchConfig, space: Space, data: TaskData, device: 
     finished = _finished(study)
     left = max(0, settings.trials - sum(1 for t in finished if "duplicate_of" not in t.user_attrs))
     parallel = min(workers, gpus) if gpus else workers
-    common = dict(trials=left, epochs=settings.epochs, train_items=len(data.train), val_items=len(data.eval),
-                  parallel=max(1, parallel), device=device.type)
+    common: dict[str, Any] = dict(trials=left, epochs=settings.epochs, train_items=len(data.train),
+                                  val_items=len(data.eval), parallel=max(1, parallel), device=device.type)
     seconds = [s for t in finished for s in t.user_attrs.get("epoch_seconds", [])]
     if seconds:
         return Estimate(epoch_s=sum(seconds) / len(seconds), source=f"measured: {len(seconds)} epochs of the "
@@ -137,9 +138,13 @@ def time_batch_sizes(settings: SearchConfig, space: Space, data: TaskData, devic
             sliced = TaskData(Split(data.train.x[:n], data.train.y[:n]), Split(data.eval.x[:1], data.eval.y[:1]),
                               data.eval_name)
             warm: list[StepProgress] = []
+
+            def keep_warm(p: StepProgress, w: list[StepProgress] = warm) -> None:
+                if p.steps == WARMUP_STEPS:
+                    w.append(p)
+
             trainer = Trainer(space.task, model_config, train.replace(batch_size=min(b, n)), sliced, device,
-                              on_progress=lambda p, w=warm: w.append(p) if p.steps == WARMUP_STEPS else None,
-                              progress_every_s=0.0)
+                              on_progress=keep_warm, progress_every_s=0.0)
             (stats,) = trainer.epochs()
             if warm and stats.seconds > warm[0].seconds:
                 speeds[b] = (n - warm[0].images) / (stats.seconds - warm[0].seconds)

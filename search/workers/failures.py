@@ -36,7 +36,7 @@ class WorkerGaveUp(RuntimeError):
 
 def chain(e: BaseException) -> Iterator[BaseException]:
     seen: set[int] = set()
-    todo = [e]
+    todo: list[BaseException | None] = [e]
     while todo:
         x = todo.pop(0)
         if x is None or id(x) in seen:

@@ -132,14 +132,15 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
 
 def _check_disk(study: optuna.Study) -> None:
     storage = rdb_backend(study_storage(study))
-    problem = storage.disk_space_problem() if hasattr(storage, "disk_space_problem") else None
+    problem = storage.disk_space_problem() if storage is not None and hasattr(storage, "disk_space_problem") \
+        else None
     if problem is not None:
         raise WorkerGaveUp(f"{problem}; no trial started. Free some space and run the worker again")
 
 
 def _take_started_trial(study: optuna.Study) -> int | None:
     storage = rdb_backend(study_storage(study))
-    return storage.take_started_trial() if hasattr(storage, "take_started_trial") else None
+    return storage.take_started_trial() if storage is not None and hasattr(storage, "take_started_trial") else None
 
 
 def _trial_number(study: optuna.Study, current: list[int]) -> int | None:
@@ -175,7 +176,7 @@ def close_leftover_retries(study: optuna.Study, budget: int, log: Callable[[str]
     storage = rdb_backend(study_storage(study))
     reason = f"the study reached its budget of {budget} finished trials first"
     for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        if record.retried_trial_number(t) is not None and hasattr(storage, "scoped_session") and \
+        if record.retried_trial_number(t) is not None and storage is not None and \
                 close_waiting_trial(storage, trial_id(t), record.CLOSED_REASON, reason):
             closed.append(t.number)
     if closed:

@@ -44,7 +44,7 @@ class _HideStopTracebacks(logging.Filter):
         return not (record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt))
 
 
-def _unraisable(hook: object) -> None:
+def _unraisable(hook: sys.UnraisableHookArgs) -> None:
     """The second signal's exception can land in code whose exceptions Python only prints (a weakref
     callback, a __del__): not an error to show. The flag is set, so the trainer stops at its next step."""
     if not isinstance(hook.exc_value, StopRequested):

@@ -208,7 +208,7 @@ def wrap_command(argv: Sequence[str], width: int = 100) -> str:
     values, continued with backslashes at about width characters."""
     words = [_q(a) for a in argv]
     head = next((i for i, w in enumerate(words) if w.startswith("--")), len(words))
-    groups = []
+    groups: list[str] = []
     for w in words[head:]:  # an option and its value stay together
         if w.startswith("--") or not groups:
             groups.append(w)

@@ -1,0 +1,119 @@
+"""What several test files share: run the CLI in this process, wait for a condition, fingerprint a database,
+and the module-level targets of spawned test workers.
+
+Light to import: spawned workers import this module (spawn pickles a function by module and name), so the CLI,
+and with it torch, is imported only by run_cli.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import optuna
+import pytest
+import sqlalchemy
+
+from storage.study import open_storage
+
+T = TypeVar("T")
+
+
+def run_cli(argv: Sequence[str], timeout_s: float | None = None) -> int:
+    """The exit code of `alexsearch ARGV` run in this process: what main() returns, or the code of the
+    SystemExit that argparse's own errors leave through.
+
+    With timeout_s, main() runs in a thread, so a command that wrongly starts serving fails the test after
+    timeout_s seconds instead of hanging it.
+    """
+    from search.cli import main
+
+    def run() -> int:
+        try:
+            return main(list(argv))
+        except SystemExit as e:
+            assert isinstance(e.code, int), f"SystemExit({e.code!r})"
+            return e.code
+
+    if timeout_s is None:
+        return run()
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(run()), daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    assert result, f"alexsearch {' '.join(argv)} still running after {timeout_s} s"
+    return result[0]
+
+
+def run_cli_stderr(argv: Sequence[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """(exit code, stderr) of run_cli(argv): only what the command wrote, not what the test wrote before."""
+    capsys.readouterr()
+    rc = run_cli(argv)
+    return rc, capsys.readouterr().err
+
+
+def wait_for(predicate: Callable[[], T], timeout_s: float, what: str, poll_s: float = 0.2) -> T:
+    """The first true value predicate() returns, asked every poll_s seconds; AssertionError after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def digest(db: Path) -> str:
+    """SHA-256 of a SQLite database's SQL dump, read through SQLite (WAL included): equal digests = unchanged.
+
+    Not of the file bytes: open()+close() on a database file drops this process's SQLite locks on it
+    (sqlite.org/howtocorrupt.html, 2.2), and the bytes also move when SQLite checkpoints its WAL.
+    """
+    con = sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True)
+    try:
+        return hashlib.sha256("\n".join(con.iterdump()).encode()).hexdigest()
+    finally:
+        con.close()
+
+
+def digest_url(url: str) -> str:
+    """A hash of every row of every table of any SQLAlchemy database (PostgreSQL): equal digests = unchanged."""
+    engine = sqlalchemy.create_engine(url)
+    h = hashlib.sha256()
+    try:
+        with engine.connect() as con:
+            for name in sorted(sqlalchemy.inspect(engine).get_table_names()):
+                for row in con.exec_driver_sql(f'SELECT * FROM "{name}" ORDER BY 1'):
+                    h.update(repr((name, tuple(row))).encode())
+    finally:
+        engine.dispose()
+    return h.hexdigest()
+
+
+def take_enqueued(url: str, study_name: str, log_path: str, seconds: float) -> None:
+    """A spawned worker: run waiting trials until none is left; each run appends its trial's `k` param to
+    log_path."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.load_study(study_name=study_name, storage=open_storage(url, create=True))
+
+    def objective(trial: optuna.Trial) -> float:
+        k = trial.suggest_int("k", 0, 10_000)
+        if "fixed_params" not in trial.storage.get_trial_system_attrs(trial._trial_id):
+            # The queue emptied between our check and our ask, so Optuna made a fresh trial: not ours to log.
+            return -1.0
+        with open(log_path, "a") as f:  # O_APPEND: one short line per write, never interleaved
+            f.write(f"{k} {os.getpid()}\n")
+        time.sleep(seconds)
+        return float(k)
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+            return
+        study.optimize(objective, n_trials=1)
