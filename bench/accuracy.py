@@ -66,15 +66,17 @@ def run_plain(data: TaskData, config: TrainConfig, device: torch.device) -> Accu
             optimizer.step()
         model.eval()
         with torch.no_grad():
-            correct = sum(int((model(vx[i:i + 1000]).argmax(1) == vy[i:i + 1000]).sum())
-                          for i in range(0, len(vy), 1000))
+            correct = sum(
+                int((model(vx[i : i + 1000]).argmax(1) == vy[i : i + 1000]).sum()) for i in range(0, len(vy), 1000)
+            )
     sync(device)
     seconds = time.perf_counter() - start
     return AccuracyRun(PLAIN, config.seed, correct / len(vy), seconds, config.epochs * len(y) / seconds)
 
 
-def compare(data: TaskData, epochs: int, seeds: list[int], device: torch.device, bf16: bool,
-            log=print) -> list[AccuracyRun]:
+def compare(
+    data: TaskData, epochs: int, seeds: list[int], device: torch.device, bf16: bool, log=print
+) -> list[AccuracyRun]:
     """Per seed: the plain loop, the Trainer at the device's default precision and (bf16=True, not on CUDA
     where it is already the default) the Trainer with bf16 autocast."""
     default = "bf16" if device.type == "cuda" else "fp32"
@@ -95,8 +97,10 @@ def format_runs(runs: list[AccuracyRun]) -> tuple[str, bool]:
     plain = by_name[PLAIN]
     plain_acc = statistics.mean(r.val_acc for r in plain)
     plain_speed = statistics.mean(r.images_per_s for r in plain)
-    lines = [f"{'run':<18} {'mean val acc':>12} {'diff (points)':>14} {'img/s':>8} {'speed vs plain':>15}"
-             f"{'':6}  per-seed diffs (points)"]
+    lines = [
+        f"{'run':<18} {'mean val acc':>12} {'diff (points)':>14} {'img/s':>8} {'speed vs plain':>15}"
+        f"{'':6}  per-seed diffs (points)"
+    ]
     ok = True
     for name in names:
         mine = by_name[name]
@@ -106,6 +110,8 @@ def format_runs(runs: list[AccuracyRun]) -> tuple[str, bool]:
         within = name == PLAIN or abs(acc - plain_acc) <= TOLERANCE + 1e-12
         ok = ok and within
         verdict = "" if name == PLAIN else ("  PASS" if within else "  FAIL")
-        lines.append(f"{name:<18} {acc:>12.4f} {100 * (acc - plain_acc):>+14.2f} {speed:>8.1f} "
-                     f"{speed / plain_speed:>14.2f}x{verdict:<6}  {diffs}")
+        lines.append(
+            f"{name:<18} {acc:>12.4f} {100 * (acc - plain_acc):>+14.2f} {speed:>8.1f} "
+            f"{speed / plain_speed:>14.2f}x{verdict:<6}  {diffs}"
+        )
     return "\n".join(lines), ok

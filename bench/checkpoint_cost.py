@@ -58,9 +58,12 @@ def make_modes(store: CheckpointStore) -> dict[str, Mode]:
         return save
 
     nofsync = CheckpointStore(store.folder, fsync=False)
-    return {"none": lambda trainer: None, "sync": sync_save,
-            "background": background(CheckpointWriter(store, every_s=0)),
-            "background-nofsync": background(CheckpointWriter(nofsync, every_s=0))}
+    return {
+        "none": lambda trainer: None,
+        "sync": sync_save,
+        "background": background(CheckpointWriter(store, every_s=0)),
+        "background-nofsync": background(CheckpointWriter(nofsync, every_s=0)),
+    }
 
 
 def chosen_modes(store: CheckpointStore, nofsync: bool) -> dict[str, Mode]:
@@ -103,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     data, _ = load_bench_data(None, args.images, 100)
     total = args.rounds * args.epochs_per_block * 8 + 1
-    trainer = Trainer(TASK, AlexNetConfig(batch_norm=True), TrainConfig(optimizer="adam", batch_size=100,
-                                                                      epochs=total), data, device)
+    trainer = Trainer(
+        TASK, AlexNetConfig(batch_norm=True), TrainConfig(optimizer="adam", batch_size=100, epochs=total), data, device
+    )
     epochs = trainer.epochs()
     next(epochs)  # warm-up epoch: allocations, Adam state
     with tempfile.TemporaryDirectory(prefix="ckpt-cost-", dir=args.folder) as tmp:
@@ -113,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         times: dict[str, list[float]] = {m: [] for m in modes}
         names = list(modes)
         for r in range(args.rounds):
-            order = names[r % len(names):] + names[:r % len(names)]
+            order = names[r % len(names) :] + names[: r % len(names)]
             for name in order:
                 for _ in range(args.epochs_per_block):
                     sync(device)
@@ -129,21 +133,30 @@ def main(argv: list[str] | None = None) -> int:
                     times[name][-1] += time.perf_counter() - start
         parts = [save_parts(trainer.state_dict(), Path(tmp)) for _ in range(2)]
     base = statistics.mean(times["none"])
-    print(f"AlexNet (batch norm) + Adam on {device}, {args.images} images/epoch, {args.threads} thread(s); "
-          f"{args.rounds} rounds x {args.epochs_per_block} epochs per mode")
-    print(f"checkpoint {parts[-1][2] / 1e6:.1f} MB; one synchronous save: serialise+write "
-          f"{min(p[0] for p in parts):.3f} s, fsync {min(p[1] for p in parts):.3f} s")
+    print(
+        f"AlexNet (batch norm) + Adam on {device}, {args.images} images/epoch, {args.threads} thread(s); "
+        f"{args.rounds} rounds x {args.epochs_per_block} epochs per mode"
+    )
+    print(
+        f"checkpoint {parts[-1][2] / 1e6:.1f} MB; one synchronous save: serialise+write "
+        f"{min(p[0] for p in parts):.3f} s, fsync {min(p[1] for p in parts):.3f} s"
+    )
     print(f"{'mode':<20} {'s/epoch':>8} {'cost (fraction of an epoch)':>28}")
     for name in names:
         mean = statistics.mean(times[name])
         writer = getattr(modes[name], "writer", None)
-        skipped = f"  ({writer.skipped} of {writer.skipped + writer.written} due skipped: write still running)" \
-            if writer is not None and writer.skipped else ""
+        skipped = (
+            f"  ({writer.skipped} of {writer.skipped + writer.written} due skipped: write still running)"
+            if writer is not None and writer.skipped
+            else ""
+        )
         print(f"{name:<20} {mean:>8.3f} {mean / base - 1:>28.3f}{skipped}")
     if "background" in times:
         cost = statistics.mean(times["background"]) - base  # seconds one checkpoint adds
-        print(f"at the default --checkpoint-every {DEFAULT_EVERY_S:g}: one checkpoint per {DEFAULT_EVERY_S:g} s, "
-              f"{cost / DEFAULT_EVERY_S:.4f} of training time ({max(cost, 0) / DEFAULT_EVERY_S * 100:.2f}%)")
+        print(
+            f"at the default --checkpoint-every {DEFAULT_EVERY_S:g}: one checkpoint per {DEFAULT_EVERY_S:g} s, "
+            f"{cost / DEFAULT_EVERY_S:.4f} of training time ({max(cost, 0) / DEFAULT_EVERY_S * 100:.2f}%)"
+        )
     return 0
 
 

@@ -35,9 +35,15 @@ def write_synthetic_cifar(root: Path, train_size: int, test_size: int) -> Path:
     for name, n, seed in files:
         split = synthetic_split(n, seed)
         with open(folder / name, "wb") as f:
-            pickle.dump({b"batch_label": b"synthetic", b"labels": split.y.tolist(),
-                         b"data": split.x.reshape(n, -1).numpy(),
-                         b"filenames": [b"%05d.png" % i for i in range(n)]}, f)
+            pickle.dump(
+                {
+                    b"batch_label": b"synthetic",
+                    b"labels": split.y.tolist(),
+                    b"data": split.x.reshape(n, -1).numpy(),
+                    b"filenames": [b"%05d.png" % i for i in range(n)],
+                },
+                f,
+            )
     return Path(root)
 
 
@@ -50,8 +56,7 @@ def load_bench_data(root: str | None, train_size: int, val_size: int, seed: int 
     """(data, description). Real data: the task's own seeded hold-out of `val_size` and a stratified subset of
     `train_size` training images (the test batch is never read)."""
     if root:
-        data = TASK.load_search_data(DataConfig(root=root, val_size=val_size, train_size=train_size,
-                                                split_seed=seed))
+        data = TASK.load_search_data(DataConfig(root=root, val_size=val_size, train_size=train_size, split_seed=seed))
         return data, f"CIFAR-10 from {root}"
     return TaskData(synthetic_split(train_size, seed), synthetic_split(val_size, seed + 1), "val"), "synthetic uint8"
 

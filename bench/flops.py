@@ -12,8 +12,16 @@ from model.alexnet import AlexNet, AlexNetConfig
 
 # Dense bf16 tensor-core peak, TFLOP/s, from the vendors' data sheets (the "with sparsity" figures halved).
 BF16_PEAK_TFLOPS = {
-    "H200": 989.0, "H100 80GB HBM3": 989.0, "H100 NVL": 835.0, "H100 PCIe": 756.0,
-    "GH200": 989.0, "B200": 2250.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10": 125.0,
+    "H200": 989.0,
+    "H100 80GB HBM3": 989.0,
+    "H100 NVL": 835.0,
+    "H100 PCIe": 756.0,
+    "GH200": 989.0,
+    "B200": 2250.0,
+    "A100": 312.0,
+    "L40S": 362.0,
+    "L4": 121.0,
+    "A10": 125.0,
 }
 
 

@@ -37,9 +37,13 @@ from model.device import device_name, resolve_device
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS: list[tuple[str, Callable[[Context, dict], None]]] = [
-    ("pytest", gpu_steps.step_pytest), ("throughput", gpu_steps.step_throughput),
-    ("workers", gpu_steps.step_workers), ("checkpoint", gpu_steps.step_checkpoint),
-    ("grid", gpu_steps.step_grid), ("accuracy", gpu_steps.step_accuracy)]
+    ("pytest", gpu_steps.step_pytest),
+    ("throughput", gpu_steps.step_throughput),
+    ("workers", gpu_steps.step_workers),
+    ("checkpoint", gpu_steps.step_checkpoint),
+    ("grid", gpu_steps.step_grid),
+    ("accuracy", gpu_steps.step_accuracy),
+]
 GRID_READ_S = 10  # the grid's time box beyond budget + stop grace: reading the study, extrapolating
 MIN_BOX_S = 5
 
@@ -51,6 +55,7 @@ class StepTimedOut(BaseException):
 @contextlib.contextmanager
 def time_box(seconds: float) -> Iterator[None]:
     """Raise StepTimedOut in the main thread after `seconds` of wall clock."""
+
     def on_alarm(_signum: int, _frame: object) -> None:
         raise StepTimedOut(f"time box of {seconds:.0f} s")
 
@@ -66,29 +71,46 @@ def time_box(seconds: float) -> Iterator[None]:
 def commit() -> str:
     """HEAD (with +dirty when the tree has changes), or $GPU_CHECK_COMMIT where the copy has no .git."""
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return os.environ.get("GPU_CHECK_COMMIT", "unknown")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.gpu_check", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default="data",
-                   help="folder holding cifar-10-batches-py/; without one, synthetic images in that layout are "
-                        "written to the scratch folder (default: data)")
+    p = argparse.ArgumentParser(
+        prog="python -m bench.gpu_check", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--data",
+        default="data",
+        help="folder holding cifar-10-batches-py/; without one, synthetic images in that layout are "
+        "written to the scratch folder (default: data)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
     p.add_argument("--out", default=str(REPO / "bench" / "results"), help="results folder (default: bench/results)")
-    p.add_argument("--grid-budget", type=float, default=None,
-                   help="seconds the Table-1 grid may run before it is stopped and extrapolated "
-                        f"(default: {GPU.grid_budget:.0f}; {TOY.grid_budget:.0f} at toy scale)")
+    p.add_argument(
+        "--grid-budget",
+        type=float,
+        default=None,
+        help="seconds the Table-1 grid may run before it is stopped and extrapolated "
+        f"(default: {GPU.grid_budget:.0f}; {TOY.grid_budget:.0f} at toy scale)",
+    )
     p.add_argument("--toy", action="store_true", help="toy scale even on CUDA (the default without CUDA)")
-    p.add_argument("--only", default=None,
-                   help=f"comma-separated steps to run, the others are skipped ({', '.join(n for n, _ in STEPS)})")
+    p.add_argument(
+        "--only",
+        default=None,
+        help=f"comma-separated steps to run, the others are skipped ({', '.join(n for n, _ in STEPS)})",
+    )
     p.add_argument("--work", default=None, help="scratch folder, kept afterwards (default: a temporary one)")
     args = p.parse_args(argv)
     if args.only:
@@ -113,19 +135,47 @@ def run(args: argparse.Namespace, argv: list[str], work: Path) -> int:
         data_root, described = args.data, f"CIFAR-10 from {args.data}"
     else:
         data_root = str(write_synthetic_cifar(work / "data", scale.synthetic_train, 100))
-        described = (f"synthetic images in the CIFAR-10 layout ({scale.synthetic_train} training images; "
-                     f"no cifar-10-batches-py under {args.data!r})")
-    ctx = Context(device, args.device, scale, data_root, described, work, REPO, f"bench/results/{stem}.json",
-                  commit(), date, grid_budget=args.grid_budget or scale.grid_budget,
-                  log=lambda line: print(line, flush=True))
-    results: dict = {"command": " ".join(["python -m bench.gpu_check", *argv]), "commit": ctx.commit, "date": date,
-               "device": name, "device_type": device.type, "scale": scale.name, "torch": torch.__version__,
-               "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
-               "python": platform.python_version(), "cpu_count": os.cpu_count(), "data": described,
-               "real_cifar10": real, "total_time_box_s": scale.total_s, "steps": {}}
-    print(f"gpu-check on {name} ({device.type}), {scale.name} scale; torch {torch.__version__}, CUDA "
-          f"{torch.version.cuda}; commit {ctx.commit}\ndata: {described}\nwhole run's time box "
-          f"{scale.total_s:.0f} s; results: {Path(args.out) / stem}.json/.md", flush=True)
+        described = (
+            f"synthetic images in the CIFAR-10 layout ({scale.synthetic_train} training images; "
+            f"no cifar-10-batches-py under {args.data!r})"
+        )
+    ctx = Context(
+        device,
+        args.device,
+        scale,
+        data_root,
+        described,
+        work,
+        REPO,
+        f"bench/results/{stem}.json",
+        commit(),
+        date,
+        grid_budget=args.grid_budget or scale.grid_budget,
+        log=lambda line: print(line, flush=True),
+    )
+    results: dict = {
+        "command": " ".join(["python -m bench.gpu_check", *argv]),
+        "commit": ctx.commit,
+        "date": date,
+        "device": name,
+        "device_type": device.type,
+        "scale": scale.name,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "data": described,
+        "real_cifar10": real,
+        "total_time_box_s": scale.total_s,
+        "steps": {},
+    }
+    print(
+        f"gpu-check on {name} ({device.type}), {scale.name} scale; torch {torch.__version__}, CUDA "
+        f"{torch.version.cuda}; commit {ctx.commit}\ndata: {described}\nwhole run's time box "
+        f"{scale.total_s:.0f} s; results: {Path(args.out) / stem}.json/.md",
+        flush=True,
+    )
     for number, (step, function) in enumerate(STEPS, start=1):
         record: dict = {}
         results["steps"][step] = record

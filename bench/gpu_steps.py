@@ -63,15 +63,50 @@ class Scale:
     grid_min_budget: float = 120.0  # the whole run's box never cuts the grid's budget below this (--grid-budget can)
 
 
-GPU = Scale("gpu", (10, 100, 500), {10: 300, 100: 100, 500: 30}, 2, 1, (1, 2, 4, 8), (10, 100),
-            {10: 150, 100: 50}, 3, 10, (), 3, 3, 45_000, 5000,
-            {"pytest": 45, "throughput": 60, "workers": 75, "checkpoint": 20, "accuracy": 60}, 480, 50_000)
+GPU = Scale(
+    "gpu",
+    (10, 100, 500),
+    {10: 300, 100: 100, 500: 30},
+    2,
+    1,
+    (1, 2, 4, 8),
+    (10, 100),
+    {10: 150, 100: 50},
+    3,
+    10,
+    (),
+    3,
+    3,
+    45_000,
+    5000,
+    {"pytest": 45, "throughput": 60, "workers": 75, "checkpoint": 20, "accuracy": 60},
+    480,
+    50_000,
+)
 # Toy: one step per measurement; batch 50 rather than 100 and 500, whose forward passes cost seconds per step on
 # a loaded 2-core machine. The boxes keep the whole run under 3 minutes there (a step that runs out is marked).
-TOY = Scale("toy", (10, 50), {10: 1, 50: 1}, 1, 0, (1, 2), (10, 50), {10: 1, 50: 1}, 1, 1,
-            ("--train-size", "100", "--val-size", "50"), 1, 1, 100, 100,
-            {"pytest": 40, "throughput": 40, "workers": 50, "checkpoint": 20, "accuracy": 25}, 150, 300,
-            grid_budget=20.0, grid_min_budget=15.0)
+TOY = Scale(
+    "toy",
+    (10, 50),
+    {10: 1, 50: 1},
+    1,
+    0,
+    (1, 2),
+    (10, 50),
+    {10: 1, 50: 1},
+    1,
+    1,
+    ("--train-size", "100", "--val-size", "50"),
+    1,
+    1,
+    100,
+    100,
+    {"pytest": 40, "throughput": 40, "workers": 50, "checkpoint": 20, "accuracy": 25},
+    150,
+    300,
+    grid_budget=20.0,
+    grid_min_budget=15.0,
+)
 
 
 @dataclass
@@ -100,8 +135,9 @@ class Context:
         return self.scale.name == "toy"
 
 
-def run_process(cmd: list[str], log_path: Path, timeout: float, cwd: Path,
-                stop_signal: int | None = None) -> tuple[int, float, bool]:
+def run_process(
+    cmd: list[str], log_path: Path, timeout: float, cwd: Path, stop_signal: int | None = None
+) -> tuple[int, float, bool]:
     """Run cmd in its own process group, output to log_path. After timeout: stop_signal (if given) and
     GRID_STOP_GRACE_S to exit, then SIGKILL. Returns (exit code, seconds until the exit or the timeout,
     whether it was stopped)."""
@@ -138,8 +174,10 @@ def step_pytest(ctx: Context, record: dict) -> None:
     code, _, stopped = run_process(cmd, log, ctx.scale.boxes["pytest"] - 2, ctx.repo)
     out = tail(log)
     record["exit_code"] = code
-    record["counts"] = {word: int(n) for n, word in
-                        re.findall(r"(\d+) (passed|failed|skipped|deselected|errors?)", out[-1] if out else "")}
+    record["counts"] = {
+        word: int(n)
+        for n, word in re.findall(r"(\d+) (passed|failed|skipped|deselected|errors?)", out[-1] if out else "")
+    }
     record["output_tail"] = out[-5:]
     if code != 0:
         record["status"] = "timed out" if stopped else "failed"
@@ -153,9 +191,15 @@ def step_throughput(ctx: Context, record: dict) -> None:
     found, described = throughput.make_pipelines(args, ctx.device, max(b * s.steps[b] for b in s.batches))
     train_flops = flops_per_image()[1]
     peak = bf16_peak(ctx.device)
-    record.update(data=described, steps=s.steps, rounds=s.rounds, flops_per_image_train=train_flops,
-                  epoch_images=EPOCH_IMAGES, bf16_peak=({"entry": peak[0], "tflops": peak[1]} if peak else None),
-                  rows=[])
+    record.update(
+        data=described,
+        steps=s.steps,
+        rounds=s.rounds,
+        flops_per_image_train=train_flops,
+        epoch_images=EPOCH_IMAGES,
+        bf16_peak=({"entry": peak[0], "tflops": peak[1]} if peak else None),
+        rows=[],
+    )
     try:
         throughput.measure(found, list(s.batches), s.steps, s.rounds, s.warmup_steps, ctx.log)
     finally:  # a time-boxed run keeps the rounds it finished
@@ -164,18 +208,29 @@ def step_throughput(ctx: Context, record: dict) -> None:
             for p in done:
                 rate = p.median(batch)
                 tflops = rate * train_flops / 1e12
-                record["rows"].append({
-                    "batch": batch, "pipeline": p.name, "key": p.key, "rounds": len(p.rates[batch]),
-                    "images_per_s": rate, "seconds_per_epoch": EPOCH_IMAGES / rate, "tflops": tflops,
-                    "percent_of_bf16_peak": 100 * tflops / peak[1] if peak else None})
+                record["rows"].append(
+                    {
+                        "batch": batch,
+                        "pipeline": p.name,
+                        "key": p.key,
+                        "rounds": len(p.rates[batch]),
+                        "images_per_s": rate,
+                        "seconds_per_epoch": EPOCH_IMAGES / rate,
+                        "tflops": tflops,
+                        "percent_of_bf16_peak": 100 * tflops / peak[1] if peak else None,
+                    }
+                )
             by_key = {p.key: p.median(batch) for p in done}
             if "a" in by_key:
                 ctx.trainer_rates[batch] = by_key["a"]
             record.setdefault("ratios", {})[str(batch)] = {
-                f"a/{k}": by_key["a"] / by_key[k] for k in "bc" if "a" in by_key and k in by_key}
+                f"a/{k}": by_key["a"] / by_key[k] for k in "bc" if "a" in by_key and k in by_key
+            }
     for row in record["rows"]:
-        ctx.log(f"batch {row['batch']:>3} {row['pipeline']:<22} {row['images_per_s']:>9.1f} img/s "
-                f"{row['seconds_per_epoch']:>9.1f} s/epoch {row['tflops']:>7.3f} TFLOP/s")
+        ctx.log(
+            f"batch {row['batch']:>3} {row['pipeline']:<22} {row['images_per_s']:>9.1f} img/s "
+            f"{row['seconds_per_epoch']:>9.1f} s/epoch {row['tflops']:>7.3f} TFLOP/s"
+        )
     for batch, ratio in record["ratios"].items():
         ctx.log(f"batch {batch}: " + "  ".join(f"{k} {v:.2f}" for k, v in ratio.items()))
 
@@ -196,17 +251,23 @@ def step_workers(ctx: Context, record: dict) -> None:
     record.update(steps=s.worker_steps, rows=[])
     totals: dict[tuple[int, int], float] = {}
     cores = os.cpu_count() or 1
-    measurements = measure_plan(ctx.device_arg, ctx.data_root, plan, s.worker_steps, cores,
-                                warmup=s.warmup_steps > 0)
+    measurements = measure_plan(ctx.device_arg, ctx.data_root, plan, s.worker_steps, cores, warmup=s.warmup_steps > 0)
     try:
         for m in measurements:
             totals[(m.k, m.batch)] = m.total_images_per_s
-            row = {"batch": m.batch, "k": m.k, "total_images_per_s": m.total_images_per_s,
-                   "per_worker_images_per_s": m.per_worker_images_per_s,
-                   "vs_k1": m.total_images_per_s / totals[(s.ks[0], m.batch)], "peak_memory_mb": m.peak_memory_mb}
+            row = {
+                "batch": m.batch,
+                "k": m.k,
+                "total_images_per_s": m.total_images_per_s,
+                "per_worker_images_per_s": m.per_worker_images_per_s,
+                "vs_k1": m.total_images_per_s / totals[(s.ks[0], m.batch)],
+                "peak_memory_mb": m.peak_memory_mb,
+            }
             record["rows"].append(row)
-            ctx.log(f"batch {m.batch:>3} K={m.k}: {row['total_images_per_s']:.1f} img/s total, "
-                    f"{row['vs_k1']:.2f}x K=1, {row['peak_memory_mb']:.0f} MiB peak per worker")
+            ctx.log(
+                f"batch {m.batch:>3} K={m.k}: {row['total_images_per_s']:.1f} img/s total, "
+                f"{row['vs_k1']:.2f}x K=1, {row['peak_memory_mb']:.0f} MiB peak per worker"
+            )
     finally:
         measurements.close()  # stops the worker processes, also when the time box ends the step
     k, score = best_k(totals, list(s.ks), list(s.worker_batches))
@@ -218,8 +279,10 @@ def step_workers(ctx: Context, record: dict) -> None:
         ctx.log(f"best K = {k}: written to {record['default_written']} as the CUDA default of --workers-per-gpu")
     else:
         record["default_written"] = None
-        ctx.log(f"best K here = {k}; --workers-per-gpu's default left unchanged ({ctx.scale.name} scale on "
-                f"{ctx.device.type}; only a GPU run writes it)")
+        ctx.log(
+            f"best K here = {k}; --workers-per-gpu's default left unchanged ({ctx.scale.name} scale on "
+            f"{ctx.device.type}; only a GPU run writes it)"
+        )
 
 
 def step_checkpoint(ctx: Context, record: dict) -> None:
@@ -262,15 +325,18 @@ def step_checkpoint(ctx: Context, record: dict) -> None:
     if ctx.cuda:
         pinned = {k: torch.empty(v.shape, dtype=v.dtype, pin_memory=True) for k, v in model.state_dict().items()}
         record["best_copy_host_seconds"] = timed(
-            lambda: [pinned[k].copy_(v.detach(), non_blocking=True) for k, v in model.state_dict().items()])
+            lambda: [pinned[k].copy_(v.detach(), non_blocking=True) for k, v in model.state_dict().items()]
+        )
     else:
         record["best_copy_host_seconds"] = record["best_copy_device_seconds"]  # the device is the host
     for key in ("checkpoint", "best_copy_device", "best_copy_host"):
         record[f"{key}_fraction_of_epoch"] = record[f"{key}_seconds"] / epoch_s
-    ctx.log(f"checkpoint {record['checkpoint_bytes'] / 1e6:.1f} MB: {record['checkpoint_seconds']:.3f} s = "
-            f"{100 * record['checkpoint_fraction_of_epoch']:.2f}% of a {epoch_s:.1f} s epoch ({source}); "
-            f"best-weights copy {record['best_copy_device_seconds'] * 1e3:.1f} ms on the device, "
-            f"{record['best_copy_host_seconds'] * 1e3:.1f} ms to the host")
+    ctx.log(
+        f"checkpoint {record['checkpoint_bytes'] / 1e6:.1f} MB: {record['checkpoint_seconds']:.3f} s = "
+        f"{100 * record['checkpoint_fraction_of_epoch']:.2f}% of a {epoch_s:.1f} s epoch ({source}); "
+        f"best-weights copy {record['best_copy_device_seconds'] * 1e3:.1f} ms on the device, "
+        f"{record['best_copy_host_seconds'] * 1e3:.1f} ms to the host"
+    )
 
 
 def grid_trials(storage: str, study_name: str) -> tuple[list[TrialEpochs], dict[str, int]]:
@@ -283,8 +349,13 @@ def grid_trials(storage: str, study_name: str) -> tuple[list[TrialEpochs], dict[
     for t in study.get_trials(deepcopy=False):
         states[t.state.name] = states.get(t.state.name, 0) + 1
         if "batch_size" in t.params:
-            trials.append(TrialEpochs(tuple(sorted(t.params.items())), int(t.params["batch_size"]),
-                                      list(t.user_attrs.get("epoch_seconds") or [])))
+            trials.append(
+                TrialEpochs(
+                    tuple(sorted(t.params.items())),
+                    int(t.params["batch_size"]),
+                    list(t.user_attrs.get("epoch_seconds") or []),
+                )
+            )
     return trials, states
 
 
@@ -295,14 +366,41 @@ def step_grid(ctx: Context, record: dict) -> None:
     s = ctx.scale
     db = ctx.work / "grid.db"
     storage, study = f"sqlite:///{db}", "table1-grid"
-    cmd = [sys.executable, "-m", "search.cli", "search", "--storage", storage, "--study", study,
-           "--space", TABLE1, "--sampler", "grid", "--epochs", str(s.grid_epochs), "--pruner", "none",
-           "--patience", "0", "--data", ctx.data_root, "--device", ctx.device_arg,
-           "--artifacts", str(ctx.work / "grid-artifacts"), *s.grid_sizes]
+    cmd = [
+        sys.executable,
+        "-m",
+        "search.cli",
+        "search",
+        "--storage",
+        storage,
+        "--study",
+        study,
+        "--space",
+        TABLE1,
+        "--sampler",
+        "grid",
+        "--epochs",
+        str(s.grid_epochs),
+        "--pruner",
+        "none",
+        "--patience",
+        "0",
+        "--data",
+        ctx.data_root,
+        "--device",
+        ctx.device_arg,
+        "--artifacts",
+        str(ctx.work / "grid-artifacts"),
+        *s.grid_sizes,
+    ]
     if ctx.cuda:
         cmd += ["--workers-per-gpu", str(ctx.workers)]
-    record.update(command="alexsearch " + " ".join(cmd[3:]), budget_s=ctx.grid_budget, epochs=s.grid_epochs,
-                  workers=ctx.workers if ctx.cuda else 1)
+    record.update(
+        command="alexsearch " + " ".join(cmd[3:]),
+        budget_s=ctx.grid_budget,
+        epochs=s.grid_epochs,
+        workers=ctx.workers if ctx.cuda else 1,
+    )
     ctx.log(f"grid: {record['command']}  (budget {ctx.grid_budget:.0f} s)")
     log = ctx.work / "grid.log"
     code, seconds, stopped = run_process(cmd, log, ctx.grid_budget, ctx.repo, stop_signal=signal.SIGINT)
@@ -335,35 +433,53 @@ def step_grid(ctx: Context, record: dict) -> None:
         record.update(status="timed out", note=f"too little measured to extrapolate: {e}")
         ctx.log(f"grid: {record['note']}")
         return
-    record.update(wall_seconds=est.total_seconds, extrapolated=True, elapsed_seconds=est.elapsed_seconds,
-                  epoch_seconds={str(b): v for b, v in est.epoch_seconds.items()},
-                  epoch_seconds_source={str(b): v for b, v in est.source.items()},
-                  finished_epochs={str(b): v for b, v in est.finished_epochs.items()},
-                  remaining_epochs={str(b): v for b, v in est.remaining_epochs.items()})
-    ctx.log(f"grid: stopped at {seconds:.0f} s with {complete} of {record['configs']} configs complete; "
-            f"whole grid {est.total_seconds:.0f} s (extrapolated); epoch seconds by batch size "
-            + ", ".join(f"{b}: {t:.2f} ({est.source[b]})" for b, t in est.epoch_seconds.items()))
+    record.update(
+        wall_seconds=est.total_seconds,
+        extrapolated=True,
+        elapsed_seconds=est.elapsed_seconds,
+        epoch_seconds={str(b): v for b, v in est.epoch_seconds.items()},
+        epoch_seconds_source={str(b): v for b, v in est.source.items()},
+        finished_epochs={str(b): v for b, v in est.finished_epochs.items()},
+        remaining_epochs={str(b): v for b, v in est.remaining_epochs.items()},
+    )
+    ctx.log(
+        f"grid: stopped at {seconds:.0f} s with {complete} of {record['configs']} configs complete; "
+        f"whole grid {est.total_seconds:.0f} s (extrapolated); epoch seconds by batch size "
+        + ", ".join(f"{b}: {t:.2f} ({est.source[b]})" for b, t in est.epoch_seconds.items())
+    )
 
 
 def step_accuracy(ctx: Context, record: dict) -> None:
     """6. Same accuracy: the Trainer (bf16 autocast on CUDA, its default) against a plain fp32 loop, shortened."""
     s = ctx.scale
     data, described = load_bench_data(ctx.data_root, s.acc_train, s.acc_val)
-    record.update(data=described, seeds=s.acc_seeds, epochs=s.acc_epochs, train_images=len(data.train),
-                  val_images=len(data.eval), shortened=f"{s.acc_seeds} seeds x {s.acc_epochs} epochs, "
-                  f"against the full check's 3 seeds x 10 epochs (python -m bench.throughput --accuracy)",
-                  runs=[])
+    record.update(
+        data=described,
+        seeds=s.acc_seeds,
+        epochs=s.acc_epochs,
+        train_images=len(data.train),
+        val_images=len(data.eval),
+        shortened=f"{s.acc_seeds} seeds x {s.acc_epochs} epochs, "
+        f"against the full check's 3 seeds x 10 epochs (python -m bench.throughput --accuracy)",
+        runs=[],
+    )
     runs: list[accuracy.AccuracyRun] = []
     for seed in range(s.acc_seeds):  # one seed at a time, so a time-boxed step keeps the seeds it finished
         new = accuracy.compare(data, s.acc_epochs, [seed], ctx.device, False, ctx.log)
         runs += new
-        record["runs"] += [{"name": r.name, "seed": r.seed, "val_acc": r.val_acc, "images_per_s": r.images_per_s}
-                           for r in new]
+        record["runs"] += [
+            {"name": r.name, "seed": r.seed, "val_acc": r.val_acc, "images_per_s": r.images_per_s} for r in new
+        ]
     table, ok = accuracy.format_runs(runs)
     plain = statistics.mean(r.val_acc for r in runs if r.name == accuracy.PLAIN)
     fast = [r for r in runs if r.name != accuracy.PLAIN]
-    record.update(trainer=fast[0].name, precision="bf16" if ctx.cuda else "fp32", plain_mean_val_acc=plain,
-                  trainer_mean_val_acc=statistics.mean(r.val_acc for r in fast), tolerance=accuracy.TOLERANCE,
-                  within_tolerance=ok)
+    record.update(
+        trainer=fast[0].name,
+        precision="bf16" if ctx.cuda else "fp32",
+        plain_mean_val_acc=plain,
+        trainer_mean_val_acc=statistics.mean(r.val_acc for r in fast),
+        tolerance=accuracy.TOLERANCE,
+        within_tolerance=ok,
+    )
     ctx.log(table)
     ctx.log(f"{'PASS' if ok else 'FAIL'} ({record['shortened']})")

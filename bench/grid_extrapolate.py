@@ -36,8 +36,14 @@ class Extrapolation:
     finished_epochs: dict[int, int]
 
 
-def extrapolate(trials: list[TrialEpochs], configs_per_batch: dict[int, int], epochs: int, elapsed: float,
-                workers: int, fallback_epoch_seconds: dict[int, float]) -> Extrapolation:
+def extrapolate(
+    trials: list[TrialEpochs],
+    configs_per_batch: dict[int, int],
+    epochs: int,
+    elapsed: float,
+    workers: int,
+    fallback_epoch_seconds: dict[int, float],
+) -> Extrapolation:
     """The grid's total wall seconds by the method above. fallback_epoch_seconds: batch -> single-process epoch
     seconds (step 2); a batch size in neither the grid nor the fallback raises ValueError."""
     furthest: dict[tuple, TrialEpochs] = {}

@@ -51,10 +51,34 @@ def worker_main(spec: dict) -> int:
             reads[0] += 1
 
     start = time.perf_counter()
-    code = main(["worker", "--storage", spec["url"], "--study", "lock", "--task", "sleep", "--space", spec["space"],
-                 "--trials", str(spec["trials"]), "--epochs", str(spec["epochs"]), "--pruner", "none",
-                 "--patience", "0", "--device", "cpu", "--worker-index", str(spec["index"]),
-                 "--artifacts", spec["artifacts"], *spec["extra"]])
+    code = main(
+        [
+            "worker",
+            "--storage",
+            spec["url"],
+            "--study",
+            "lock",
+            "--task",
+            "sleep",
+            "--space",
+            spec["space"],
+            "--trials",
+            str(spec["trials"]),
+            "--epochs",
+            str(spec["epochs"]),
+            "--pruner",
+            "none",
+            "--patience",
+            "0",
+            "--device",
+            "cpu",
+            "--worker-index",
+            str(spec["index"]),
+            "--artifacts",
+            spec["artifacts"],
+            *spec["extra"],
+        ]
+    )
     seconds = time.perf_counter() - start
     Path(spec["out"]).write_text(json.dumps({"code": code, "seconds": seconds, "waits": waits, "reads": reads[0]}))
     return code
@@ -92,10 +116,25 @@ def main(argv: list[str] | None = None) -> int:
         procs, outs = [], []
         for i in range(args.workers):
             out = Path(tmp) / f"w{i}.json"
-            spec = dict(url=url, space=str(space), trials=args.trials, epochs=args.epochs, index=i, out=str(out),
-                        artifacts=str(Path(tmp) / "artifacts"), extra=args.worker_args.split())
-            procs.append(subprocess.Popen([PY, "-m", "bench.lock_wait", "--worker", json.dumps(spec)], env=env,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+            spec = dict(
+                url=url,
+                space=str(space),
+                trials=args.trials,
+                epochs=args.epochs,
+                index=i,
+                out=str(out),
+                artifacts=str(Path(tmp) / "artifacts"),
+                extra=args.worker_args.split(),
+            )
+            procs.append(
+                subprocess.Popen(
+                    [PY, "-m", "bench.lock_wait", "--worker", json.dumps(spec)],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
             outs.append(out)
         errors = [p.communicate()[1] for p in procs]
         results = []
@@ -108,16 +147,23 @@ def main(argv: list[str] | None = None) -> int:
     worker_s = sum(r["seconds"] for r in results)
     epochs = args.trials * args.epochs
     sleeping = epochs * args.epoch_seconds
-    print(f"{args.workers} workers, {args.trials} trials x {args.epochs} epochs of {args.epoch_seconds} s "
-          f"(sleep), SQLite")
-    print(f"worker time {worker_s:.1f} s (of which epochs {sleeping:.1f} s); write-lock wait {sum(waits):.1f} s = "
-          f"{100 * sum(waits) / worker_s:.1f}% of worker time")
+    print(
+        f"{args.workers} workers, {args.trials} trials x {args.epochs} epochs of {args.epoch_seconds} s (sleep), SQLite"
+    )
+    print(
+        f"worker time {worker_s:.1f} s (of which epochs {sleeping:.1f} s); write-lock wait {sum(waits):.1f} s = "
+        f"{100 * sum(waits) / worker_s:.1f}% of worker time"
+    )
     if waits:
         p99 = waits[min(len(waits) - 1, int(0.99 * len(waits)))]
-        print(f"one wait: p50 {1000 * statistics.median(waits):.1f} ms, p99 {1000 * p99:.1f} ms, "
-              f"max {1000 * waits[-1]:.1f} ms")
-    print(f"write transactions {len(waits)} = {len(waits) / epochs:.2f} per epoch; read transactions "
-          f"{sum(r['reads'] for r in results)} (take no lock)")
+        print(
+            f"one wait: p50 {1000 * statistics.median(waits):.1f} ms, p99 {1000 * p99:.1f} ms, "
+            f"max {1000 * waits[-1]:.1f} ms"
+        )
+    print(
+        f"write transactions {len(waits)} = {len(waits) / epochs:.2f} per epoch; read transactions "
+        f"{sum(r['reads'] for r in results)} (take no lock)"
+    )
     return 0
 
 

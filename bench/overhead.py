@@ -30,19 +30,41 @@ PY = sys.executable
 
 
 def commands(args: argparse.Namespace, folder: Path) -> dict[str, list[str]]:
-    common = ["--task", args.task, "--trials", str(args.trials), "--epochs", str(args.epochs),
-              "--seed", str(args.seed)]
+    common = ["--task", args.task, "--trials", str(args.trials), "--epochs", str(args.epochs), "--seed", str(args.seed)]
     if args.train_size:
         common += ["--train-size", str(args.train_size)]
     if args.val_size:
         common += ["--val-size", str(args.val_size)]
     data = ["--data", args.data]
     return {
-        "plain": [PY, "-m", "bench.plain_optuna", "--storage", f"sqlite:///{folder / 'plain.db'}",
-                  "--study", "s", *common, *data],
-        "alexsearch": [PY, "-m", "search.cli", "search", "--storage", f"sqlite:///{folder / 'alexsearch.db'}",
-                       "--study", "s", "--device", "cpu", "--workers", "1", *common, *data,
-                       *args.alexsearch_args.split()],
+        "plain": [
+            PY,
+            "-m",
+            "bench.plain_optuna",
+            "--storage",
+            f"sqlite:///{folder / 'plain.db'}",
+            "--study",
+            "s",
+            *common,
+            *data,
+        ],
+        "alexsearch": [
+            PY,
+            "-m",
+            "search.cli",
+            "search",
+            "--storage",
+            f"sqlite:///{folder / 'alexsearch.db'}",
+            "--study",
+            "s",
+            "--device",
+            "cpu",
+            "--workers",
+            "1",
+            *common,
+            *data,
+            *args.alexsearch_args.split(),
+        ],
     }
 
 
@@ -79,8 +101,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--val-size", type=int, default=None)
     p.add_argument("--rounds", type=int, default=2, help="side-by-side rounds (default: 2)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads of both (default: 1)")
-    p.add_argument("--alexsearch-args", default="", help="extra options for alexsearch search, e.g. "
-                                                        "'--checkpoint-every 0'")
+    p.add_argument(
+        "--alexsearch-args", default="", help="extra options for alexsearch search, e.g. '--checkpoint-every 0'"
+    )
     return p.parse_args(argv)
 
 
@@ -98,21 +121,33 @@ def main(argv: list[str] | None = None) -> int:
             for name in order:
                 times[name].append(run_timed(cmds[name], env))
             ratio = times["alexsearch"][-1] / times["plain"][-1]
-            print(f"round {r + 1}: plain {times['plain'][-1]:.1f} s, alexsearch {times['alexsearch'][-1]:.1f} s, "
-                  f"ratio {ratio:.3f}", file=sys.stderr, flush=True)
+            print(
+                f"round {r + 1}: plain {times['plain'][-1]:.1f} s, alexsearch {times['alexsearch'][-1]:.1f} s, "
+                f"ratio {ratio:.3f}",
+                file=sys.stderr,
+                flush=True,
+            )
             if r == 0:
-                difference = study_difference(f"sqlite:///{folder / 'plain.db'}",
-                                              f"sqlite:///{folder / 'alexsearch.db'}")
+                difference = study_difference(
+                    f"sqlite:///{folder / 'plain.db'}", f"sqlite:///{folder / 'alexsearch.db'}"
+                )
     ratios = [a / p for a, p in zip(times["alexsearch"], times["plain"], strict=True)]
     size = f"{args.train_size or 'all'}/{args.val_size or 'default'} items"
-    print(f"{args.task}, {args.trials} trials x {args.epochs} epochs, {size}, {args.threads} thread(s), "
-          f"{args.rounds} round(s)")
+    print(
+        f"{args.task}, {args.trials} trials x {args.epochs} epochs, {size}, {args.threads} thread(s), "
+        f"{args.rounds} round(s)"
+    )
     print(f"plain Optuna script  s: {', '.join(f'{t:.1f}' for t in times['plain'])}")
     print(f"alexsearch           s: {', '.join(f'{t:.1f}' for t in times['alexsearch'])}")
-    print(f"ratio alexsearch/plain per round: {', '.join(f'{x:.3f}' for x in ratios)}; "
-          f"median {statistics.median(ratios):.3f}")
-    print("studies match (params, states, intermediate values, values)" if difference is None
-          else f"STUDIES DIFFER: {difference}")
+    print(
+        f"ratio alexsearch/plain per round: {', '.join(f'{x:.3f}' for x in ratios)}; "
+        f"median {statistics.median(ratios):.3f}"
+    )
+    print(
+        "studies match (params, states, intermediate values, values)"
+        if difference is None
+        else f"STUDIES DIFFER: {difference}"
+    )
     return 0 if difference is None else 1
 
 

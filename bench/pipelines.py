@@ -45,8 +45,9 @@ def usual_transform() -> transforms.Compose:
     return transforms.Compose([transforms.ToTensor(), transforms.Normalize(cifar10.MEAN, cifar10.STD)])
 
 
-def run_trainer(train: Split, batch: int, steps: int, device: torch.device, precision: Precision = "auto",
-                compile: bool = False) -> float:
+def run_trainer(
+    train: Split, batch: int, steps: int, device: torch.device, precision: Precision = "auto", compile: bool = False
+) -> float:
     """(a) alexsearch's Trainer: one epoch over exactly steps * batch images (plus its eval of 10 images)."""
     n = steps * batch
     data = TaskData(Split(train.x[:n], train.y[:n]), Split(train.x[:10], train.y[:10]), "val")
@@ -70,8 +71,12 @@ def plain_model(device: torch.device) -> tuple[torch.nn.Module, torch.optim.Opti
 def run_dataloader(train: Split, batch: int, steps: int, device: torch.device, workers: int = 0) -> float:
     """(b) the usual pipeline, as in Optuna's PyTorch example: PIL dataset, ToTensor+Normalize, DataLoader."""
     n = steps * batch
-    loader = DataLoader(PilCifar(Split(train.x[:n], train.y[:n]), usual_transform()), batch_size=batch,
-                        shuffle=True, num_workers=workers)
+    loader = DataLoader(
+        PilCifar(Split(train.x[:n], train.y[:n]), usual_transform()),
+        batch_size=batch,
+        shuffle=True,
+        num_workers=workers,
+    )
     model, optimizer = plain_model(device)
     model.train()
     sync(device)
@@ -88,7 +93,7 @@ def run_dataloader(train: Split, batch: int, steps: int, device: torch.device, w
 
 def run_plain(train_normalised: Split, batch: int, steps: int, device: torch.device) -> float:
     """(c) a hand-written loop over pre-normalised float tensors already on the device."""
-    x_all, y_all = train_normalised.x[:steps * batch], train_normalised.y[:steps * batch]
+    x_all, y_all = train_normalised.x[: steps * batch], train_normalised.y[: steps * batch]
     model, optimizer = plain_model(device)
     model.train()
     sync(device)

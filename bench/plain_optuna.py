@@ -51,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cpu")
     task = get_task(args.task)
     space = load_space(None, args.task)
-    data = task.load_search_data(DataConfig(root=args.data, val_size=args.val_size or task.default_val_size,
-                                            train_size=args.train_size))
+    data = task.load_search_data(
+        DataConfig(root=args.data, val_size=args.val_size or task.default_val_size, train_size=args.train_size)
+    )
     train_x, train_y, val_x, val_y = data.train.x, data.train.y, data.eval.x, data.eval.y
     preprocess = task.make_preprocess(device)
 
@@ -79,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             correct = 0
             with torch.inference_mode():
                 for start in range(0, len(val_y), EVAL_BATCH):
-                    pred = model(preprocess(val_x[start:start + EVAL_BATCH])).argmax(1)
-                    correct += int((pred == val_y[start:start + EVAL_BATCH]).sum())
+                    pred = model(preprocess(val_x[start : start + EVAL_BATCH])).argmax(1)
+                    correct += int((pred == val_y[start : start + EVAL_BATCH]).sum())
             val_acc = correct / len(val_y)
             if val_acc > best:
                 best, best_epoch = val_acc, epoch
@@ -92,10 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         return best
 
     study = optuna.create_study(
-        study_name=args.study, storage=args.storage, direction="maximize",
+        study_name=args.study,
+        storage=args.storage,
+        direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=args.seed, constant_liar=True),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=args.startup_trials,
-                                           n_warmup_steps=args.warmup_epochs + 1))
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=args.startup_trials, n_warmup_steps=args.warmup_epochs + 1),
+    )
     start = time.perf_counter()
     study.optimize(objective, n_trials=args.trials)
     print(f"{args.trials} trials in {time.perf_counter() - start:.1f} s; best {study.best_value:.4f}")

@@ -63,7 +63,9 @@ TASKS[SleepTask.name] = SleepTask()  # a bench task: not in the shipped catalogu
 
 
 def write_space(path: Path, seconds: float) -> Path:
-    path.write_text(f'task = "sleep"\n\n[params]\nwidth = {{ choices = [1, 2, 3, 4, 5, 6, 7, 8] }}\n'
-                    f'lr = {{ low = 1e-4, high = 1e-1, log = true }}\n\n[fixed]\nseconds = {seconds}\n'
-                    f'batch_size = {TRAIN_POINTS}\n')
+    path.write_text(
+        f'task = "sleep"\n\n[params]\nwidth = {{ choices = [1, 2, 3, 4, 5, 6, 7, 8] }}\n'
+        f"lr = {{ low = 1e-4, high = 1e-1, log = true }}\n\n[fixed]\nseconds = {seconds}\n"
+        f"batch_size = {TRAIN_POINTS}\n"
+    )
     return path

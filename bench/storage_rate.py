@@ -125,8 +125,9 @@ def finished_trials(url: str) -> int:
     storage = open_storage(url, create=False)
     try:
         study = optuna.load_study(study_name=STUDY, storage=storage)
-        return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
-                                                            optuna.trial.TrialState.PRUNED)))
+        return len(
+            study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
+        )
     finally:
         storage.engine.dispose()
 
@@ -142,8 +143,13 @@ def measure(backend: str, url: str, workers: int, job_args: dict, jobs, results)
     if any(r.start == 0.0 for r in got.values()):
         raise RuntimeError(f"{backend}: a worker failed: {[e for r in got.values() for e in r.errors][:3]}")
     span = max(r.end for r in got.values()) - min(r.start for r in got.values())
-    return Rate(backend, finished_trials(url), span, [e for r in got.values() for e in r.errors],
-                sum(r.locked for r in got.values()))
+    return Rate(
+        backend,
+        finished_trials(url),
+        span,
+        [e for r in got.values() for e in r.errors],
+        sum(r.locked for r in got.values()),
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -152,8 +158,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--trials", type=int, default=300, help="the trial budget of each study (default: 300)")
     p.add_argument("--rounds", type=int, default=2, help="studies per backend, alternating (default: 2)")
     p.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated (default: sqlite,postgresql)")
-    p.add_argument("--sampler", choices=("random", "tpe"), default="random",
-                   help="random keeps the sampler's own CPU time out of the storage rate (default: random)")
+    p.add_argument(
+        "--sampler",
+        choices=("random", "tpe"),
+        default="random",
+        help="random keeps the sampler's own CPU time out of the storage rate (default: random)",
+    )
     return p.parse_args(argv)
 
 
@@ -192,8 +202,11 @@ def main(argv: list[str] | None = None) -> int:
                     else:
                         assert server is not None  # postgresql stays in backends only when its server started
                         url = server.url(server.create_database("rate"))
-                    rates.append(measure(backend, url, args.workers,
-                                         dict(budget=args.trials, sampler=args.sampler), jobs, results))
+                    rates.append(
+                        measure(
+                            backend, url, args.workers, dict(budget=args.trials, sampler=args.sampler), jobs, results
+                        )
+                    )
                     print(f"round {round_ + 1} {backend}: {rates[-1].per_s:.1f} trials/s", file=sys.stderr)
         finally:
             for _ in procs:
@@ -205,16 +218,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report(args: argparse.Namespace, backends: list[str], rates: list[Rate]) -> None:
-    print(f"{args.workers} worker processes, no-train objective (4 params, 2 intermediate values), {args.sampler} "
-          f"sampler, {args.rounds} round(s) of a {args.trials}-trial study per backend")
+    print(
+        f"{args.workers} worker processes, no-train objective (4 params, 2 intermediate values), {args.sampler} "
+        f"sampler, {args.rounds} round(s) of a {args.trials}-trial study per backend"
+    )
     print(f"{'backend':<11} {'trials/s':>9}  {'per round':<24} {'trials':>6} {'errors':>6} {'locked':>6}")
     median = {}
     for backend in backends:
         mine = [r for r in rates if r.backend == backend]
         median[backend] = statistics.median(r.per_s for r in mine)
         rounds = ", ".join(f"{r.per_s:.1f}" for r in mine)
-        print(f"{backend:<11} {median[backend]:>9.1f}  {rounds:<24} {sum(r.trials for r in mine):>6} "
-              f"{sum(len(r.errors) for r in mine):>6} {sum(r.locked for r in mine):>6}")
+        print(
+            f"{backend:<11} {median[backend]:>9.1f}  {rounds:<24} {sum(r.trials for r in mine):>6} "
+            f"{sum(len(r.errors) for r in mine):>6} {sum(r.locked for r in mine):>6}"
+        )
     for r in rates:
         for e in sorted(set(r.errors)):
             print(f"{r.backend} error: {e}")

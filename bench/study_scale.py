@@ -42,26 +42,50 @@ PY = sys.executable
 STUDY = "scale"
 EPOCHS = 10
 CURVES = ("train_acc", "val_acc", "train_loss", "epoch_seconds", "images_per_s")
-DISTRIBUTIONS = {"batch_norm": CategoricalDistribution([False, True]),
-                 "optimizer": CategoricalDistribution(["adam", "sgd"]),
-                 "batch_size": CategoricalDistribution([10, 100, 500]),
-                 "lr": FloatDistribution(1e-5, 1e-2, log=True)}
+DISTRIBUTIONS = {
+    "batch_norm": CategoricalDistribution([False, True]),
+    "optimizer": CategoricalDistribution(["adam", "sgd"]),
+    "batch_size": CategoricalDistribution([10, 100, 500]),
+    "lr": FloatDistribution(1e-5, 1e-2, log=True),
+}
 
 
 def make_trial(rng: random.Random, number: int) -> optuna.trial.FrozenTrial:
-    params = {"batch_norm": rng.random() < 0.5, "optimizer": rng.choice(["adam", "sgd"]),
-              "batch_size": rng.choice([10, 100, 500]), "lr": 10 ** rng.uniform(-5, -2)}
+    params = {
+        "batch_norm": rng.random() < 0.5,
+        "optimizer": rng.choice(["adam", "sgd"]),
+        "batch_size": rng.choice([10, 100, 500]),
+        "lr": 10 ** rng.uniform(-5, -2),
+    }
     kind = rng.random()
     epochs = EPOCHS if kind < 0.7 else rng.randint(2, EPOCHS - 1)
     val = [min(0.9, 0.3 + 0.05 * e + rng.uniform(-0.05, 0.05)) for e in range(epochs)]
-    curves = {"train_acc": [v + 0.05 for v in val], "val_acc": val, "train_loss": [2.0 - v for v in val],
-              "epoch_seconds": [rng.uniform(1, 2) for _ in val], "images_per_s": [rng.uniform(2e4, 3e4) for _ in val]}
+    curves = {
+        "train_acc": [v + 0.05 for v in val],
+        "val_acc": val,
+        "train_loss": [2.0 - v for v in val],
+        "epoch_seconds": [rng.uniform(1, 2) for _ in val],
+        "images_per_s": [rng.uniform(2e4, 3e4) for _ in val],
+    }
     best = max(range(epochs), key=val.__getitem__)
-    attrs = {"config": {"task": "alexnet-cifar10", "model": {"batch_norm": params["batch_norm"]},
-                        "train": {"optimizer": params["optimizer"], "lr": params["lr"],
-                                  "batch_size": params["batch_size"], "epochs": EPOCHS, "seed": 0}},
-             "seed": 0, "device": "NVIDIA H200", "versions": {"python": "3.11", "torch": "2.x", "optuna": "5.0"},
-             **curves, "best_epoch": best + 1}
+    attrs = {
+        "config": {
+            "task": "alexnet-cifar10",
+            "model": {"batch_norm": params["batch_norm"]},
+            "train": {
+                "optimizer": params["optimizer"],
+                "lr": params["lr"],
+                "batch_size": params["batch_size"],
+                "epochs": EPOCHS,
+                "seed": 0,
+            },
+        },
+        "seed": 0,
+        "device": "NVIDIA H200",
+        "versions": {"python": "3.11", "torch": "2.x", "optuna": "5.0"},
+        **curves,
+        "best_epoch": best + 1,
+    }
     if kind < 0.7:
         state, value = TrialState.COMPLETE, val[best]
         if epochs < EPOCHS:
@@ -72,8 +96,14 @@ def make_trial(rng: random.Random, number: int) -> optuna.trial.FrozenTrial:
         if kind > 0.99:
             attrs = {"duplicate_of": max(0, number - 1), "pruned_reason": "duplicate"}
             val = []
-    return create_trial(state=state, value=value, params=params, distributions=DISTRIBUTIONS, user_attrs=attrs,
-                        intermediate_values=dict(enumerate(val, start=1)))
+    return create_trial(
+        state=state,
+        value=value,
+        params=params,
+        distributions=DISTRIBUTIONS,
+        user_attrs=attrs,
+        intermediate_values=dict(enumerate(val, start=1)),
+    )
 
 
 def build(path: Path, n: int) -> None:
@@ -161,11 +191,18 @@ def time_dashboard(url: str, artifacts: str, ttl_s: float) -> tuple[float, float
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.study_scale", description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="1000,10000", help="finished trials of each study (default: 1000,10000)")
-    p.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "alexsearch-study-scale"),
-                   help="folder keeping the built studies between runs")
+    p.add_argument(
+        "--cache",
+        default=os.path.join(tempfile.gettempdir(), "alexsearch-study-scale"),
+        help="folder keeping the built studies between runs",
+    )
     p.add_argument("--skip", default="", help="comma-separated: poll,status,report,dashboard")
-    p.add_argument("--dashboard-ttl", type=float, default=10.5,
-                   help="seconds to wait between the dashboard's two requests (its cache lasts 10 s)")
+    p.add_argument(
+        "--dashboard-ttl",
+        type=float,
+        default=10.5,
+        help="seconds to wait between the dashboard's two requests (its cache lasts 10 s)",
+    )
     return p.parse_args(argv)
 
 
@@ -186,15 +223,27 @@ def main(argv: list[str] | None = None) -> int:
         row: dict[str, float | None] = {}
         row["poll"] = None if "poll" in skip else time_poll(url)
         with tempfile.TemporaryDirectory(prefix="study-scale-") as tmp:
-            row["status"] = None if "status" in skip else time_command(
-                ["status", "--storage", url, "--study", STUDY], env)
-            row["report"] = None if "report" in skip else time_command(
-                ["report", "--storage", url, "--study", STUDY, "--out", str(Path(tmp) / "report")], env)
-            row["dashboard"], row["dashboard update"] = (None, None) if "dashboard" in skip else time_dashboard(
-                url, str(Path(tmp) / "artifacts"), args.dashboard_ttl)
+            row["status"] = (
+                None if "status" in skip else time_command(["status", "--storage", url, "--study", STUDY], env)
+            )
+            row["report"] = (
+                None
+                if "report" in skip
+                else time_command(
+                    ["report", "--storage", url, "--study", STUDY, "--out", str(Path(tmp) / "report")], env
+                )
+            )
+            row["dashboard"], row["dashboard update"] = (
+                (None, None)
+                if "dashboard" in skip
+                else time_dashboard(url, str(Path(tmp) / "artifacts"), args.dashboard_ttl)
+            )
         rows.append((n, row))
-        print(f"{n} trials: " + ", ".join(f"{k} {v:.3f} s" for k, v in row.items() if v is not None),
-              file=sys.stderr, flush=True)
+        print(
+            f"{n} trials: " + ", ".join(f"{k} {v:.3f} s" for k, v in row.items() if v is not None),
+            file=sys.stderr,
+            flush=True,
+        )
     names = list(rows[0][1])
     print(f"{'trials':>7} " + " ".join(f"{k + ' s':>18}" for k in names))
     for n, row in rows:

@@ -55,21 +55,32 @@ def make_pipelines(args: argparse.Namespace, device: torch.device, train_size: i
     train_float = pipelines.normalised_split(train)
     found = [
         Pipeline("a", "(a) Trainer", lambda b, s: pipelines.run_trainer(train, b, s, device)),
-        Pipeline("b", f"(b) DataLoader w={args.loader_workers}",
-                 lambda b, s: pipelines.run_dataloader(data.train, b, s, device, args.loader_workers)),
+        Pipeline(
+            "b",
+            f"(b) DataLoader w={args.loader_workers}",
+            lambda b, s: pipelines.run_dataloader(data.train, b, s, device, args.loader_workers),
+        ),
         Pipeline("c", "(c) plain loop", lambda b, s: pipelines.run_plain(train_float, b, s, device)),
     ]
     if args.bf16:
-        found.append(Pipeline("d", "(d) Trainer bf16",
-                              lambda b, s: pipelines.run_trainer(train, b, s, device, precision="bf16")))
+        found.append(
+            Pipeline("d", "(d) Trainer bf16", lambda b, s: pipelines.run_trainer(train, b, s, device, precision="bf16"))
+        )
     if args.compile:
-        found.append(Pipeline("e", "(e) Trainer compile",
-                              lambda b, s: pipelines.run_trainer(train, b, s, device, compile=True)))
+        found.append(
+            Pipeline("e", "(e) Trainer compile", lambda b, s: pipelines.run_trainer(train, b, s, device, compile=True))
+        )
     return found, f"{described}, {len(train)} training images"
 
 
-def measure(found: list[Pipeline], batches: list[int], steps: dict[int, int], rounds: int, warmup_steps: int,
-            log: Callable[[str], None]) -> None:
+def measure(
+    found: list[Pipeline],
+    batches: list[int],
+    steps: dict[int, int],
+    rounds: int,
+    warmup_steps: int,
+    log: Callable[[str], None],
+) -> None:
     for batch in batches if warmup_steps else []:  # untimed: allocator, oneDNN/cuDNN plans, torch.compile
         for p in found:
             p.warmup_seconds[batch] = p.run(batch, warmup_steps)
@@ -77,8 +88,10 @@ def measure(found: list[Pipeline], batches: list[int], steps: dict[int, int], ro
         for batch in batches:
             for p in found:
                 p.rates.setdefault(batch, []).append(steps[batch] * batch / p.run(batch, steps[batch]))
-            log(f"round {r + 1}/{rounds} batch {batch}: " +
-                "  ".join(f"{p.key}={p.rates[batch][-1]:.1f}" for p in found))
+            log(
+                f"round {r + 1}/{rounds} batch {batch}: "
+                + "  ".join(f"{p.key}={p.rates[batch][-1]:.1f}" for p in found)
+            )
 
 
 def format_table(found: list[Pipeline], batches: list[int], steps: dict[int, int], device: torch.device) -> str:
@@ -105,36 +118,53 @@ def format_table(found: list[Pipeline], batches: list[int], steps: dict[int, int
         for batch in batches:
             extra = by_key["e"].warmup_seconds[batch] - by_key["a"].warmup_seconds[batch]
             eager, compiled = (10 * 45_000 / by_key[k].median(batch) for k in "ae")
-            lines.append(f"compile at batch {batch}: first run +{extra:.1f} s; a 10-epoch trial of 45,000 images "
-                         f"would take {eager:.0f} s eager, {compiled + extra:.0f} s compiled")
+            lines.append(
+                f"compile at batch {batch}: first run +{extra:.1f} s; a 10-epoch trial of 45,000 images "
+                f"would take {eager:.0f} s eager, {compiled + extra:.0f} s compiled"
+            )
     return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.throughput", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--data", default=None, help="folder holding cifar-10-batches-py/ (default: synthetic images)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps (default: auto)")
     p.add_argument("--batch-sizes", default="10,100,500", help="comma-separated (default: 10,100,500)")
     p.add_argument("--steps", type=int, default=None, help="steps per measurement (default: per batch size)")
     p.add_argument("--rounds", type=int, default=3, help="timed rounds of A B C (default: 3)")
-    p.add_argument("--loader-workers", type=int, default=0,
-                   help="DataLoader num_workers for (b); 0 as in Optuna's PyTorch example (default: 0)")
+    p.add_argument(
+        "--loader-workers",
+        type=int,
+        default=0,
+        help="DataLoader num_workers for (b); 0 as in Optuna's PyTorch example (default: 0)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--bf16", action="store_true", help="also (d) the Trainer with precision bf16")
     p.add_argument("--compile", action="store_true", help="also (e) the Trainer with torch.compile")
-    p.add_argument("--quick", action="store_true",
-                   help="smoke test: 1 round of 2 steps, no warm-up; with --accuracy 1 epoch of 100 images")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test: 1 round of 2 steps, no warm-up; with --accuracy 1 epoch of 100 images",
+    )
     p.add_argument("--json", default=None, help="also write every measured rate to this file")
     acc = p.add_argument_group("same-accuracy check (--accuracy)")
-    acc.add_argument("--accuracy", action="store_true",
-                     help="train the report's config with the Trainer and a plain fp32 loop; compare val acc")
+    acc.add_argument(
+        "--accuracy",
+        action="store_true",
+        help="train the report's config with the Trainer and a plain fp32 loop; compare val acc",
+    )
     acc.add_argument("--epochs", type=int, default=None, help="default: 10 on CUDA, 3 elsewhere")
     acc.add_argument("--train-size", type=int, default=None, help="default: 45000 on CUDA, 5000 elsewhere")
     acc.add_argument("--val-size", type=int, default=None, help="default: 5000 on CUDA, 2000 elsewhere")
-    acc.add_argument("--seeds", type=int, default=None,
-                     help="number of training seeds; means are compared (default: 3 on CUDA, 8 elsewhere, where "
-                          "one seed's difference is noise of about 2 points)")
+    acc.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help="number of training seeds; means are compared (default: 3 on CUDA, 8 elsewhere, where "
+        "one seed's difference is noise of about 2 points)",
+    )
     acc.add_argument("--first-seed", type=int, default=0, help="seeds run from here (default: 0)")
     args = p.parse_args(argv)
     if args.quick:
@@ -151,12 +181,13 @@ def run_accuracy(args: argparse.Namespace, device: torch.device) -> int:
     if args.quick:
         epochs, train_size, val_size, n_seeds = 1, min(train_size, 100), min(val_size, 100), 1
     data, described = load_bench_data(args.data, train_size, val_size)
-    print(f"same accuracy on {device_name(device)}: {described}, {len(data.train)} train / {len(data.eval)} val, "
-          f"{epochs} epochs, Adam lr 1e-3 batch 100, seeds {args.first_seed}..{args.first_seed + n_seeds - 1}",
-          flush=True)
+    print(
+        f"same accuracy on {device_name(device)}: {described}, {len(data.train)} train / {len(data.eval)} val, "
+        f"{epochs} epochs, Adam lr 1e-3 batch 100, seeds {args.first_seed}..{args.first_seed + n_seeds - 1}",
+        flush=True,
+    )
     seeds = list(range(args.first_seed, args.first_seed + n_seeds))
-    runs = accuracy.compare(data, epochs, seeds, device, args.bf16,
-                            lambda line: print(line, flush=True))
+    runs = accuracy.compare(data, epochs, seeds, device, args.bf16, lambda line: print(line, flush=True))
     table, ok = accuracy.format_runs(runs)
     print(table)
     verdict = "PASS" if ok else "FAIL"
@@ -175,17 +206,29 @@ def main(argv: list[str] | None = None) -> int:
     steps = {b: steps_for(b, device, args) for b in batches}
     found, described = make_pipelines(args, device, max(b * s for b, s in steps.items()))
     fwd, step = flops_per_image()
-    print(f"throughput on {device_name(device)} ({torch.get_num_threads()} CPU threads), {described}; "
-          f"{args.rounds} round(s), median images/s; AlexNet {fwd / 1e9:.3f} GFLOP/image forward, "
-          f"{step / 1e9:.3f} to train", flush=True)
+    print(
+        f"throughput on {device_name(device)} ({torch.get_num_threads()} CPU threads), {described}; "
+        f"{args.rounds} round(s), median images/s; AlexNet {fwd / 1e9:.3f} GFLOP/image forward, "
+        f"{step / 1e9:.3f} to train",
+        flush=True,
+    )
     warmup_steps = 0 if args.quick and not args.compile else 1
     measure(found, batches, steps, args.rounds, warmup_steps, lambda line: print(line, flush=True))
     print(format_table(found, batches, steps, device))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": device_name(device), "threads": torch.get_num_threads(), "data": described,
-                       "steps": steps, "rates": {p.name: p.rates for p in found},
-                       "warmup_seconds": {p.name: p.warmup_seconds for p in found}}, f, indent=1)
+            json.dump(
+                {
+                    "device": device_name(device),
+                    "threads": torch.get_num_threads(),
+                    "data": described,
+                    "steps": steps,
+                    "rates": {p.name: p.rates for p in found},
+                    "warmup_seconds": {p.name: p.warmup_seconds for p in found},
+                },
+                f,
+                indent=1,
+            )
     return 0
 
 

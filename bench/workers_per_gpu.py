@@ -70,9 +70,18 @@ def _trainer(train: Split, n: int, batch: int, device: torch.device) -> Trainer:
     return Trainer(TASK, AlexNetConfig(), config, data, device)
 
 
-def worker(rank: int, device_arg: str, data_root: str | None, plan: list[tuple[int, int]], steps: dict[int, int],
-           cores: int, warmup: bool, everyone: mp.synchronize.Barrier, runners: list[mp.synchronize.Barrier],
-           results: mp.Queue) -> None:
+def worker(
+    rank: int,
+    device_arg: str,
+    data_root: str | None,
+    plan: list[tuple[int, int]],
+    steps: dict[int, int],
+    cores: int,
+    warmup: bool,
+    everyone: mp.synchronize.Barrier,
+    runners: list[mp.synchronize.Barrier],
+    results: mp.Queue,
+) -> None:
     try:
         device = resolve_device(device_arg)
         batches = sorted({batch for _, batch in plan})
@@ -100,16 +109,26 @@ def worker(rank: int, device_arg: str, data_root: str | None, plan: list[tuple[i
         results.put((rank, f"{type(e).__name__}: {e}"))
 
 
-def measure_plan(device_arg: str, data_root: str | None, plan: list[tuple[int, int]], steps: dict[int, int],
-                 cores: int, warmup: bool = True) -> Generator[Measurement, None, None]:
+def measure_plan(
+    device_arg: str,
+    data_root: str | None,
+    plan: list[tuple[int, int]],
+    steps: dict[int, int],
+    cores: int,
+    warmup: bool = True,
+) -> Generator[Measurement, None, None]:
     """Yield one Measurement per (K, batch) of plan, in order; the K workers share `cores` CPU threads.
     The worker processes are stopped when the generator ends, fails or is closed (a caller's time box), so none
     outlives it."""
     ctx = mp.get_context("spawn")  # CUDA cannot be used in forked children
     n = max(k for k, _ in plan)
     everyone, runners, results = ctx.Barrier(n), [ctx.Barrier(k) for k, _ in plan], ctx.Queue()
-    procs = [ctx.Process(target=worker, args=(rank, device_arg, data_root, plan, steps, cores, warmup, everyone,
-                                              runners, results)) for rank in range(n)]
+    procs = [
+        ctx.Process(
+            target=worker, args=(rank, device_arg, data_root, plan, steps, cores, warmup, everyone, runners, results)
+        )
+        for rank in range(n)
+    ]
     for proc in procs:
         proc.start()
     try:
@@ -131,14 +150,18 @@ def measure_plan(device_arg: str, data_root: str | None, plan: list[tuple[int, i
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.workers_per_gpu", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.workers_per_gpu",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
     p.add_argument("--k", default="1,2,4,8", help="worker counts to try, comma-separated (default: 1,2,4,8)")
     p.add_argument("--batch-size", type=int, default=100, help="default: 100, the report's")
     p.add_argument("--steps", type=int, default=None, help="steps per worker (default: 5 on CPU, 450 on CUDA)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads to share among the K workers (default: all cores)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="CPU threads to share among the K workers (default: all cores)"
+    )
     p.add_argument("--data", default=None, help="folder holding cifar-10-batches-py/ (default: synthetic images)")
     return p.parse_args(argv)
 
@@ -149,17 +172,26 @@ def main(argv: list[str] | None = None) -> int:
     steps = args.steps or DEFAULT_STEPS["cuda" if device.type == "cuda" else "cpu"]
     cores = args.threads or os.cpu_count() or 1
     ks = [int(x) for x in args.k.split(",")]
-    print(f"workers on one {device_name(device)}: batch {args.batch_size}, {steps} steps each, "
-          f"{cores} CPU threads shared", flush=True)
-    print(f"{'K':>3}  {'total img/s':>11}  {'per worker':>10}  {'vs K=1':>6}  {'s/epoch/trial':>13}  "
-          f"{'peak MiB/worker':>15}", flush=True)
+    print(
+        f"workers on one {device_name(device)}: batch {args.batch_size}, {steps} steps each, "
+        f"{cores} CPU threads shared",
+        flush=True,
+    )
+    print(
+        f"{'K':>3}  {'total img/s':>11}  {'per worker':>10}  {'vs K=1':>6}  {'s/epoch/trial':>13}  "
+        f"{'peak MiB/worker':>15}",
+        flush=True,
+    )
     base = None
     plan = [(k, args.batch_size) for k in ks]
     for m in measure_plan(args.device, args.data, plan, {args.batch_size: steps}, cores):
         total = m.total_images_per_s
         base = base or total
-        print(f"{m.k:>3}  {total:>11.1f}  {m.per_worker_images_per_s:>10.1f}  {total / base:>5.2f}x  "
-              f"{50_000 / m.per_worker_images_per_s:>13.2f}  {m.peak_memory_mb:>15.0f}", flush=True)
+        print(
+            f"{m.k:>3}  {total:>11.1f}  {m.per_worker_images_per_s:>10.1f}  {total / base:>5.2f}x  "
+            f"{50_000 / m.per_worker_images_per_s:>13.2f}  {m.peak_memory_mb:>15.0f}",
+            flush=True,
+        )
     return 0
 
 

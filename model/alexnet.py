@@ -44,15 +44,22 @@ class AlexNet(nn.Module):
         self.config = config = config or AlexNetConfig()
         bn = config.batch_norm
         self.features = nn.Sequential(
-            *_conv(3, 64, bn, stride=2, padding=1), nn.MaxPool2d(2),  # layer 1
-            *_conv(64, 192, bn, padding=1), nn.MaxPool2d(2),  # layer 2
+            *_conv(3, 64, bn, stride=2, padding=1),
+            nn.MaxPool2d(2),  # layer 1
+            *_conv(64, 192, bn, padding=1),
+            nn.MaxPool2d(2),  # layer 2
             *_conv(192, 384, bn, padding=1),  # layer 3
             *_conv(384, 256, bn, padding=1),  # layer 4
-            *_conv(256, 256, bn, padding=1), nn.MaxPool2d(2),  # layer 5
+            *_conv(256, 256, bn, padding=1),
+            nn.MaxPool2d(2),  # layer 5
         )
         self.classifier = nn.Sequential(
-            nn.Dropout(config.dropout), nn.Linear(256 * 2 * 2, 4096), nn.ReLU(inplace=True),  # layer 6
-            nn.Dropout(config.dropout), nn.Linear(4096, 4096), nn.ReLU(inplace=True),  # layer 7
+            nn.Dropout(config.dropout),
+            nn.Linear(256 * 2 * 2, 4096),
+            nn.ReLU(inplace=True),  # layer 6
+            nn.Dropout(config.dropout),
+            nn.Linear(4096, 4096),
+            nn.ReLU(inplace=True),  # layer 7
             nn.Linear(4096, config.num_classes),  # layer 8
         )
 

@@ -52,8 +52,10 @@ def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
 ALLOWED_GLOBALS: dict[tuple[str, str], Callable[..., Any] | type] = {
     **{(f"{core}.multiarray", "_reconstruct"): _multiarray._reconstruct for core in ("numpy.core", "numpy._core")},
     **{(f"{core}.multiarray", "scalar"): _multiarray.scalar for core in ("numpy.core", "numpy._core")},
-    **{(f"{core}.numeric", "_frombuffer"): _numeric._frombuffer  # type: ignore[attr-defined]  # private, no stub
-       for core in ("numpy.core", "numpy._core")},
+    **{
+        (f"{core}.numeric", "_frombuffer"): _numeric._frombuffer  # type: ignore[attr-defined]  # private, no stub
+        for core in ("numpy.core", "numpy._core")
+    },
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): _latin1_encode,
@@ -83,8 +85,10 @@ def _pixels(raw: Any, path: Path) -> np.ndarray:
     if data.size:
         low, high = data.min(), data.max()
         if not (0 <= low and high <= 255) or (data.dtype.kind == "f" and not np.array_equal(data, np.floor(data))):
-            raise DataError(f"CIFAR-10 file {path}: data holds {data.dtype} values from {low} to {high}; "
-                            "pixels must be integers 0..255")
+            raise DataError(
+                f"CIFAR-10 file {path}: data holds {data.dtype} values from {low} to {high}; "
+                "pixels must be integers 0..255"
+            )
     return data.astype(np.uint8)
 
 
@@ -115,8 +119,10 @@ def read_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     except Exception as e:  # a truncated or foreign file fails in many ways; all mean "corrupt"
         raise DataError(f"CIFAR-10 file {path} is corrupt or not a CIFAR-10 batch ({type(e).__name__}: {e})") from None
     if data.ndim != 2 or data.shape[1] != IMAGE_BYTES or len(labels) != len(data):
-        raise DataError(f"CIFAR-10 file {path} has data of shape {data.shape} and {len(labels)} labels; "
-                        f"expected (N, {IMAGE_BYTES}) and N labels")
+        raise DataError(
+            f"CIFAR-10 file {path} has data of shape {data.shape} and {len(labels)} labels; "
+            f"expected (N, {IMAGE_BYTES}) and N labels"
+        )
     if len(labels) and (labels.min() < 0 or labels.max() > 9):
         raise DataError(f"CIFAR-10 file {path} has labels outside 0..9")
     images = torch.from_numpy(data.reshape(-1, 3, 32, 32).copy())
@@ -131,8 +137,10 @@ def download(root: str | Path) -> None:
     try:
         download_and_extract_archive(CIFAR10.url, str(root), filename=CIFAR10.filename, md5=CIFAR10.tgz_md5)
     except Exception as e:
-        raise DataError(f"could not download CIFAR-10 into {root} ({type(e).__name__}: {e}); without internet, "
-                        f"put {FOLDER}/ there yourself and pass --data") from None
+        raise DataError(
+            f"could not download CIFAR-10 into {root} ({type(e).__name__}: {e}); without internet, "
+            f"put {FOLDER}/ there yourself and pass --data"
+        ) from None
 
 
 def _ensure(root: str | Path, files: list[str], allow_download: bool) -> Path:

@@ -103,11 +103,12 @@ class JsonConfig:
         allowed = cls.field_names()
         unknown = [k for k in data if k not in allowed]
         if unknown:
-            raise ConfigError(
-                f"{cls.__name__}: unknown key {unknown[0]!r} (allowed: {', '.join(allowed)})"
-            )
-        required = [f.name for f in dataclasses.fields(cls)
-                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+            raise ConfigError(f"{cls.__name__}: unknown key {unknown[0]!r} (allowed: {', '.join(allowed)})")
+        required = [
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
         missing = [k for k in required if k not in data]
         if missing:
             raise ConfigError(f"{cls.__name__}: missing key {missing[0]!r}")

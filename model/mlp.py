@@ -46,7 +46,7 @@ class MLP(nn.Module):
     def __init__(self, config: MLPConfig | None = None) -> None:
         super().__init__()
         self.config = config = config or MLPConfig()
-        acts = [config.activation, config.second_activation][:config.depth - 1]
+        acts = [config.activation, config.second_activation][: config.depth - 1]
         layers: list[nn.Module] = []
         width = config.in_features
         for act in acts:

@@ -16,9 +16,12 @@ def _task_name(tree: ast.Module) -> str | None:
     for node in tree.body:
         if isinstance(node, ast.ClassDef):
             for item in node.body:
-                if (isinstance(item, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "name"
-                                                         for t in item.targets)
-                        and isinstance(item.value, ast.Constant) and isinstance(item.value.value, str)):
+                if (
+                    isinstance(item, ast.Assign)
+                    and any(isinstance(t, ast.Name) and t.id == "name" for t in item.targets)
+                    and isinstance(item.value, ast.Constant)
+                    and isinstance(item.value.value, str)
+                ):
                     return item.value.value
     return None
 

@@ -93,8 +93,9 @@ def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) 
     extra: dict[str, Any] = {"fused": True} if device.type in FUSED_OPTIMIZER_DEVICES else {}
     if config.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **extra)
-    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                           weight_decay=config.weight_decay, **extra)
+    return torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, **extra
+    )
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -105,11 +106,20 @@ def epoch_seed(seed: int, epoch: int) -> int:
 class Trainer:
     """Trains `model` on `data` with `config`. Iterate `epochs()` to run; `state_dict()` to checkpoint."""
 
-    def __init__(self, task: Task, model_config: JsonConfig, config: TrainConfig, data: TaskData,
-                 device: torch.device, eval_batch_size: int | None = None, evaluate_each_epoch: bool = True,
-                 compile: bool = False, should_stop: Callable[[], bool] | None = None,
-                 on_progress: Callable[[StepProgress], None] | None = None,
-                 progress_every_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        task: Task,
+        model_config: JsonConfig,
+        config: TrainConfig,
+        data: TaskData,
+        device: torch.device,
+        eval_batch_size: int | None = None,
+        evaluate_each_epoch: bool = True,
+        compile: bool = False,
+        should_stop: Callable[[], bool] | None = None,
+        on_progress: Callable[[StepProgress], None] | None = None,
+        progress_every_s: float = 30.0,
+    ) -> None:
         # evaluate_each_epoch=False: epochs() skips the eval split and reports val_acc as NaN (the final run
         # touches the test set once, through predict(), after the last epoch).
         self.evaluate_each_epoch = evaluate_each_epoch
@@ -152,8 +162,11 @@ class Trainer:
             if self.on_progress is not None and step and time.perf_counter() - last_report >= self.progress_every_s:
                 # Asynchronous devices may lag the host by a few queued steps: img/s is close, not exact.
                 last_report = time.perf_counter()
-                self.on_progress(StepProgress(self.epoch + 1, step, len(batches),
-                                              min(n, step * self.config.batch_size), last_report - start))
+                self.on_progress(
+                    StepProgress(
+                        self.epoch + 1, step, len(batches), min(n, step * self.config.batch_size), last_report - start
+                    )
+                )
             x = self.train.x[idx]
             if self.config.augment:
                 x = self.task.augment(x, generator)
@@ -176,10 +189,10 @@ class Trainer:
         for start in range(0, len(self.eval), self.eval_batch_size):
             if self.should_stop is not None and self.should_stop():  # an evaluation can take seconds, too
                 raise Interrupted(f"stopped in the evaluation of epoch {self.epoch + 1}")
-            x = self.preprocess(self.eval.x[start:start + self.eval_batch_size])
+            x = self.preprocess(self.eval.x[start : start + self.eval_batch_size])
             with self._autocast():
                 pred = self.model(x).argmax(1)
-            correct += (pred == self.eval.y[start:start + self.eval_batch_size]).sum()
+            correct += (pred == self.eval.y[start : start + self.eval_batch_size]).sum()
         return correct
 
     @torch.inference_mode()
@@ -189,7 +202,7 @@ class Trainer:
         preds = []
         for start in range(0, len(self.eval), self.eval_batch_size):
             with self._autocast():
-                preds.append(self.model(self.preprocess(self.eval.x[start:start + self.eval_batch_size])).argmax(1))
+                preds.append(self.model(self.preprocess(self.eval.x[start : start + self.eval_batch_size])).argmax(1))
         return torch.cat(preds).cpu()
 
     def epochs(self) -> Iterator[EpochStats]:
@@ -207,17 +220,26 @@ class Trainer:
             seconds = time.perf_counter() - start
             if not math.isfinite(loss):
                 raise DivergedError(epoch, loss)
-            stats = EpochStats(epoch, loss, tc / len(self.train),
-                               ec / len(self.eval) if self.evaluate_each_epoch else math.nan, seconds,
-                               len(self.train) / seconds)
+            stats = EpochStats(
+                epoch,
+                loss,
+                tc / len(self.train),
+                ec / len(self.eval) if self.evaluate_each_epoch else math.nan,
+                seconds,
+                len(self.train) / seconds,
+            )
             self.epoch = epoch
             self.history.append(stats.as_dict())
             yield stats
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "history": list(self.history),
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "torch_rng": torch.get_rng_state()}
+        return {
+            "epoch": self.epoch,
+            "history": list(self.history),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -227,7 +249,8 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
 
 
-def train(task: Task, model_config: JsonConfig, config: TrainConfig, data: TaskData,
-          device: torch.device) -> Iterator[EpochStats]:
+def train(
+    task: Task, model_config: JsonConfig, config: TrainConfig, data: TaskData, device: torch.device
+) -> Iterator[EpochStats]:
     """Train one config for config.epochs epochs on one device; yield each epoch's stats."""
     return Trainer(task, model_config, config, data, device).epochs()

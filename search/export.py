@@ -56,8 +56,10 @@ class ExportedConfig(JsonConfig):
 
 def check_format_version(version: Any) -> None:
     if version != FORMAT_VERSION:
-        raise ConfigError(f"format_version: this file is format {version!r}; this alexsearch reads format "
-                          f"{FORMAT_VERSION} (export it again with this version)")
+        raise ConfigError(
+            f"format_version: this file is format {version!r}; this alexsearch reads format "
+            f"{FORMAT_VERSION} (export it again with this version)"
+        )
 
 
 def _config_class(tp: Any) -> type[JsonConfig] | None:
@@ -99,7 +101,7 @@ def strict_from_dict(cls: type[JsonConfig], data: Any, path: str) -> JsonConfig:
         message = str(e)
         own = f"{cls.__name__}."  # "TrainConfig.lr: ..." -> "trial_config.train.lr: ..."
         if message.startswith(own):
-            message = f"{path}.{message[len(own):]}" if path else message[len(own):]
+            message = f"{path}.{message[len(own) :]}" if path else message[len(own) :]
             raise ConfigError(message) from None
         raise ConfigError(f"{where}{message}") from None
 
@@ -150,9 +152,16 @@ def export_trial(trial: FrozenTrial, study: optuna.Study, storage_url: str, rank
     best_epoch = attrs.get(record.BEST_EPOCH)
     epochs = best_epoch if isinstance(best_epoch, int) and best_epoch >= 1 else config.train.epochs
     provenance = Provenance(
-        storage=redact(storage_url), study=study.study_name, trial=trial.number, rank=rank,
-        val_acc=trial.value, best_epoch=epochs, search_epochs=config.train.epochs,
-        device=attrs.get(record.DEVICE), exported_at=datetime.now(UTC).isoformat(timespec="seconds"))
+        storage=redact(storage_url),
+        study=study.study_name,
+        trial=trial.number,
+        rank=rank,
+        val_acc=trial.value,
+        best_epoch=epochs,
+        search_epochs=config.train.epochs,
+        device=attrs.get(record.DEVICE),
+        exported_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
     trial_config = config.replace(train=config.train.replace(epochs=epochs))
     versions = dict(attrs.get(record.VERSIONS, {}))
     return ExportedConfig(trial_config=trial_config, provenance=provenance, versions=versions)
@@ -164,12 +173,13 @@ def export_best(study: optuna.Study, storage_url: str, top: int = 1) -> list[Exp
     if not ranked:
         states = [t.state.name for t in study.get_trials(deepcopy=False)]
         counts = ", ".join(f"{s.lower()} {states.count(s)}" for s in sorted(set(states))) or "no trials"
-        raise ConfigError(f"study {study.study_name!r} has no complete trial yet ({counts}); "
-                          "run `alexsearch search` until one completes")
+        raise ConfigError(
+            f"study {study.study_name!r} has no complete trial yet ({counts}); "
+            "run `alexsearch search` until one completes"
+        )
     return [export_trial(t, study, storage_url, rank) for rank, t in enumerate(ranked[:top], start=1)]
 
 
 def rank_path(out: Path, rank: int) -> Path:
     """best.json for rank 1, best-2.json, best-3.json ... for the others."""
     return out if rank == 1 else out.with_name(f"{out.stem}-{rank}{out.suffix}")
-

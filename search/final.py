@@ -50,13 +50,17 @@ def check_out_dir(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out: {out} is a file, not a folder")
     if (out / METRICS_FILE).exists():
-        raise UsageError(f"--out: {out} already holds {METRICS_FILE} from an earlier run; "
-                         "pick another folder or remove it")
+        raise UsageError(
+            f"--out: {out} already holds {METRICS_FILE} from an earlier run; pick another folder or remove it"
+        )
 
 
 def version_note(exported: ExportedConfig, now: dict[str, str]) -> str | None:
-    changed = [f"{k} {exported.versions[k]} -> {now[k]}" for k in now
-               if k in exported.versions and exported.versions[k] != now[k]]
+    changed = [
+        f"{k} {exported.versions[k]} -> {now[k]}"
+        for k in now
+        if k in exported.versions and exported.versions[k] != now[k]
+    ]
     return f"note: versions differ from the search trial's: {', '.join(changed)}" if changed else None
 
 
@@ -64,12 +68,12 @@ def weights_file(seed: int) -> str:
     return f"model-seed{seed}.pt"
 
 
-def final_data_config(exported: ExportedConfig, root: str | None, download: bool,
-                      train_size: int | None) -> DataConfig:
+def final_data_config(exported: ExportedConfig, root: str | None, download: bool, train_size: int | None) -> DataConfig:
     """All training images (or a seeded stratified cap of train_size) and the test set; no hold-out."""
     data = exported.trial_config.data
-    return DataConfig(root=root or data.root, download=download, val_size=None, train_size=train_size,
-                      split_seed=data.split_seed)
+    return DataConfig(
+        root=root or data.root, download=download, val_size=None, train_size=train_size, split_seed=data.split_seed
+    )
 
 
 @dataclass
@@ -83,9 +87,15 @@ class SeedResult:
     seconds: float = 0.0  # training and testing, wall time
 
     def as_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed, "test_acc": self.test_acc, "per_class_acc": self.per_class_acc,
-                "confusion_matrix": self.confusion_matrix, "diverged": self.diverged, "seconds": self.seconds,
-                "history": self.history}
+        return {
+            "seed": self.seed,
+            "test_acc": self.test_acc,
+            "per_class_acc": self.per_class_acc,
+            "confusion_matrix": self.confusion_matrix,
+            "diverged": self.diverged,
+            "seconds": self.seconds,
+            "history": self.history,
+        }
 
 
 def num_classes(exported: ExportedConfig, data: TaskData) -> int:
@@ -111,12 +121,21 @@ def per_class_accuracy(cm: torch.Tensor) -> list[float]:
 
 
 def epoch_line(seed: int, epochs: int, s: EpochStats) -> str:
-    return (f"seed {seed} epoch {s.epoch}/{epochs}: loss {s.train_loss:.4f} train_acc {s.train_acc:.4f} "
-            f"{s.seconds:.1f}s {s.images_per_s:.0f} img/s")
+    return (
+        f"seed {seed} epoch {s.epoch}/{epochs}: loss {s.train_loss:.4f} train_acc {s.train_acc:.4f} "
+        f"{s.seconds:.1f}s {s.images_per_s:.0f} img/s"
+    )
 
 
-def train_and_test(task: Task, exported: ExportedConfig, data: TaskData, device: torch.device, seed: int,
-                   n_classes: int, log: Log = print) -> tuple[SeedResult, dict[str, torch.Tensor] | None]:
+def train_and_test(
+    task: Task,
+    exported: ExportedConfig,
+    data: TaskData,
+    device: torch.device,
+    seed: int,
+    n_classes: int,
+    log: Log = print,
+) -> tuple[SeedResult, dict[str, torch.Tensor] | None]:
     """Train one seed for the exported epochs, then predict the test set once. Returns the weights on the CPU."""
     config = exported.trial_config
     train = config.train.replace(seed=seed)
@@ -141,8 +160,16 @@ def train_and_test(task: Task, exported: ExportedConfig, data: TaskData, device:
     return result, weights
 
 
-def run_seed(task: Task, exported: ExportedConfig, data: TaskData, device: torch.device, seed: int,
-             n_classes: int, out: Path, log: Log = print) -> tuple[SeedResult, str | None]:
+def run_seed(
+    task: Task,
+    exported: ExportedConfig,
+    data: TaskData,
+    device: torch.device,
+    seed: int,
+    n_classes: int,
+    out: Path,
+    log: Log = print,
+) -> tuple[SeedResult, str | None]:
     """Train and test one seed, and save its weights in out. Returns the result and the weights' file name."""
     result, state = train_and_test(task, exported, data, device, seed, n_classes, log=log)
     if state is None:
@@ -189,8 +216,15 @@ def plot_confusion(cm: list[list[int]], names: list[str], title: str, path: Path
     ax.set_title(title)
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, f"{share[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if share[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                f"{share[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if share[i, j] > 0.5 else "black",
+            )
     fig.colorbar(im, ax=ax, label="share of the true class")
     _save(fig, path)
 
@@ -202,11 +236,23 @@ def plot_learning_curve(results: list[SeedResult], title: str, path: Path) -> No
     for r in results:
         epochs = [h["epoch"] for h in r.history]
         line = loss_ax.plot(epochs, [h["train_loss"] for h in r.history], marker="o", label=f"seed {r.seed}")[0]
-        acc_ax.plot(epochs, [h["train_acc"] for h in r.history], marker="o", color=line.get_color(),
-                    label=f"seed {r.seed} train")
+        acc_ax.plot(
+            epochs,
+            [h["train_acc"] for h in r.history],
+            marker="o",
+            color=line.get_color(),
+            label=f"seed {r.seed} train",
+        )
         if r.test_acc is not None and epochs:
-            acc_ax.scatter([epochs[-1]], [r.test_acc], marker="*", s=160, color=line.get_color(), zorder=3,
-                           label=f"seed {r.seed} test {r.test_acc:.4f}")
+            acc_ax.scatter(
+                [epochs[-1]],
+                [r.test_acc],
+                marker="*",
+                s=160,
+                color=line.get_color(),
+                zorder=3,
+                label=f"seed {r.seed} test {r.test_acc:.4f}",
+            )
     loss_ax.set(xlabel="epoch", ylabel="training loss (cross-entropy, nats)", title="training loss")
     acc_ax.set(xlabel="epoch", ylabel="accuracy", title="training accuracy; test accuracy once at the end")
     for ax in (loss_ax, acc_ax):
@@ -243,8 +289,9 @@ def _nan_to_none(x: Any) -> Any:
     return x
 
 
-def study_to_record_on(exported: ExportedConfig, storage: str | None,
-                       study_name: str | None) -> tuple[optuna.Study | None, str | None, str | None]:
+def study_to_record_on(
+    exported: ExportedConfig, storage: str | None, study_name: str | None
+) -> tuple[optuna.Study | None, str | None, str | None]:
     """(study, storage URL, why not): the study to record the result on, or None and the reason; never fails."""
     url = storage or exported.provenance.storage
     name = study_name or exported.provenance.study
@@ -254,38 +301,60 @@ def study_to_record_on(exported: ExportedConfig, storage: str | None,
         return open_study_for_result(url, name), url, None
     except Exception as e:  # any storage problem: the local results still matter more
         why = redact_text(str(e).splitlines()[0] if str(e) else type(e).__name__, url)
-        return None, url, (f"cannot open study {name!r} in {redact(url)} ({why}); "
-                           "results are written locally only")
+        return None, url, (f"cannot open study {name!r} in {redact(url)} ({why}); results are written locally only")
 
 
-def metrics(exported: ExportedConfig, results: list[SeedResult], names: list[str], data: TaskData,
-            data_config: DataConfig, device: str, started: datetime, seconds: float, weights: dict[str, str],
-            now_versions: dict[str, str]) -> dict[str, Any]:
+def metrics(
+    exported: ExportedConfig,
+    results: list[SeedResult],
+    names: list[str],
+    data: TaskData,
+    data_config: DataConfig,
+    device: str,
+    started: datetime,
+    seconds: float,
+    weights: dict[str, str],
+    now_versions: dict[str, str],
+) -> dict[str, Any]:
     """What metrics.json holds: the summary over the seeds, each seed's result, and how the run was made."""
     config, p = exported.trial_config, exported.provenance
     return {
-        **summarize(results, names), "classes": names, "seeds": [r.seed for r in results],
-        "epochs": config.train.epochs, "task": config.task,
-        "train_images": len(data.train), "test_images": len(data.eval), "data_root": data_config.root,
-        "device": device, "study": p.study, "trial": p.trial, "storage": p.storage,
-        "search_val_acc": p.val_acc, "started_at": started.isoformat(timespec="seconds"),
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"), "seconds": seconds,
-        "weights": weights, "versions": now_versions, "per_seed": [r.as_dict() for r in results],
+        **summarize(results, names),
+        "classes": names,
+        "seeds": [r.seed for r in results],
+        "epochs": config.train.epochs,
+        "task": config.task,
+        "train_images": len(data.train),
+        "test_images": len(data.eval),
+        "data_root": data_config.root,
+        "device": device,
+        "study": p.study,
+        "trial": p.trial,
+        "storage": p.storage,
+        "search_val_acc": p.val_acc,
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seconds": seconds,
+        "weights": weights,
+        "versions": now_versions,
+        "per_seed": [r.as_dict() for r in results],
         "config": exported.to_dict(),
         # What a model-seed*.pt expects as input: apply this before model(x), or its predictions mean nothing.
         "input_normalisation": get_task(config.task).input_normalisation,
     }
 
 
-def write_results(out: Path, exported: ExportedConfig, metrics: dict[str, Any], results: list[SeedResult],
-                  names: list[str]) -> list[Path]:
+def write_results(
+    out: Path, exported: ExportedConfig, metrics: dict[str, Any], results: list[SeedResult], names: list[str]
+) -> list[Path]:
     """The config used, metrics.json and the two figures into out. Returns the files to keep on the study."""
     config, p = exported.trial_config, exported.provenance
     (out / CONFIG_FILE).write_text(exported.to_json() + "\n")
     write_json(out / METRICS_FILE, metrics)
     title = f"{config.task}" + (f", study {p.study} trial {p.trial}" if p.trial is not None else "")
-    plot_confusion(metrics["confusion_matrix"], names, f"test set, {len(results)} seed(s) summed: {title}",
-                   out / CONFUSION_PNG)
+    plot_confusion(
+        metrics["confusion_matrix"], names, f"test set, {len(results)} seed(s) summed: {title}", out / CONFUSION_PNG
+    )
     plot_learning_curve(results, title, out / CURVE_PNG)
     return [out / METRICS_FILE, out / CONFUSION_PNG, out / CURVE_PNG]
 
@@ -298,8 +367,14 @@ def open_study_for_result(storage_url: str, study_name: str | None) -> optuna.St
     return load_study(storage, study_name)
 
 
-def record_on_study(study: optuna.Study, storage_url: str, artifacts: str | None, result: dict[str, Any],
-                    files: list[Path], smoke_train_size: int | None = None) -> dict[str, str]:
+def record_on_study(
+    study: optuna.Study,
+    storage_url: str,
+    artifacts: str | None,
+    result: dict[str, Any],
+    files: list[Path],
+    smoke_train_size: int | None = None,
+) -> dict[str, str]:
     """Upload files as study artifacts and set the study user attr `final_result`. Returns name -> artifact id.
 
     A smoke run (smoke_train_size set) only sets `final_smoke_result`, marked as one, and uploads nothing."""
@@ -307,15 +382,30 @@ def record_on_study(study: optuna.Study, storage_url: str, artifacts: str | None
         study.set_user_attr(SMOKE_ATTR, _nan_to_none({**result, "smoke": True, "train_size": smoke_train_size}))
         return {}
     store = artifact_store(artifact_dir(storage_url, artifacts))
-    ids = {p.name: optuna.artifacts.upload_artifact(artifact_store=store, study_or_trial=study, file_path=str(p))
-           for p in files}
+    ids = {
+        p.name: optuna.artifacts.upload_artifact(artifact_store=store, study_or_trial=study, file_path=str(p))
+        for p in files
+    }
     study.set_user_attr(STUDY_ATTR, _nan_to_none({**result, "artifacts": ids}))
     return ids
 
 
 def study_result(metrics: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     """The short form of metrics.json kept on the study."""
-    keys = ("test_acc_mean", "test_acc_std", "test_acc_per_seed", "seeds", "epochs", "train_images",
-            "test_images", "device", "finished_at", "trial")
-    return {**{k: metrics[k] for k in keys}, "out_dir": str(out_dir.resolve()),
-            "storage": redact(metrics["storage"]) if metrics.get("storage") else None}
+    keys = (
+        "test_acc_mean",
+        "test_acc_std",
+        "test_acc_per_seed",
+        "seeds",
+        "epochs",
+        "train_images",
+        "test_images",
+        "device",
+        "finished_at",
+        "trial",
+    )
+    return {
+        **{k: metrics[k] for k in keys},
+        "out_dir": str(out_dir.resolve()),
+        "storage": redact(metrics["storage"]) if metrics.get("storage") else None,
+    }

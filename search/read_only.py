@@ -13,8 +13,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 READ_METHODS = ("GET", "HEAD")
-REASON = ("this dashboard is read-only: it cannot delete or edit studies, trials, notes or artifacts; "
-          "whoever owns the study can start it with `alexsearch dashboard --allow-edits`")
+REASON = (
+    "this dashboard is read-only: it cannot delete or edit studies, trials, notes or artifacts; "
+    "whoever owns the study can start it with `alexsearch dashboard --allow-edits`"
+)
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 

@@ -51,19 +51,32 @@ class SearchConfig(JsonConfig):
 
     # What a study's trials must share to be comparable: resuming with another value is refused.
     # (trials, device, precision, storage paths and heartbeat timing may change between runs.)
-    FIXED_FOR_STUDY = ("task", "epochs", "strategy", "sampler", "pruner", "patience", "warmup_epochs",
-                       "startup_trials", "seed")
+    FIXED_FOR_STUDY = (
+        "task",
+        "epochs",
+        "strategy",
+        "sampler",
+        "pruner",
+        "patience",
+        "warmup_epochs",
+        "startup_trials",
+        "seed",
+    )
     FIXED_DATA_FOR_STUDY = ("val_size", "train_size", "split_seed")
 
     def conflict_with(self, stored: dict) -> str | None:
         """A one-line error naming the first setting that differs from the study's stored search_config."""
         pairs = [(f"--{k.replace('_', '-')}", stored.get(k), getattr(self, k)) for k in self.FIXED_FOR_STUDY]
-        pairs += [(f"--{k.replace('_', '-')}", stored.get("data", {}).get(k), getattr(self.data, k))
-                  for k in self.FIXED_DATA_FOR_STUDY]
+        pairs += [
+            (f"--{k.replace('_', '-')}", stored.get("data", {}).get(k), getattr(self.data, k))
+            for k in self.FIXED_DATA_FOR_STUDY
+        ]
         for option, was, now in pairs:
             if was != now:
-                return (f"{option}: study {self.study!r} was created with {was}, not {now}; resume it with the "
-                        f"same value, or start a new study with --study")
+                return (
+                    f"{option}: study {self.study!r} was created with {was}, not {now}; resume it with the "
+                    f"same value, or start a new study with --study"
+                )
         return None
 
     def tpe_startup(self) -> int:
@@ -82,8 +95,10 @@ class SearchConfig(JsonConfig):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')}: must be >= 1 second, got {getattr(self, name)}")
         if self.grace_period <= self.heartbeat_interval:
-            raise UsageError(f"--grace-period: must be longer than --heartbeat-interval "
-                             f"({self.heartbeat_interval} s), got {self.grace_period}")
+            raise UsageError(
+                f"--grace-period: must be longer than --heartbeat-interval "
+                f"({self.heartbeat_interval} s), got {self.grace_period}"
+            )
         if not self.checkpoint_every >= 0:
             raise UsageError(f"--checkpoint-every: must be >= 0 seconds, got {self.checkpoint_every}")
         for name in ("patience", "warmup_epochs", "startup_trials", "max_retry", "db_outage_timeout"):

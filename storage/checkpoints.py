@@ -56,8 +56,10 @@ def _check_tensors(what: str, saved: Any, expected: dict[str, torch.Tensor]) -> 
         raise CheckpointError(f"{what} is a {type(saved).__name__}, not a state dict")
     missing, extra = sorted(set(expected) - set(saved)), sorted(set(saved) - set(expected))
     if missing or extra:
-        raise CheckpointError(f"{what} has other entries than the model being resumed "
-                              f"({'missing ' + missing[0] if missing else 'unexpected ' + extra[0]})")
+        raise CheckpointError(
+            f"{what} has other entries than the model being resumed "
+            f"({'missing ' + missing[0] if missing else 'unexpected ' + extra[0]})"
+        )
     for name, ref in expected.items():
         t = saved[name]
         if not isinstance(t, torch.Tensor) or t.shape != ref.shape or t.dtype != ref.dtype:
@@ -71,15 +73,20 @@ def _check_optimizer(saved: Any, optimizer: torch.optim.Optimizer) -> None:
     import torch
 
     ref = optimizer.state_dict()
-    if not isinstance(saved, dict) or not isinstance(saved.get("param_groups"), list) \
-            or not isinstance(saved.get("state"), dict):
+    if (
+        not isinstance(saved, dict)
+        or not isinstance(saved.get("param_groups"), list)
+        or not isinstance(saved.get("state"), dict)
+    ):
         raise CheckpointError("optimizer is not an optimizer state dict")
     if len(saved["param_groups"]) != len(ref["param_groups"]):
-        raise CheckpointError(f"optimizer has {len(saved['param_groups'])} parameter groups, "
-                              f"expected {len(ref['param_groups'])}")
+        raise CheckpointError(
+            f"optimizer has {len(saved['param_groups'])} parameter groups, expected {len(ref['param_groups'])}"
+        )
     shapes: dict[Any, torch.Size] = {}  # parameter id in the state dict -> its shape
-    for group, ref_group, params in zip(saved["param_groups"], ref["param_groups"], optimizer.param_groups,
-                                        strict=True):
+    for group, ref_group, params in zip(
+        saved["param_groups"], ref["param_groups"], optimizer.param_groups, strict=True
+    ):
         if not isinstance(group, dict) or set(group) != set(ref_group) or group["params"] != ref_group["params"]:
             raise CheckpointError("optimizer's parameter groups differ from the optimizer being resumed")
         shapes.update(zip(ref_group["params"], (p.shape for p in params["params"]), strict=True))
@@ -88,8 +95,9 @@ def _check_optimizer(saved: Any, optimizer: torch.optim.Optimizer) -> None:
             raise CheckpointError(f"optimizer holds state for parameter {pid!r}, which the model does not have")
         for key, value in state.items():
             if isinstance(value, torch.Tensor) and value.numel() != 1 and value.shape != shapes[pid]:
-                raise CheckpointError(f"optimizer state {key} of parameter {pid} is {tuple(value.shape)}, "
-                                      f"expected {tuple(shapes[pid])}")
+                raise CheckpointError(
+                    f"optimizer state {key} of parameter {pid} is {tuple(value.shape)}, expected {tuple(shapes[pid])}"
+                )
 
 
 def _check_history(history: Any, epoch: int, keys: Sequence[str]) -> None:
@@ -104,8 +112,15 @@ def _check_history(history: Any, epoch: int, keys: Sequence[str]) -> None:
                 raise CheckpointError(f"history entry {i} has no number {key!r}")
 
 
-def check_resumable(state: Any, *, config: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
-                    epochs: int, history_keys: Sequence[str] = ()) -> None:
+def check_resumable(
+    state: Any,
+    *,
+    config: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    history_keys: Sequence[str] = (),
+) -> None:
     """Raise CheckpointError unless state is a checkpoint of this config that model and optimizer can load.
 
     epochs: the config's epochs; the checkpoint's epoch must be 1..epochs (epochs: it died after its last
@@ -211,8 +226,9 @@ class CheckpointStore:
             state = torch.load(target, map_location="cpu", weights_only=True)
         except Exception as e:  # a torn or foreign file
             text = str(e).strip()
-            raise CheckpointError(f"{target} is unreadable ({type(e).__name__}: "
-                                  f"{text.splitlines()[0] if text else ''})") from None
+            raise CheckpointError(
+                f"{target} is unreadable ({type(e).__name__}: {text.splitlines()[0] if text else ''})"
+            ) from None
         try:
             check_resumable(state, **expected)
         except CheckpointError as e:
@@ -259,7 +275,6 @@ class CheckpointStore:
                     continue
                 files, freed = files + 1, freed + st.st_size
         return files, freed
-
 
 
 def _size(p: Path) -> int:

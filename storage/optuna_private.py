@@ -79,12 +79,14 @@ def delete_artifact_attr(study: optuna.Study, artifact_id: str) -> None:
     optuna-dashboard's own delete leaves a JSON null behind; so the row goes through the RDBStorage's session
     (optuna.artifacts._upload.ARTIFACTS_ATTR_PREFIX and the StudySystemAttributeModel table)."""
     from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX
+
     backend = rdb_backend(study._storage)
     if backend is None:
         raise TypeError(f"dropping an artifact needs an RDBStorage, got {type(study._storage).__name__}")
     with backend.scoped_session() as session:
         session.query(models.StudySystemAttributeModel).filter_by(
-            study_id=study._study_id, key=ARTIFACTS_ATTR_PREFIX + artifact_id).delete()
+            study_id=study._study_id, key=ARTIFACTS_ATTR_PREFIX + artifact_id
+        ).delete()
         session.commit()
 
 
@@ -99,6 +101,8 @@ def cached(storage: RDBStorage) -> BaseStorage:
     from optuna.storages._cached_storage import _CachedStorage
 
     return _CachedStorage(storage)
+
+
 # Conditional writes that Optuna's public API cannot express, each in one transaction, on the RDB models
 # (optuna/storages/_rdb/models.py).
 #
@@ -135,8 +139,9 @@ def close_waiting_trial(storage: RDBStorage, tid: int, key: str, reason: str) ->
     session = storage.scoped_session()
     try:
         # The row lock (PostgreSQL) or BEGIN IMMEDIATE (SQLite, storage/sqlite.py) keeps a claim out until commit.
-        trial = session.query(models.TrialModel).filter(models.TrialModel.trial_id == tid).with_for_update()\
-            .one_or_none()
+        trial = (
+            session.query(models.TrialModel).filter(models.TrialModel.trial_id == tid).with_for_update().one_or_none()
+        )
         closed = False
         if trial is not None and trial.state == TrialState.WAITING:
             closed = True

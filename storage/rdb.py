@@ -51,11 +51,27 @@ from storage.sqlite import reading
 logger = logging.getLogger(__name__)
 
 # Checked against Optuna 5.0's RDBStorage: each of these opens one session, queries, and writes nothing.
-READ_METHODS = ("get_study_id_from_name", "get_study_name_from_id", "get_study_directions",
-                "get_study_user_attrs", "get_study_system_attrs", "get_trial_user_attrs", "get_trial_system_attrs",
-                "get_all_studies", "get_trial_param", "get_trial_id_from_study_id_trial_number", "get_trial",
-                "get_all_trials", "_get_trials", "get_best_trial", "_get_best_trial_id", "_get_stale_trial_ids",
-                "count_trials", "state_counts", "last_trials")
+READ_METHODS = (
+    "get_study_id_from_name",
+    "get_study_name_from_id",
+    "get_study_directions",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "get_trial_user_attrs",
+    "get_trial_system_attrs",
+    "get_all_studies",
+    "get_trial_param",
+    "get_trial_id_from_study_id_trial_number",
+    "get_trial",
+    "get_all_trials",
+    "_get_trials",
+    "get_best_trial",
+    "_get_best_trial_id",
+    "_get_stale_trial_ids",
+    "count_trials",
+    "state_counts",
+    "last_trials",
+)
 
 
 def _read_only(method):
@@ -78,12 +94,34 @@ MIN_FREE_BYTES = 1_000_000
 # Storage calls that create a row: not repeated when their commit may have landed.
 _CREATES = ("create_new_study", "create_new_trial", "_create_new_trial")
 # Every RDBStorage method that _CachedStorage or our code calls, except record_heartbeat.
-_RIDDEN = ("create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
-           "get_study_id_from_name", "get_study_name_from_id", "get_study_directions", "get_study_user_attrs",
-           "get_study_system_attrs", "get_all_studies", "create_new_trial", "_create_new_trial", "set_trial_param",
-           "_set_trial_param", "get_trial_id_from_study_id_trial_number", "get_trial_param", "get_best_trial",
-           "_get_best_trial_id", "set_trial_state_values", "set_trial_intermediate_value", "set_trial_user_attr",
-           "set_trial_system_attr", "get_trial", "get_all_trials", "_get_trials", "_get_stale_trial_ids")
+_RIDDEN = (
+    "create_new_study",
+    "delete_study",
+    "set_study_user_attr",
+    "set_study_system_attr",
+    "get_study_id_from_name",
+    "get_study_name_from_id",
+    "get_study_directions",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "get_all_studies",
+    "create_new_trial",
+    "_create_new_trial",
+    "set_trial_param",
+    "_set_trial_param",
+    "get_trial_id_from_study_id_trial_number",
+    "get_trial_param",
+    "get_best_trial",
+    "_get_best_trial_id",
+    "set_trial_state_values",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "get_trial",
+    "get_all_trials",
+    "_get_trials",
+    "_get_stale_trial_ids",
+)
 
 
 class DatabaseUnavailable(StorageInternalError):
@@ -170,8 +208,9 @@ def _ride_out(method: Callable[..., Any]) -> Callable[..., Any]:
                 began = began if began is not None else now
                 self._outage_began(now, cause)
                 if now - began >= self.outage_timeout_s:
-                    raise DatabaseUnavailable(f"the database could not be reached for {now - began:.0f} s "
-                                              f"({first_line(cause)})") from cause
+                    raise DatabaseUnavailable(
+                        f"the database could not be reached for {now - began:.0f} s ({first_line(cause)})"
+                    ) from cause
                 time.sleep(min(wait, max(0.0, began + self.outage_timeout_s - now)))
                 wait = min(2 * wait, BACKOFF_MAX_S)
             finally:
@@ -218,8 +257,9 @@ class SteadyRDBStorage(RDBStorage):
         with self._outage_lock:
             if self._outage_since is None:
                 self._outage_since = now
-                self.say(f"database unreachable ({first_line(cause)}); retrying for up to "
-                         f"{self.outage_timeout_s:.0f} s")
+                self.say(
+                    f"database unreachable ({first_line(cause)}); retrying for up to {self.outage_timeout_s:.0f} s"
+                )
 
     def _outage_ended_maybe(self) -> None:
         with self._outage_lock:
@@ -260,8 +300,10 @@ class SteadyRDBStorage(RDBStorage):
         free = st.f_bavail * st.f_frsize
         if free >= MIN_FREE_BYTES:
             return None
-        return (f"database or disk is full: {free / 1e6:.2f} MB free for {path}, less than the "
-                f"{MIN_FREE_BYTES / 1e6:.0f} MB a trial's writes may need")
+        return (
+            f"database or disk is full: {free / 1e6:.2f} MB free for {path}, less than the "
+            f"{MIN_FREE_BYTES / 1e6:.0f} MB a trial's writes may need"
+        )
 
     def _reclaim_wal(self) -> bool:
         """On a full disk, copy SQLite's write-ahead log into the database and truncate it: the log holds a
@@ -289,11 +331,17 @@ class SteadyRDBStorage(RDBStorage):
             super().record_heartbeat(trial_id)
         except (StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as e:
             cause = e.__cause__ or e
-            logger.warning("alexsearch: heartbeat of trial id %d missed (%s); the next beat retries",
-                           trial_id, first_line(cause))
+            logger.warning(
+                "alexsearch: heartbeat of trial id %d missed (%s); the next beat retries", trial_id, first_line(cause)
+            )
 
-    def record_trial(self, trial_id: int, user_attrs: dict[str, Any], step: int | None = None,
-                     intermediate_value: float | None = None) -> None:
+    def record_trial(
+        self,
+        trial_id: int,
+        user_attrs: dict[str, Any],
+        step: int | None = None,
+        intermediate_value: float | None = None,
+    ) -> None:
         """Set user attrs of a running trial, and its intermediate value at step if given, in ONE transaction.
 
         What set_trial_user_attr and set_trial_intermediate_value do, one commit instead of one per call
@@ -308,29 +356,40 @@ class SteadyRDBStorage(RDBStorage):
     # Reads that stay cheap on a study of 10,000 trials, where get_all_trials takes seconds (it builds every trial
     # with its params, values, attrs and intermediate values).
 
-    def count_trials(self, study_id: int, states: tuple[TrialState, ...],
-                     without_user_attr: str | None = None) -> int:
+    def count_trials(self, study_id: int, states: tuple[TrialState, ...], without_user_attr: str | None = None) -> int:
         """How many of the study's trials are in states, leaving out those with the user attr without_user_attr."""
         with _create_scoped_session(self.scoped_session) as session:
             query = session.query(sqlalchemy.func.count(models.TrialModel.trial_id)).filter(
-                models.TrialModel.study_id == study_id, models.TrialModel.state.in_(states))
+                models.TrialModel.study_id == study_id, models.TrialModel.state.in_(states)
+            )
             if without_user_attr is not None:
                 marked = session.query(models.TrialUserAttributeModel.trial_id).filter(
-                    models.TrialUserAttributeModel.key == without_user_attr)
+                    models.TrialUserAttributeModel.key == without_user_attr
+                )
                 query = query.filter(~models.TrialModel.trial_id.in_(marked))
             return int(query.scalar())
 
     def state_counts(self, study_id: int) -> dict[TrialState, int]:
         with _create_scoped_session(self.scoped_session) as session:
-            rows = session.query(models.TrialModel.state, sqlalchemy.func.count(models.TrialModel.trial_id)).filter(
-                models.TrialModel.study_id == study_id).group_by(models.TrialModel.state).all()
+            rows = (
+                session.query(models.TrialModel.state, sqlalchemy.func.count(models.TrialModel.trial_id))
+                .filter(models.TrialModel.study_id == study_id)
+                .group_by(models.TrialModel.state)
+                .all()
+            )
             return {state: int(n) for state, n in rows}
 
     def last_trials(self, study_id: int, n: int) -> list[FrozenTrial]:
         """The n trials with the highest numbers, in number order."""
         with _create_scoped_session(self.scoped_session) as session:
-            ids = [row[0] for row in session.query(models.TrialModel.trial_id).filter(
-                models.TrialModel.study_id == study_id).order_by(models.TrialModel.number.desc()).limit(n).all()]
+            ids = [
+                row[0]
+                for row in session.query(models.TrialModel.trial_id)
+                .filter(models.TrialModel.study_id == study_id)
+                .order_by(models.TrialModel.number.desc())
+                .limit(n)
+                .all()
+            ]
         if not ids:
             return []
         # Optuna's own loader, limited to those ids: trial ids grow with trial numbers within a study.
@@ -344,8 +403,9 @@ for _name in (*_RIDDEN, "record_trial", "count_trials", "state_counts", "last_tr
     setattr(SteadyRDBStorage, _name, _ride_out(getattr(SteadyRDBStorage, _name)))
 
 
-def record(trial: optuna.Trial, user_attrs: dict[str, Any], step: int | None = None,
-           value: float | None = None) -> None:
+def record(
+    trial: optuna.Trial, user_attrs: dict[str, Any], step: int | None = None, value: float | None = None
+) -> None:
     """trial.set_user_attr for each of user_attrs, and trial.report(value, step) if step is given, as ONE
     database transaction on our storage (one commit per epoch instead of one per attr). Other storages get
     the plain calls.
@@ -370,4 +430,3 @@ def record(trial: optuna.Trial, user_attrs: dict[str, Any], step: int | None = N
     cached.user_attrs.update(user_attrs)
     if step is not None:
         cached.intermediate_values[step] = value
-

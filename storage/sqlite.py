@@ -143,8 +143,10 @@ def check_not_foreign(path: Path) -> None:
         return
     foreign = sorted(names - OPTUNA_TABLES)
     shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-    raise StorageError(f"--storage: {path} is another program's database (tables {shown}) and holds no Optuna "
-                       "study; left untouched. Give a new file or an alexsearch database")
+    raise StorageError(
+        f"--storage: {path} is another program's database (tables {shown}) and holds no Optuna "
+        "study; left untouched. Give a new file or an alexsearch database"
+    )
 
 
 def enable_wal(path: Path) -> None:
@@ -156,8 +158,9 @@ def enable_wal(path: Path) -> None:
         finally:
             con.close()
     except sqlite3.Error as e:  # a read-only folder or medium: a search has to write the database
-        raise StorageError(f"--storage: cannot write {path} ({e}); a search needs a database in a writable "
-                           "folder") from None
+        raise StorageError(
+            f"--storage: cannot write {path} ({e}); a search needs a database in a writable folder"
+        ) from None
 
 
 def engine_kwargs() -> dict:

@@ -28,8 +28,9 @@ class Heartbeat:
     max_retry: int = MAX_RETRY
 
 
-def open_storage(url: str, *, create: bool, heartbeat: Heartbeat | None = None,
-                 outage_timeout_s: float = 0.0) -> RDBStorage:
+def open_storage(
+    url: str, *, create: bool, heartbeat: Heartbeat | None = None, outage_timeout_s: float = 0.0
+) -> RDBStorage:
     """An RDBStorage for url.
 
     create=False is for read-only commands: the database must already exist and hold Optuna's
@@ -44,15 +45,18 @@ def open_storage(url: str, *, create: bool, heartbeat: Heartbeat | None = None,
         immutable = sqlite_settings.check_sqlite_file(path)
         if not create:
             if not path.exists():
-                raise StorageError(f"--storage: no database at {path} (check the path, or run "
-                                   "`alexsearch search` first to create one)")
+                raise StorageError(
+                    f"--storage: no database at {path} (check the path, or run `alexsearch search` first to create one)"
+                )
             if not sqlite_settings.has_optuna_tables(path, immutable):
                 raise StorageError(f"--storage: {path} is a SQLite database but holds no Optuna study")
             if immutable:  # read-only media: read it as it is; nothing can write it anyway
                 engine_url = sqlite_settings.immutable_url(path)
         elif immutable:
-            raise StorageError(f"--storage: {path} is on read-only media or in a folder this user cannot write; "
-                               "a search writes to its database: copy it to a writable folder")
+            raise StorageError(
+                f"--storage: {path} is on read-only media or in a folder this user cannot write; "
+                "a search writes to its database: copy it to a writable folder"
+            )
         else:
             if path.exists():
                 sqlite_settings.check_not_foreign(path)  # before WAL or Optuna's tables change the file
@@ -63,14 +67,18 @@ def open_storage(url: str, *, create: bool, heartbeat: Heartbeat | None = None,
         kwargs.update(pool_pre_ping=True, pool_recycle=POOL_RECYCLE_S)
     hb: dict = {}
     if heartbeat is not None:
-        hb = dict(heartbeat_interval=heartbeat.interval_s, grace_period=heartbeat.grace_period_s,
-                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=heartbeat.max_retry))
+        hb = dict(
+            heartbeat_interval=heartbeat.interval_s,
+            grace_period=heartbeat.grace_period_s,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=heartbeat.max_retry),
+        )
     try:
         # Checked before RDBStorage, which on a database without Optuna's tables fails inside its own session.
         if path is None and not create and not _server_has_tables(url, kwargs):
             raise StorageError(f"--storage: {redact(url)} holds no Optuna study")
-        storage = _create_rdb_storage(engine_url, kwargs, skip_table_creation=not create,
-                                      outage_timeout_s=outage_timeout_s, **hb)
+        storage = _create_rdb_storage(
+            engine_url, kwargs, skip_table_creation=not create, outage_timeout_s=outage_timeout_s, **hb
+        )
     except sqlalchemy.exc.OperationalError as e:
         raise StorageError(f"--storage: cannot open {redact(url)}: {_first_line(e.orig or e, url)}") from None
     except RuntimeError as e:  # Optuna's schema check: a database from another Optuna version
@@ -129,8 +137,9 @@ def load_study(storage: RDBStorage, name: str | None, **kwargs) -> optuna.Study:
     names = study_names(storage)
     if name is None:
         if len(names) != 1:
-            raise StorageError(f"--study: this storage holds {len(names)} studies; name one "
-                               f"(studies: {', '.join(names) or 'none'})")
+            raise StorageError(
+                f"--study: this storage holds {len(names)} studies; name one (studies: {', '.join(names) or 'none'})"
+            )
         name = names[0]
     if name not in names:
         have = ", ".join(names) if names else "none"

@@ -38,11 +38,14 @@ def parse_url(url: str) -> URL:
     try:
         parsed.get_dialect().import_dbapi()  # the driver module itself, so a missing one fails here, not in a worker
     except sqlalchemy.exc.NoSuchModuleError:
-        raise StorageError(f"--storage: unknown database kind {parsed.drivername!r} in {redact(url)!r} "
-                           f"({EXAMPLES})") from None
+        raise StorageError(
+            f"--storage: unknown database kind {parsed.drivername!r} in {redact(url)!r} ({EXAMPLES})"
+        ) from None
     except ImportError as e:
-        raise StorageError(f"--storage: the driver for {parsed.drivername!r} is not installed ({e}); "
-                           "install it (for PostgreSQL: pip install 'alexsearch[postgres]')") from None
+        raise StorageError(
+            f"--storage: the driver for {parsed.drivername!r} is not installed ({e}); "
+            "install it (for PostgreSQL: pip install 'alexsearch[postgres]')"
+        ) from None
     return parsed
 
 
@@ -51,8 +54,9 @@ def sqlite_path(url: URL) -> Path | None:
     if url.get_backend_name() != "sqlite":
         return None
     if not url.database or url.database == ":memory:":
-        raise StorageError("--storage: in-memory SQLite cannot be shared between processes; "
-                           "give a file, e.g. sqlite:///alexsearch.db")
+        raise StorageError(
+            "--storage: in-memory SQLite cannot be shared between processes; give a file, e.g. sqlite:///alexsearch.db"
+        )
     return Path(url.database).expanduser()
 
 

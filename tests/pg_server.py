@@ -89,10 +89,23 @@ class PgServer:
     def start(self) -> PgServer:
         if self.user is not None:
             os.chown(self.root, self.user.pw_uid, self.user.pw_gid)
-        self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", SUPERUSER, "--auth=trust",
-                  "--encoding=UTF8", "--locale=C", "--no-sync")
-        settings = {"listen_addresses": "127.0.0.1", "unix_socket_directories": str(self.root),
-                    "max_connections": "200", **(FAST_SETTINGS if self.fast else {})}
+        self._run(
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            SUPERUSER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+        )
+        settings = {
+            "listen_addresses": "127.0.0.1",
+            "unix_socket_directories": str(self.root),
+            "max_connections": "200",
+            **(FAST_SETTINGS if self.fast else {}),
+        }
         for attempt in range(3):  # another process may take the free port between probe and bind
             self.port = free_port()
             self._opts = " ".join(f"-c {k}={v}" for k, v in settings.items()) + f" -p {self.port}"
@@ -106,8 +119,20 @@ class PgServer:
 
     def start_server(self) -> None:
         """Start the server of an initialized cluster, on the same port as before."""
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w",
-                  "-t", str(START_TIMEOUT_S), "-o", self._opts, "start", timeout=START_TIMEOUT_S + 10)
+        self._run(
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-w",
+            "-t",
+            str(START_TIMEOUT_S),
+            "-o",
+            self._opts,
+            "start",
+            timeout=START_TIMEOUT_S + 10,
+        )
 
     def stop_server(self) -> None:
         """Stop the server as an administrator would (fast: open transactions are rolled back and every
@@ -151,15 +176,19 @@ class PgServer:
     def terminate_backends(self, database: str) -> int:
         """Kill every connection to database (as a server restart or a firewall would). Returns how many."""
         with self.admin_connection() as con:
-            rows = con.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                               "WHERE datname = %s AND pid <> pg_backend_pid()", (database,)).fetchall()
+            rows = con.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (database,),
+            ).fetchall()
         return sum(1 for (ok,) in rows if ok)
 
 
 def missing_reason() -> str | None:
     if find_pg_bin() is None:
-        return ("PostgreSQL server binaries not found (looked in /usr/lib/postgresql/*/bin and PATH); "
-                "install Debian's postgresql package (.ci/run does)")
+        return (
+            "PostgreSQL server binaries not found (looked in /usr/lib/postgresql/*/bin and PATH); "
+            "install Debian's postgresql package (.ci/run does)"
+        )
     try:
         import psycopg  # noqa: F401
     except ImportError:

@@ -42,11 +42,14 @@ MIN_JOB_AGE_S = 300  # how long a finished job stays visible to squeue / scontro
 
 
 def missing_reason() -> str | None:
-    missing = [name for name in DAEMONS + CLIENTS if shutil.which(name) is None
-               and not Path("/usr/sbin", name).exists()]
+    missing = [
+        name for name in DAEMONS + CLIENTS if shutil.which(name) is None and not Path("/usr/sbin", name).exists()
+    ]
     if missing:
-        return (f"Slurm not installed ({', '.join(missing)} not found); install Debian's "
-                "slurmctld slurmd slurm-client munge (.ci/run does)")
+        return (
+            f"Slurm not installed ({', '.join(missing)} not found); install Debian's "
+            "slurmctld slurmd slurm-client munge (.ci/run does)"
+        )
     if os.geteuid() != 0:
         return "a test Slurm cluster must run as root (slurmd starts jobs as their user)"
     return None
@@ -170,8 +173,9 @@ class SlurmCluster:
     def _daemon(self, *cmd: str) -> None:
         r = subprocess.run(cmd, env=self._env, capture_output=True, text=True, timeout=START_TIMEOUT_S)
         if r.returncode != 0:
-            raise RuntimeError(f"{Path(cmd[0]).name} failed to start ({r.returncode}): {r.stderr.strip()}\n"
-                               f"{self.logs()}")
+            raise RuntimeError(
+                f"{Path(cmd[0]).name} failed to start ({r.returncode}): {r.stderr.strip()}\n{self.logs()}"
+            )
 
     def _node_state(self) -> str:
         r = self.run("sinfo", "-h", "-n", self.node, "-o", "%T", check=False)
@@ -185,9 +189,15 @@ class SlurmCluster:
         key = self.root / "munge.key"
         key.write_bytes(os.urandom(1024))
         key.chmod(0o400)
-        self._daemon(_exe("munged"), "--force", f"--socket={self.root / 'munge.sock'}", f"--key-file={key}",
-                     f"--pid-file={self.root / 'munged.pid'}", f"--log-file={self.root / 'munged.log'}",
-                     f"--seed-file={self.root / 'munged.seed'}")
+        self._daemon(
+            _exe("munged"),
+            "--force",
+            f"--socket={self.root / 'munge.sock'}",
+            f"--key-file={key}",
+            f"--pid-file={self.root / 'munged.pid'}",
+            f"--log-file={self.root / 'munged.log'}",
+            f"--seed-file={self.root / 'munged.seed'}",
+        )
         for attempt in range(3):  # another process may take a free port between probe and bind
             self.ctld_port, self.slurmd_port = free_port(), free_port()
             self.write_conf()

@@ -52,7 +52,8 @@ def test_storage_rate_bench_runs_on_both_backends_without_lock_errors(pg_server,
 
     assert storage_rate.main(["--workers", "2", "--trials", "8", "--rounds", "1"]) == 0
     out = capsys.readouterr().out
-    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()[:1] in (["sqlite"],
-                                                                                            ["postgresql"])}
+    rows = {
+        line.split()[0]: line.split() for line in out.splitlines() if line.split()[:1] in (["sqlite"], ["postgresql"])
+    }
     assert set(rows) == {"sqlite", "postgresql"} and all(float(r[1]) > 0 for r in rows.values())
     assert "ratio postgresql/sqlite" in out and '"database is locked" errors: 0' in out

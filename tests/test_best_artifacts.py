@@ -53,8 +53,10 @@ def test_first_trial_publishes_weights_and_curve(db_url, tmp_path):
     metas.update({m.filename: m for m in get_all_artifact_meta(study)})  # the weights are a study artifact
     assert set(metas) == {"trial-0-weights.pt", "trial-0-curve.png"}
     assert metas["trial-0-weights.pt"].artifact_id == best["weights_id"]
-    assert metas["trial-0-curve.png"].artifact_id == best["curve_id"] and metas["trial-0-curve.png"].mimetype == \
-        "image/png"
+    assert (
+        metas["trial-0-curve.png"].artifact_id == best["curve_id"]
+        and metas["trial-0-curve.png"].mimetype == "image/png"
+    )
     store = artifact_store(folder)
     download_artifact(artifact_store=store, artifact_id=best["weights_id"], file_path=str(tmp_path / "w.pt"))
     loaded = torch.load(tmp_path / "w.pt", weights_only=True)
@@ -106,14 +108,38 @@ def test_a_worse_trial_that_finished_elsewhere_first_keeps_the_better_published(
 
 def test_study_note_tells_the_setup_and_is_saved(db_url):
     space = load_space(None, "alexnet-cifar10")
-    settings = SearchConfig(study="s", trials=7, epochs=3, sampler="random", pruner="median", patience=2,
-                            warmup_epochs=1, startup_trials=4, device="auto",
-                            data=DataConfig(root="/d", val_size=500, train_size=2000, split_seed=5))
+    settings = SearchConfig(
+        study="s",
+        trials=7,
+        epochs=3,
+        sampler="random",
+        pruner="median",
+        patience=2,
+        warmup_epochs=1,
+        startup_trials=4,
+        device="auto",
+        data=DataConfig(root="/d", val_size=500, train_size=2000, split_seed=5),
+    )
     text = study_note(settings, space, "NVIDIA H100")
-    for expected in ("## s", "lr in [1e-05, 0.01] log", "batch_size in {10, 100, 500}", "momentum = 0.9",
-                     "validation: 500 images", "split seed 5", "training: 2,000 images", "7 finished",
-                     "3 epochs each", "sampler: random", "pruner: median", "4 completed", "warm-up: 1 epoch",
-                     "patience: stop a trial after 2 epoch(s)", "device: NVIDIA H100", "torch ", "optuna "):
+    for expected in (
+        "## s",
+        "lr in [1e-05, 0.01] log",
+        "batch_size in {10, 100, 500}",
+        "momentum = 0.9",
+        "validation: 500 images",
+        "split seed 5",
+        "training: 2,000 images",
+        "7 finished",
+        "3 epochs each",
+        "sampler: random",
+        "pruner: median",
+        "4 completed",
+        "warm-up: 1 epoch",
+        "patience: stop a trial after 2 epoch(s)",
+        "device: NVIDIA H100",
+        "torch ",
+        "optuna ",
+    ):
         assert expected in text, expected
     study = make_study(db_url)
     save_study_note(study, text)
@@ -124,8 +150,28 @@ def test_study_note_tells_the_setup_and_is_saved(db_url):
 def test_search_writes_the_note_on_create(db_url):
     from search.cli import main
 
-    assert main(["search", "--storage", db_url, "--task", "mlp-synth", "--trials", "1", "--epochs", "1",
-                 "--train-size", "100", "--val-size", "50", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "--storage",
+                db_url,
+                "--task",
+                "mlp-synth",
+                "--trials",
+                "1",
+                "--epochs",
+                "1",
+                "--train-size",
+                "100",
+                "--val-size",
+                "50",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     study = optuna.load_study(study_name="mlp-synth", storage=open_storage(db_url, create=False))
     note = get_note(study)
     assert "device: cpu" in note and "validation: 50 images" in note and "training: 100 images" in note
@@ -139,7 +185,8 @@ def test_a_dashboard_delete_of_the_weights_does_not_break_the_next_publish(db_ur
     study = make_study(db_url)
     folder = tmp_path / "art"
     finish(study, 0.5, folder)
-    study._storage.set_study_system_attr(study._study_id, "artifacts:" + study.user_attrs[ATTR]["weights_id"],
-                                         json_.dumps(None))
+    study._storage.set_study_system_attr(
+        study._study_id, "artifacts:" + study.user_attrs[ATTR]["weights_id"], json_.dumps(None)
+    )
     number, published = finish(study, 0.7, folder)
     assert published and study.user_attrs[ATTR]["trial"] == number

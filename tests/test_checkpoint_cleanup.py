@@ -40,18 +40,39 @@ def make_study(url: str, art: Path) -> tuple[optuna.Study, CheckpointStore, Sear
     plus a temp file left by a kill during a write of trial 0.
     """
     quiet_optuna()
-    settings = SearchConfig(study="leaks", storage=url, task="mlp-synth", trials=2, epochs=2, max_retry=1,
-                            artifacts=str(art), data=DataConfig(val_size=200, train_size=300))
+    settings = SearchConfig(
+        study="leaks",
+        storage=url,
+        task="mlp-synth",
+        trials=2,
+        epochs=2,
+        max_retry=1,
+        artifacts=str(art),
+        data=DataConfig(val_size=200, train_size=300),
+    )
     study = create_study(settings, load_space(None, "mlp-synth"), 0)
     study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.9, params={"hidden": 16}, distributions=DIST))
-    study.add_trial(create_trial(state=TrialState.PRUNED, params={"hidden": 32}, distributions=DIST,
-                                 intermediate_values={1: 0.5}))
+    study.add_trial(
+        create_trial(state=TrialState.PRUNED, params={"hidden": 32}, distributions=DIST, intermediate_values={1: 0.5})
+    )
     study.add_trial(create_trial(state=TrialState.FAIL, params={"hidden": 64}, distributions=DIST))
     study.ask()  # trial 3: RUNNING (asked before a WAITING trial exists, which ask would take)
-    study.add_trial(create_trial(state=TrialState.WAITING, params={"hidden": 64}, distributions=DIST,
-                                 system_attrs={"failed_trial": 2, "retry_history": [2]}))
-    study.add_trial(create_trial(state=TrialState.FAIL, params={"hidden": 16}, distributions=DIST,
-                                 system_attrs={"failed_trial": 5, "retry_history": [5]}))
+    study.add_trial(
+        create_trial(
+            state=TrialState.WAITING,
+            params={"hidden": 64},
+            distributions=DIST,
+            system_attrs={"failed_trial": 2, "retry_history": [2]},
+        )
+    )
+    study.add_trial(
+        create_trial(
+            state=TrialState.FAIL,
+            params={"hidden": 16},
+            distributions=DIST,
+            system_attrs={"failed_trial": 5, "retry_history": [5]},
+        )
+    )
     store = CheckpointStore(checkpoint_dir(art, "leaks"))
     for key in (0, 1, 2, 3, 5):
         store.save(key, {"w": torch.zeros(1000)})
@@ -70,8 +91,15 @@ def test_worker_start_deletes_leaks_and_keeps_what_live_trials_need(db_url, tmp_
     from search.workers.run import sweep_checkpoints
 
     study, store, _ = make_study(db_url, tmp_path / "art")
-    assert names(store) == ["trial-0.pt", "trial-0.pt.*.tmp", "trial-1.pt", "trial-2.pt", "trial-3.pt",
-                            "trial-3.pt.*.tmp", "trial-5.pt"]
+    assert names(store) == [
+        "trial-0.pt",
+        "trial-0.pt.*.tmp",
+        "trial-1.pt",
+        "trial-2.pt",
+        "trial-3.pt",
+        "trial-3.pt.*.tmp",
+        "trial-5.pt",
+    ]
     sweep_checkpoints(study, store)
     assert names(store) == ["trial-2.pt", "trial-3.pt", "trial-3.pt.*.tmp"]
     assert "deleted 4 old checkpoint files" in capsys.readouterr().err
@@ -101,9 +129,34 @@ def test_study_at_its_budget_closes_waiting_retries_and_their_checkpoints(db_url
     then closes it (no worker would ever run it) and deletes the checkpoint it would have resumed from."""
     study, store, settings = make_study(db_url, tmp_path / "art")
     capsys.readouterr()
-    assert main(["worker", "--task", "mlp-synth", "--storage", db_url, "--study", "leaks", "--trials", "2",
-                 "--epochs", "2", "--max-retry", "1", "--artifacts", str(tmp_path / "art"), "--device", "cpu",
-                 "--val-size", "200", "--train-size", "300"]) == 0
+    assert (
+        main(
+            [
+                "worker",
+                "--task",
+                "mlp-synth",
+                "--storage",
+                db_url,
+                "--study",
+                "leaks",
+                "--trials",
+                "2",
+                "--epochs",
+                "2",
+                "--max-retry",
+                "1",
+                "--artifacts",
+                str(tmp_path / "art"),
+                "--device",
+                "cpu",
+                "--val-size",
+                "200",
+                "--train-size",
+                "300",
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     err = captured.out + captured.err  # worker lines go through the display, to either stream
     trials = study.get_trials()

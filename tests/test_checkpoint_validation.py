@@ -36,13 +36,15 @@ def setup(db_url, tmp_path):
     space = parse_space(SPACE, "test.toml")
     data_cfg = DataConfig(val_size=50, train_size=100)
     data = space.task.load_search_data(data_cfg)
-    settings = SearchConfig(storage=db_url, study="t", task="mlp-synth", data=data_cfg, epochs=EPOCHS,
-                            pruner="none", patience=0)
+    settings = SearchConfig(
+        storage=db_url, study="t", task="mlp-synth", data=data_cfg, epochs=EPOCHS, pruner="none", patience=0
+    )
     study = create_study(settings, space, settings.seed)
     lines: list[str] = []
     store = CheckpointStore(tmp_path / "ck")
-    objective = Objective(space, settings, data, torch.device("cpu"), log=lines.append,
-                          checkpoints=CheckpointWriter(store, every_s=0))
+    objective = Objective(
+        space, settings, data, torch.device("cpu"), log=lines.append, checkpoints=CheckpointWriter(store, every_s=0)
+    )
     trial = study.ask()
     config = objective.config_for(trial)
     study.tell(trial, state=TrialState.FAIL)
@@ -80,8 +82,18 @@ def spoil(state: dict, what: str) -> Any:
     return state
 
 
-BAD = ["missing-key", "wrong-shape", "missing-tensor", "another-config", "epoch-999", "epoch-0", "short-history",
-       "optimizer-state-shape", "rng", "not-a-dict"]
+BAD = [
+    "missing-key",
+    "wrong-shape",
+    "missing-tensor",
+    "another-config",
+    "epoch-999",
+    "epoch-0",
+    "short-history",
+    "optimizer-state-shape",
+    "rng",
+    "not-a-dict",
+]
 
 
 @pytest.mark.parametrize("what", BAD)
@@ -119,8 +131,13 @@ def test_a_good_checkpoint_still_resumes(setup):
 @pytest.mark.parametrize("what", BAD)
 def test_check_resumable_names_what_is_wrong(what, setup):
     *_, state, _, (config, trainer) = setup
-    expected = dict(config=config.to_dict(), model=trainer.model, optimizer=trainer.optimizer, epochs=EPOCHS,
-                    history_keys=HISTORY_KEYS)
+    expected = dict(
+        config=config.to_dict(),
+        model=trainer.model,
+        optimizer=trainer.optimizer,
+        epochs=EPOCHS,
+        history_keys=HISTORY_KEYS,
+    )
     check_resumable(state, **expected)  # the real one passes
     with pytest.raises(CheckpointError) as e:
         check_resumable(spoil(state, what), **expected)

@@ -59,8 +59,12 @@ def test_sigkill_during_a_background_write_then_resume(db_url, tmp_path, tiny_da
     art = tmp_path / "art"
     folder = checkpoint_dir(art, "crash")  # a readable slug plus a hash of the name
     ckpt = folder / "trial-0.pt"
-    worker = subprocess.Popen(_worker_cmd(db_url, art, tiny_data, "worker", "--worker-index", "0"),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    worker = subprocess.Popen(
+        _worker_cmd(db_url, art, tiny_data, "worker", "--worker-index", "0"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=ENV,
+    )
     killed_mid_write = False
     try:
         deadline = time.monotonic() + 300
@@ -82,8 +86,9 @@ def test_sigkill_during_a_background_write_then_resume(db_url, tmp_path, tiny_da
     assert load(db_url, "crash").get_trials()[0].state == TrialState.RUNNING
 
     time.sleep(3.5)  # past the grace period
-    r = subprocess.run(_worker_cmd(db_url, art, tiny_data, "search"), capture_output=True, text=True,
-                       timeout=300, env=ENV)
+    r = subprocess.run(
+        _worker_cmd(db_url, art, tiny_data, "search"), capture_output=True, text=True, timeout=300, env=ENV
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"resuming trial 0 after epoch {saved_epoch}" in r.stdout + r.stderr
     trials = load(db_url, "crash").get_trials()

@@ -35,8 +35,18 @@ def test_search_writes_trials_intermediate_values_and_user_attrs(study_db):
     steps = con.execute("SELECT COUNT(*) FROM trial_intermediate_values").fetchone()[0]
     assert steps >= 4 * 1
     keys = {r[0] for r in con.execute("SELECT DISTINCT key FROM trial_user_attributes")}
-    assert {"train_acc", "val_acc", "train_loss", "best_epoch", "epoch_seconds", "images_per_s", "device",
-            "versions", "seed", "config"} <= keys
+    assert {
+        "train_acc",
+        "val_acc",
+        "train_loss",
+        "best_epoch",
+        "epoch_seconds",
+        "images_per_s",
+        "device",
+        "versions",
+        "seed",
+        "config",
+    } <= keys
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -90,9 +100,14 @@ def test_bad_input_one_line_exit_2_database_unchanged(argv, fragment, study_db, 
     bad_space = tmp_path / "BAD.toml"
     bad_space.write_text("[params]\nlr = { low = 0.1, high = 0.01 }\n")
     (tmp_path / "NOTADB").write_text("hello, not a database")
-    subs = {"MISSING.toml": str(tmp_path / "missing.toml"), "BAD.toml": str(bad_space),
-            "NODATA": str(tmp_path / "nodata"), "sqlite:///MISSING.db": f"sqlite:///{tmp_path / 'missing.db'}",
-            "sqlite:///NOTADB": f"sqlite:///{tmp_path / 'NOTADB'}", "DATA": str(tiny_data)}
+    subs = {
+        "MISSING.toml": str(tmp_path / "missing.toml"),
+        "BAD.toml": str(bad_space),
+        "NODATA": str(tmp_path / "nodata"),
+        "sqlite:///MISSING.db": f"sqlite:///{tmp_path / 'missing.db'}",
+        "sqlite:///NOTADB": f"sqlite:///{tmp_path / 'NOTADB'}",
+        "DATA": str(tiny_data),
+    }
     argv = [subs.get(a, a) for a in argv]
     if "--storage" not in argv and argv[0] in ("search", "status"):
         argv += ["--storage", f"sqlite:///{study_db}"]
@@ -110,8 +125,12 @@ def test_bad_input_one_line_exit_2_database_unchanged(argv, fragment, study_db, 
 
 def test_console_script_prints_no_traceback(tmp_path):
     exe = Path(sys.executable).parent / "alexsearch"
-    r = subprocess.run([str(exe), "status", "--storage", f"sqlite:///{tmp_path / 'none.db'}"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [str(exe), "status", "--storage", f"sqlite:///{tmp_path / 'none.db'}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "no database at" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "none.db").exists()
@@ -119,8 +138,30 @@ def test_console_script_prints_no_traceback(tmp_path):
 
 def test_precision_flag_reaches_every_trial_config(tmp_path):
     url = f"sqlite:///{tmp_path / 'p.db'}"
-    assert main(["search", "--task", "mlp-synth", "--storage", url, "--trials", "1", "--epochs", "1",
-                 "--train-size", "300", "--val-size", "100", "--device", "cpu", "--precision", "bf16"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "--task",
+                "mlp-synth",
+                "--storage",
+                url,
+                "--trials",
+                "1",
+                "--epochs",
+                "1",
+                "--train-size",
+                "300",
+                "--val-size",
+                "100",
+                "--device",
+                "cpu",
+                "--precision",
+                "bf16",
+            ]
+        )
+        == 0
+    )
     con = sqlite3.connect(tmp_path / "p.db")
     (config,) = con.execute("SELECT value_json FROM trial_user_attributes WHERE key = 'config'").fetchone()
     assert '"precision": "bf16"' in config
@@ -129,8 +170,9 @@ def test_precision_flag_reaches_every_trial_config(tmp_path):
 def test_resume_with_other_settings_is_refused(study_db, capsys):
     before = digest(study_db)
     capsys.readouterr()
-    rc = main(["search", "--storage", f"sqlite:///{study_db}", "--trials", "5",
-               *[a if a != "2" else "3" for a in QUICK]])  # --epochs 3 instead of 2
+    rc = main(
+        ["search", "--storage", f"sqlite:///{study_db}", "--trials", "5", *[a if a != "2" else "3" for a in QUICK]]
+    )  # --epochs 3 instead of 2
     err = capsys.readouterr().err
     assert rc == 2 and "--epochs: study 'mlp-synth' was created with 2, not 3" in err
     assert digest(study_db) == before

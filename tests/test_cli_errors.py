@@ -27,8 +27,21 @@ def test_a_usage_error_is_one_line_and_exit_2(tmp_path, capsys):
 
 def test_an_os_error_on_a_path_the_user_gave_is_a_usage_error(tmp_path, capsys):
     (tmp_path / "afile").write_text("")
-    rc = main(["search", "--task", "mlp-synth", "--storage", f"sqlite:///{tmp_path / 'afile' / 'study.db'}",
-               "--trials", "1", "--epochs", "1", "--device", "cpu"])
+    rc = main(
+        [
+            "search",
+            "--task",
+            "mlp-synth",
+            "--storage",
+            f"sqlite:///{tmp_path / 'afile' / 'study.db'}",
+            "--trials",
+            "1",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2
     assert err.strip() == f"alexsearch search: error: {tmp_path / 'afile'}: File exists"

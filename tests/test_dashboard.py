@@ -33,12 +33,28 @@ ARTIFACTS = ROOT / "test-artifacts"
 # trial that has reported an epoch.
 QUICK = ["--task", "mlp-synth", "--epochs", "5", "--train-size", "20000", "--val-size", "2000", "--device", "cpu"]
 TRIALS = 3
-CHROMIUM = next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser"), "/usr/bin/chromium")
-                 if p and os.access(p, os.X_OK)), None)
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--no-first-run", "--hide-scrollbars", "--force-device-scale-factor=1", "--window-size=1280,900",
-                  "--virtual-time-budget=20000"]
+CHROMIUM = next(
+    (
+        p
+        for p in (shutil.which("chromium"), shutil.which("chromium-browser"), "/usr/bin/chromium")
+        if p and os.access(p, os.X_OK)
+    ),
+    None,
+)
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+    "--force-device-scale-factor=1",
+    "--window-size=1280,900",
+    "--virtual-time-budget=20000",
+]
 
 
 def empty_study(folder: Path, name: str = "alexnet-cifar10") -> str:
@@ -61,8 +77,9 @@ def test_missing_study_and_bad_port_are_one_line_errors(tmp_path, capsys):
     capsys.readouterr()
     assert main(["dashboard", "--storage", url, "--study", "nope"]) == 2
     err = capsys.readouterr().err
-    assert err == ("alexsearch dashboard: error: --study: no study named 'nope' in this storage "
-                   "(studies: alexnet-cifar10)\n")
+    assert err == (
+        "alexsearch dashboard: error: --study: no study named 'nope' in this storage (studies: alexnet-cifar10)\n"
+    )
     with pytest.raises(SystemExit) as e:
         main(["dashboard", "--storage", url, "--port", "70000"])
     assert e.value.code == 2 and "argument --port: must be a port number 0-65535" in capsys.readouterr().err
@@ -72,8 +89,9 @@ def test_missing_study_and_bad_port_are_one_line_errors(tmp_path, capsys):
         port = taken.getsockname()[1]
         assert main(["dashboard", "--storage", url, "--port", str(port)]) == 2
     err = capsys.readouterr().err
-    assert err == (f"alexsearch dashboard: error: --port: port {port} on 127.0.0.1 is already in use; "
-                   "pick another with --port\n")
+    assert err == (
+        f"alexsearch dashboard: error: --port: port {port} on 127.0.0.1 is already in use; pick another with --port\n"
+    )
 
 
 def test_prints_the_study_url_and_warns_only_on_a_public_interface(tmp_path, capsys, monkeypatch):
@@ -82,8 +100,11 @@ def test_prints_the_study_url_and_warns_only_on_a_public_interface(tmp_path, cap
     capsys.readouterr()
     assert main(["dashboard", "--storage", url, "--port", "0"]) == 0
     out, err = capsys.readouterr()
-    assert re.fullmatch(r"dashboard for sqlite:///\S+, study 'alexnet-cifar10': "
-                        r"http://127\.0\.0\.1:\d+/dashboard/studies/1\n", out)
+    assert re.fullmatch(
+        r"dashboard for sqlite:///\S+, study 'alexnet-cifar10': "
+        r"http://127\.0\.0\.1:\d+/dashboard/studies/1\n",
+        out,
+    )
     assert "warning" not in err
     assert main(["dashboard", "--storage", url, "--port", "0", "--host", "0.0.0.0"]) == 0
     warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
@@ -108,16 +129,27 @@ def live(tmp_path_factory):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     log = folder / "dashboard.log"
     with open(log, "w") as out:
-        server = subprocess.Popen([sys.executable, "-m", "search.cli", "dashboard", "--storage", url, "--port", "0"],
-                                  cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "search.cli", "dashboard", "--storage", url, "--port", "0"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     search = None
     try:
-        page = wait_for(lambda: re.search(r"http://\S+/dashboard/studies/\d+", log.read_text()), 90,
-                        f"the dashboard's URL in {log}").group(0)
+        page = wait_for(
+            lambda: re.search(r"http://\S+/dashboard/studies/\d+", log.read_text()), 90, f"the dashboard's URL in {log}"
+        ).group(0)
         api = page.replace("/dashboard/studies/", "/api/studies/")
-        search = subprocess.Popen([sys.executable, "-m", "search.cli", "search", "--storage", url, "--trials",
-                                   str(TRIALS), *QUICK],
-                                  cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        search = subprocess.Popen(
+            [sys.executable, "-m", "search.cli", "search", "--storage", url, "--trials", str(TRIALS), *QUICK],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         seen, polls = [], 0
         while search.poll() is None:  # poll as hard as a browser tab would, and harder
             trials = get_json(api)["trials"]
@@ -125,8 +157,18 @@ def live(tmp_path_factory):
             seen.append([(t["number"], t["state"], len(t["intermediate_values"])) for t in trials])
             time.sleep(0.2)
         search_out = search.communicate()[0]
-        yield {"url": url, "db": folder / "study.db", "page": page, "api": api, "seen": seen, "polls": polls,
-               "search_rc": search.returncode, "search_out": search_out, "log": log, "server": server}
+        yield {
+            "url": url,
+            "db": folder / "study.db",
+            "page": page,
+            "api": api,
+            "seen": seen,
+            "polls": polls,
+            "search_rc": search.returncode,
+            "search_out": search_out,
+            "log": log,
+            "server": server,
+        }
     finally:
         for proc in (search, server):
             if proc is not None and proc.poll() is None:
@@ -161,8 +203,9 @@ def test_dashboard_reads_never_fail_the_search_and_show_it_live(live):
 
 def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
     assert CHROMIUM is not None  # its callers skip without it
-    return subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-                          capture_output=True, text=True, timeout=90)
+    return subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args], capture_output=True, text=True, timeout=90
+    )
 
 
 def visible_text(dom: str) -> str:
@@ -184,8 +227,8 @@ def test_chromium_shows_the_study_its_trials_the_history_chart_and_the_note(live
     text = visible_text(dom)
     assert "mlp-synth" in text and "History" in text and "Intermediate values" in text
     assert "Study Artifacts" in text  # served with the artifact store
-    history = dom[dom.index('id="plot-history"'):]
-    history = history[:history.find("js-plotly-plot", 40)]  # up to the next chart
+    history = dom[dom.index('id="plot-history"') :]
+    history = history[: history.find("js-plotly-plot", 40)]  # up to the next chart
     points = history.count('class="point"')
     svgs, plots = dom.count("<svg"), dom.count('class="main-svg"')
     assert points >= states.count("COMPLETE") >= 1 and plots >= 2
@@ -197,9 +240,18 @@ def test_chromium_shows_the_study_its_trials_the_history_chart_and_the_note(live
         assert attr in trials_text
 
     note_text = visible_text(chromium("--dump-dom", live["page"] + "/note", profile=tmp_path / "p3").stdout)
-    for part in ("Search space", "lr in [0.0001, 0.1] log", "Data split", "training: 20,000 images",
-                 "Budget and rules", "Device and versions", "device: cpu"):
+    for part in (
+        "Search space",
+        "lr in [0.0001, 0.1] log",
+        "Data split",
+        "training: 20,000 images",
+        "Budget and rules",
+        "Device and versions",
+        "device: cpu",
+    ):
         assert part in note_text, part
-    print(f"\nbrowser saw: 'mlp-synth', '{len(states)} Trials', the study note; {svgs} <svg>, "
-          f"{plots} plotly main-svg, {points} points in the history chart ({states.count('COMPLETE')} complete "
-          f"trials); screenshot {shot}")
+    print(
+        f"\nbrowser saw: 'mlp-synth', '{len(states)} Trials', the study note; {svgs} <svg>, "
+        f"{plots} plotly main-svg, {points} points in the history chart ({states.count('COMPLETE')} complete "
+        f"trials); screenshot {shot}"
+    )

@@ -32,8 +32,14 @@ def make_study(db_url: str) -> int:
         if value is None:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             continue
-        publish_if_best(study, trial, value, torch.nn.Linear(3, 2).state_dict(),
-                        {"train_acc": [value - 0.1, value], "val_acc": [value - 0.05, value]}, artifact_dir(db_url))
+        publish_if_best(
+            study,
+            trial,
+            value,
+            torch.nn.Linear(3, 2).state_dict(),
+            {"train_acc": [value - 0.1, value], "val_acc": [value - 0.05, value]},
+            artifact_dir(db_url),
+        )
         study.tell(trial, value)
     return study._study_id
 
@@ -44,9 +50,13 @@ def dashboard(db_url):
     started = []
 
     def start(*extra: str) -> str:
-        proc = subprocess.Popen([ALEXSEARCH, "dashboard", "--storage", db_url, "--port", "0", *extra],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.Popen(
+            [ALEXSEARCH, "dashboard", "--storage", db_url, "--port", "0", *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         started.append(proc)
         assert proc.stdout is not None and proc.stderr is not None  # both PIPE
         line = proc.stdout.readline()
@@ -80,15 +90,20 @@ def test_every_artifact_the_dashboard_lists_downloads(db_url, dashboard, browser
     # What the page lists: the study detail its own JS fetches and renders.
     detail = browser.evaluate(tab, f"fetch('/api/studies/{study_id}').then(r => r.json())")
     urls = [f"/artifacts/{study_id}/{a['artifact_id']}" for a in detail["artifacts"]]
-    urls += [f"/artifacts/{study_id}/{t['trial_id']}/{a['artifact_id']}" for t in detail["trials"]
-             for a in t["artifacts"]]
-    names = [a["filename"] for a in detail["artifacts"]] + [a["filename"] for t in detail["trials"]
-                                                            for a in t["artifacts"]]
+    urls += [
+        f"/artifacts/{study_id}/{t['trial_id']}/{a['artifact_id']}" for t in detail["trials"] for a in t["artifacts"]
+    ]
+    names = [a["filename"] for a in detail["artifacts"]] + [
+        a["filename"] for t in detail["trials"] for a in t["artifacts"]
+    ]
     statuses = browser.evaluate(tab, f"Promise.all({json.dumps(urls)}.map(u => fetch(u).then(r => r.status)))")
     print(dict(zip(names, statuses, strict=True)))
     assert "trial-4-weights.pt" in names and "trial-0-weights.pt" not in names  # only the current best's
-    assert sorted(n for n in names if n.endswith("curve.png")) == ["trial-0-curve.png", "trial-1-curve.png",
-                                                                    "trial-4-curve.png"]
+    assert sorted(n for n in names if n.endswith("curve.png")) == [
+        "trial-0-curve.png",
+        "trial-1-curve.png",
+        "trial-4-curve.png",
+    ]
     assert statuses == [200] * len(urls)
 
 
@@ -98,15 +113,22 @@ def test_delete_is_refused_unless_edits_are_allowed(allow_edits, db_url, dashboa
     base = dashboard(*(["--allow-edits"] if allow_edits else []))
     tab = open_study_page(browser, base, study_id)
     # The request the page's "Delete study" makes (optuna-dashboard's bundle: APIClient.deleteStudy).
-    status, body = browser.evaluate(tab, f"""fetch('/api/studies/{study_id}', {{method: 'DELETE',
+    status, body = browser.evaluate(
+        tab,
+        f"""fetch('/api/studies/{study_id}', {{method: 'DELETE',
         headers: {{'Content-Type': 'application/json'}}, body: JSON.stringify({{remove_associated_artifacts: true}})}})
-        .then(async r => [r.status, await r.text()])""")
+        .then(async r => [r.status, await r.text()])""",
+    )
     after = browser.evaluate(tab, f"fetch('/api/studies/{study_id}').then(r => r.status)")
-    note = browser.evaluate(tab, f"""fetch('/api/studies/{study_id}/note', {{method: 'PUT',
+    note = browser.evaluate(
+        tab,
+        f"""fetch('/api/studies/{study_id}/note', {{method: 'PUT',
         headers: {{'Content-Type': 'application/json'}}, body: JSON.stringify({{version: 1, body: 'x'}})}})
-        .then(r => r.status)""")
-    print(f"allow_edits={allow_edits}: DELETE -> {status} {body[:120]!r}; study afterwards -> {after}; "
-          f"note PUT -> {note}")
+        .then(r => r.status)""",
+    )
+    print(
+        f"allow_edits={allow_edits}: DELETE -> {status} {body[:120]!r}; study afterwards -> {after}; note PUT -> {note}"
+    )
     if allow_edits:
         assert status == 204 and after == 404
     else:

@@ -50,11 +50,44 @@ def finished(server: PgServer, database: str) -> int:
 
 def search(url: str, tmp_path: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [ALEXSEARCH, "search", "--task", "mlp-synth", "--storage", url, "--study", "outage", "--workers", "2",
-         "--trials", str(TRIALS), "--epochs", "3", "--train-size", "1500", "--val-size", "300", "--device", "cpu",
-         "--pruner", "none", "--patience", "0", "--heartbeat-interval", "2", "--grace-period", "60",
-         "--artifacts", str(tmp_path / "art")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True)
+        [
+            ALEXSEARCH,
+            "search",
+            "--task",
+            "mlp-synth",
+            "--storage",
+            url,
+            "--study",
+            "outage",
+            "--workers",
+            "2",
+            "--trials",
+            str(TRIALS),
+            "--epochs",
+            "3",
+            "--train-size",
+            "1500",
+            "--val-size",
+            "300",
+            "--device",
+            "cpu",
+            "--pruner",
+            "none",
+            "--patience",
+            "0",
+            "--heartbeat-interval",
+            "2",
+            "--grace-period",
+            "60",
+            "--artifacts",
+            str(tmp_path / "art"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        start_new_session=True,
+    )
 
 
 def run_with_fault(server: PgServer, tmp_path: Path, fault) -> tuple[subprocess.Popen, str, str, str]:
@@ -62,8 +95,10 @@ def run_with_fault(server: PgServer, tmp_path: Path, fault) -> tuple[subprocess.
     url = server.url(database)
     proc = search(url, tmp_path)
     out: dict[str, str] = {}
-    readers = [threading.Thread(target=lambda k=k, f=f: out.__setitem__(k, f.read()), daemon=True)
-               for k, f in (("out", proc.stdout), ("err", proc.stderr))]
+    readers = [
+        threading.Thread(target=lambda k=k, f=f: out.__setitem__(k, f.read()), daemon=True)
+        for k, f in (("out", proc.stdout), ("err", proc.stderr))
+    ]
     for r in readers:
         r.start()
     try:

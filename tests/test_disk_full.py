@@ -54,11 +54,40 @@ def fill(fs: Path, leave_bytes: int) -> Path:
 
 
 def worker(url: str, art: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([ALEXSEARCH, "worker", "--task", "mlp-synth", "--storage", url, "--study", "full",
-                           "--worker-index", "0", "--trials", "3", "--epochs", "2", "--max-retry", "5",
-                           "--heartbeat-interval", "1", "--grace-period", "3", "--device", "cpu",
-                           "--artifacts", str(art), *DATA, *extra],
-                          capture_output=True, text=True, timeout=240, env=ENV)
+    return subprocess.run(
+        [
+            ALEXSEARCH,
+            "worker",
+            "--task",
+            "mlp-synth",
+            "--storage",
+            url,
+            "--study",
+            "full",
+            "--worker-index",
+            "0",
+            "--trials",
+            "3",
+            "--epochs",
+            "2",
+            "--max-retry",
+            "5",
+            "--heartbeat-interval",
+            "1",
+            "--grace-period",
+            "3",
+            "--device",
+            "cpu",
+            "--artifacts",
+            str(art),
+            *DATA,
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=ENV,
+    )
 
 
 def trials(url: str) -> list[optuna.trial.FrozenTrial]:
@@ -79,8 +108,11 @@ def test_checkpoint_that_does_not_fit_fails_the_trial_for_retry_and_stops_the_wo
     assert "Traceback" not in out, out[-3000:]
     folder = next(small_fs.glob("checkpoints/*"))
     failed = [line for line in out.splitlines() if " failed: " in line]
-    assert failed == [f"trial {n} failed: {folder / f'trial-{root}.pt'}: No space left on device; queued for retry "
-                      f"({n + 1} in a row, stopping at 3)" for n, root in ((0, 0), (1, 0), (2, 0))], out[-3000:]
+    assert failed == [
+        f"trial {n} failed: {folder / f'trial-{root}.pt'}: No space left on device; queued for retry "
+        f"({n + 1} in a row, stopping at 3)"
+        for n, root in ((0, 0), (1, 0), (2, 0))
+    ], out[-3000:]
     assert "worker stopped: 3 trials in a row failed, the last one with:" in out
     states = Counter(t.state for t in trials(url))
     assert states == {TrialState.FAIL: 3, TrialState.WAITING: 1}, states  # the third one's retry waits
@@ -92,8 +124,9 @@ def test_checkpoint_that_does_not_fit_fails_the_trial_for_retry_and_stops_the_wo
     after = trials(url)
     assert not [t for t in after if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in after) == 3
-    assert any(t.system_attrs.get("failed_trial") == 0 and t.state.is_finished() and t.state != TrialState.FAIL
-               for t in after)  # the chain of trial 0 was retried to the end
+    assert any(
+        t.system_attrs.get("failed_trial") == 0 and t.state.is_finished() and t.state != TrialState.FAIL for t in after
+    )  # the chain of trial 0 was retried to the end
 
 
 @pytest.mark.slow
@@ -101,10 +134,22 @@ def test_database_that_cannot_grow_stops_the_worker_in_one_line_and_stays_intact
     quiet_optuna()
     db = small_fs / "study.db"
     url = f"sqlite:///{db}"
-    create_study(SearchConfig(study="full", storage=url, task="mlp-synth", trials=3, epochs=2, max_retry=5,
-                              heartbeat_interval=1, grace_period=3, artifacts=str(tmp_path / "art"),
-                              data=DataConfig(val_size=200, train_size=300)),
-                 load_space(None, "mlp-synth"), 0).get_trials()
+    create_study(
+        SearchConfig(
+            study="full",
+            storage=url,
+            task="mlp-synth",
+            trials=3,
+            epochs=2,
+            max_retry=5,
+            heartbeat_interval=1,
+            grace_period=3,
+            artifacts=str(tmp_path / "art"),
+            data=DataConfig(val_size=200, train_size=300),
+        ),
+        load_space(None, "mlp-synth"),
+        0,
+    ).get_trials()
     filler = fill(small_fs, 200_000)
     r = worker(url, tmp_path / "art")
     out = r.stdout + r.stderr

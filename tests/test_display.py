@@ -73,22 +73,58 @@ def test_event_lines_parse_back():
     assert events.parse(events.epoch(1, 3, 2, 0.1, 0.2, 0.3, 4.5, 60.0)).epoch_seconds == 4.5
 
 
-KNOWN = [r"cost: .+", r"progress: \d+/5 trials finished, .+", r"best: .+",
-         r"\[w[01]\] study 'disp' in .+", r"\[w[01]\] trial \d+ started on w[01] \(\S+:\d+\): \S+=.+",
-         r"\[w[01]\] trial \d+ epoch \d/2: loss .+ img/s", r"\[w[01]\] trial \d+ (pruned|skipped|stopped): .+",
-         r"\[w[01]\] trial \d+ completed: val_acc [0-9.]+ at epoch \d of \d",
-         r"\[w[01]\] new best: trial \d+, val_acc .+"]
+KNOWN = [
+    r"cost: .+",
+    r"progress: \d+/5 trials finished, .+",
+    r"best: .+",
+    r"\[w[01]\] study 'disp' in .+",
+    r"\[w[01]\] trial \d+ started on w[01] \(\S+:\d+\): \S+=.+",
+    r"\[w[01]\] trial \d+ epoch \d/2: loss .+ img/s",
+    r"\[w[01]\] trial \d+ (pruned|skipped|stopped): .+",
+    r"\[w[01]\] trial \d+ completed: val_acc [0-9.]+ at epoch \d of \d",
+    r"\[w[01]\] new best: trial \d+, val_acc .+",
+]
 
 
 @pytest.mark.slow
 def test_two_workers_piped_to_a_file_write_whole_lines(tmp_path):
     log = tmp_path / "search.log"
     with open(log, "w") as f:
-        r = subprocess.run([ALEXSEARCH, "search", "--task", "mlp-synth", "--storage", f"sqlite:///{tmp_path}/s.db",
-                            "--study", "disp", "--workers", "2", "--trials", "5", "--epochs", "2", "--train-size",
-                            "1000", "--val-size", "300", "--device", "cpu", "--pruner", "median",
-                            "--startup-trials", "1", "--warmup-epochs", "0"],
-                           stdout=f, stderr=subprocess.PIPE, text=True, timeout=600, env=ENV)
+        r = subprocess.run(
+            [
+                ALEXSEARCH,
+                "search",
+                "--task",
+                "mlp-synth",
+                "--storage",
+                f"sqlite:///{tmp_path}/s.db",
+                "--study",
+                "disp",
+                "--workers",
+                "2",
+                "--trials",
+                "5",
+                "--epochs",
+                "2",
+                "--train-size",
+                "1000",
+                "--val-size",
+                "300",
+                "--device",
+                "cpu",
+                "--pruner",
+                "median",
+                "--startup-trials",
+                "1",
+                "--warmup-epochs",
+                "0",
+            ],
+            stdout=f,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=600,
+            env=ENV,
+        )
     assert r.returncode == 0, r.stderr[-3000:]
     lines = log.read_text().splitlines()
     unknown = [line for line in lines if not any(re.fullmatch(p, line) for p in KNOWN)]

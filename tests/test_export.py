@@ -28,8 +28,22 @@ optimizer = "adam"
 batch_size = 100
 hidden = 16
 """
-QUICK = ["--epochs", "2", "--train-size", "20", "--val-size", "10", "--device", "cpu", "--sampler", "grid",
-         "--pruner", "none", "--patience", "0"]
+QUICK = [
+    "--epochs",
+    "2",
+    "--train-size",
+    "20",
+    "--val-size",
+    "10",
+    "--device",
+    "cpu",
+    "--sampler",
+    "grid",
+    "--pruner",
+    "none",
+    "--patience",
+    "0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -37,15 +51,26 @@ def study_url(tmp_path_factory) -> str:
     folder = tmp_path_factory.mktemp("export")
     (folder / "space.toml").write_text(SPACE)
     url = f"sqlite:///{folder / 'study.db'}"
-    rc = main(["search", "--storage", url, "--task", "mlp-synth", "--space", str(folder / "space.toml"),
-               "--trials", "2", *QUICK])
+    rc = main(
+        [
+            "search",
+            "--storage",
+            url,
+            "--task",
+            "mlp-synth",
+            "--space",
+            str(folder / "space.toml"),
+            "--trials",
+            "2",
+            *QUICK,
+        ]
+    )
     assert rc == 0
     return url
 
 
 def load(url: str) -> optuna.Study:
     return optuna.load_study(study_name="mlp-synth", storage=url)
-
 
 
 def test_export_writes_the_best_complete_trial(study_url, tmp_path, capsys):
@@ -65,8 +90,15 @@ def test_export_writes_the_best_complete_trial(study_url, tmp_path, capsys):
     assert cfg.train.epochs == best.user_attrs["best_epoch"] == prov.best_epoch and prov.search_epochs == 2
     assert cfg.train.seed == best.user_attrs["seed"] == 0
     assert cfg.train.lr == best.params["lr"] and cfg.train.optimizer == "adam" and cfg.train.batch_size == 100
-    assert cfg.model == {"activation": "sigmoid", "depth": 2, "second_activation": "sigmoid", "init": "glorot",
-                         "hidden": 16, "in_features": 2, "num_classes": 2}
+    assert cfg.model == {
+        "activation": "sigmoid",
+        "depth": 2,
+        "second_activation": "sigmoid",
+        "init": "glorot",
+        "hidden": 16,
+        "in_features": 2,
+        "num_classes": 2,
+    }
     assert (cfg.data.val_size, cfg.data.train_size, cfg.data.split_seed) == (10, 20, 0)
     assert exported.versions == best.user_attrs["versions"] and "torch" in exported.versions
     assert exported.format_version == 1
@@ -91,13 +123,24 @@ def test_export_top_k_writes_one_file_per_rank(study_url, tmp_path, capsys):
 
 
 def trial_config(epochs: int = 10) -> TrialConfig:
-    return TrialConfig("alexnet-cifar10", AlexNetConfig().to_dict(), TrainConfig(epochs=epochs, seed=3),
-                       DataConfig(root="somewhere", val_size=10))
+    return TrialConfig(
+        "alexnet-cifar10",
+        AlexNetConfig().to_dict(),
+        TrainConfig(epochs=epochs, seed=3),
+        DataConfig(root="somewhere", val_size=10),
+    )
 
 
 def add(study: optuna.Study, state: TrialState, value: float | None, attrs: dict) -> None:
-    study.add_trial(create_trial(state=state, value=value, params={"lr": 1e-3},
-                                 distributions={"lr": FloatDistribution(1e-5, 1e-2, log=True)}, user_attrs=attrs))
+    study.add_trial(
+        create_trial(
+            state=state,
+            value=value,
+            params={"lr": 1e-3},
+            distributions={"lr": FloatDistribution(1e-5, 1e-2, log=True)},
+            user_attrs=attrs,
+        )
+    )
 
 
 def test_epochs_are_the_best_epoch_and_the_password_is_redacted(db_url):

@@ -19,23 +19,39 @@ from search.report.trials import data_caption
 from storage.study import open_storage
 
 DISTS = {"batch_norm": CategoricalDistribution([False, True]), "lr": FloatDistribution(1e-5, 1e-2, log=True)}
-SEARCH = {"strategy": "optuna", "sampler": "tpe", "pruner": "median", "patience": 0, "epochs": 3, "trials": 4,
-          "data": {"train_size": 2000, "val_size": 500}}
+SEARCH = {
+    "strategy": "optuna",
+    "sampler": "tpe",
+    "pruner": "median",
+    "patience": 0,
+    "epochs": 3,
+    "trials": 4,
+    "data": {"train_size": 2000, "val_size": 500},
+}
 
 
 def trial(number: int, state: TrialState, curve: list[float], **kw) -> optuna.trial.FrozenTrial:
-    t = create_trial(state=state, value=max(curve) if state == TrialState.COMPLETE else None,
-                     params={"batch_norm": number % 2 == 0, "lr": 10 ** -(2 + number % 3)}, distributions=DISTS,
-                     intermediate_values=dict(enumerate(curve, 1)),
-                     user_attrs={"train_acc": [c + 0.05 for c in curve], "val_acc": curve, "best_epoch": 1}, **kw)
+    t = create_trial(
+        state=state,
+        value=max(curve) if state == TrialState.COMPLETE else None,
+        params={"batch_norm": number % 2 == 0, "lr": 10 ** -(2 + number % 3)},
+        distributions=DISTS,
+        intermediate_values=dict(enumerate(curve, 1)),
+        user_attrs={"train_acc": [c + 0.05 for c in curve], "val_acc": curve, "best_epoch": 1},
+        **kw,
+    )
     t.number = number
     return t
 
 
 def trials() -> list[optuna.trial.FrozenTrial]:
-    return [trial(0, TrialState.COMPLETE, [0.3, 0.5, 0.6]), trial(1, TrialState.PRUNED, [0.1, 0.2]),
-            trial(2, TrialState.FAIL, [0.7, 0.95]),  # died mid-trial: its curve is not a result
-            trial(3, TrialState.RUNNING, [0.4]), trial(4, TrialState.COMPLETE, [0.35, 0.55, 0.65])]
+    return [
+        trial(0, TrialState.COMPLETE, [0.3, 0.5, 0.6]),
+        trial(1, TrialState.PRUNED, [0.1, 0.2]),
+        trial(2, TrialState.FAIL, [0.7, 0.95]),  # died mid-trial: its curve is not a result
+        trial(3, TrialState.RUNNING, [0.4]),
+        trial(4, TrialState.COMPLETE, [0.35, 0.55, 0.65]),
+    ]
 
 
 def integer_ticks_shown(ax) -> bool:
@@ -89,8 +105,17 @@ def study_url(tmp_path) -> str:
     url = f"sqlite:///{tmp_path / 's.db'}"
     study = optuna.create_study(storage=open_storage(url, create=True), study_name="s", direction="maximize")
     study.set_user_attr("search_config", SEARCH)
-    study.set_user_attr("final_result", {"test_acc_mean": 0.8123, "test_acc_std": 0.0041, "trial": 4, "epochs": 3,
-                                         "test_acc_per_seed": [0.81, 0.816, 0.8079], "train_images": 50000})
+    study.set_user_attr(
+        "final_result",
+        {
+            "test_acc_mean": 0.8123,
+            "test_acc_std": 0.0041,
+            "trial": 4,
+            "epochs": 3,
+            "test_acc_per_seed": [0.81, 0.816, 0.8079],
+            "train_images": 50000,
+        },
+    )
     for t in trials():
         if t.state != TrialState.RUNNING:
             study.add_trial(t)
@@ -100,8 +125,9 @@ def study_url(tmp_path) -> str:
 def test_report_in_three_formats_with_one_plotly_js_and_the_final_accuracy(study_url, tmp_path):
     out = tmp_path / "report"
     storage = open_storage(study_url, create=False)
-    summary = write_report(optuna.load_study(study_name="s", storage=storage), out,
-                           output=FigureOutput(("png", "svg", "pdf"), dpi=50))
+    summary = write_report(
+        optuna.load_study(study_name="s", storage=storage), out, output=FigureOutput(("png", "svg", "pdf"), dpi=50)
+    )
     for stem in ("history", "curves-lr", "curves-batch_norm"):
         for fmt in ("png", "svg", "pdf"):
             assert (out / f"{stem}.{fmt}").stat().st_size > 1000, f"{stem}.{fmt}"

@@ -30,15 +30,28 @@ def exported(tiny_data, tmp_path_factory) -> tuple[str, Path]:
     """A study with one complete trial (best at epoch 1 of 3), exported through the CLI: (storage URL, best.json)."""
     folder = tmp_path_factory.mktemp("final")
     url = f"sqlite:///{folder / 'study.db'}"
-    config = TrialConfig("alexnet-cifar10", AlexNetConfig().to_dict(),
-                         TrainConfig(optimizer="adam", lr=1e-3, batch_size=100, epochs=3, seed=SEED),
-                         DataConfig(root=str(tiny_data), val_size=10, train_size=20))
+    config = TrialConfig(
+        "alexnet-cifar10",
+        AlexNetConfig().to_dict(),
+        TrainConfig(optimizer="adam", lr=1e-3, batch_size=100, epochs=3, seed=SEED),
+        DataConfig(root=str(tiny_data), val_size=10, train_size=20),
+    )
     study = optuna.create_study(study_name="tiny", storage=url, direction="maximize")
-    study.add_trial(create_trial(
-        state=TrialState.COMPLETE, value=0.5, params={"lr": 1e-3},
-        distributions={"lr": FloatDistribution(1e-5, 1e-2, log=True)},
-        user_attrs={"config": config.to_dict(), "best_epoch": 1, "seed": SEED, "versions": versions(),
-                    "device": "cpu"}))
+    study.add_trial(
+        create_trial(
+            state=TrialState.COMPLETE,
+            value=0.5,
+            params={"lr": 1e-3},
+            distributions={"lr": FloatDistribution(1e-5, 1e-2, log=True)},
+            user_attrs={
+                "config": config.to_dict(),
+                "best_epoch": 1,
+                "seed": SEED,
+                "versions": versions(),
+                "device": "cpu",
+            },
+        )
+    )
     assert main(["export", "--storage", url, "--out", str(folder / "best.json")]) == 0
     return url, folder / "best.json"
 
@@ -80,8 +93,14 @@ def test_final_two_seeds_writes_results_and_records_them_on_the_study(exported, 
     assert m["study"] == "tiny" and m["trial"] == 0 and m["config"] == load_exported(best).to_dict()
 
     names = {p.name for p in out.iterdir()}
-    assert names == {"metrics.json", "config.json", "model-seed5.pt", "model-seed6.pt", "confusion_matrix.png",
-                     "learning_curve.png"}
+    assert names == {
+        "metrics.json",
+        "config.json",
+        "model-seed5.pt",
+        "model-seed6.pt",
+        "confusion_matrix.png",
+        "learning_curve.png",
+    }
     for png in ("confusion_matrix.png", "learning_curve.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     AlexNet(AlexNetConfig()).load_state_dict(torch.load(out / "model-seed5.pt", weights_only=True))
@@ -161,12 +180,16 @@ def test_bad_config_file_is_one_line_exit_2(path, value, fragment, exported, tmp
     assert_refused(cfg, fragment.format(cfg=cfg), tmp_path, capsys)
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("{not json", "not valid JSON"),
-    ("[]", "holds a list; an export file holds one config"),
-    ("42", "expected a table of ExportedConfig fields"),
-    (None, "--config: no file at"),
-], ids=["not-json", "list", "number", "missing-file"])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("{not json", "not valid JSON"),
+        ("[]", "holds a list; an export file holds one config"),
+        ("42", "expected a table of ExportedConfig fields"),
+        (None, "--config: no file at"),
+    ],
+    ids=["not-json", "list", "number", "missing-file"],
+)
 def test_unreadable_config_file_is_one_line_exit_2(text, fragment, tmp_path, capsys):
     cfg = tmp_path / "bad.json"
     if text is not None:

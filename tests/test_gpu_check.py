@@ -26,9 +26,23 @@ STEPS = ("pytest", "throughput", "workers", "checkpoint", "grid", "accuracy")
 def test_toy_run_writes_every_step_and_lists_gpu_figures_as_not_measured(tmp_path):
     default_before = MEASURED_WORKERS_FILE.read_bytes()
     out = tmp_path / "results"
-    proc = subprocess.run([sys.executable, "-m", "bench.gpu_check", "--device", "cpu", "--out", str(out),
-                           "--data", str(tmp_path / "no-cifar")], cwd=REPO, capture_output=True, text=True,
-                          timeout=240)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.gpu_check",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--data",
+            str(tmp_path / "no-cifar"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "synthetic images in the CIFAR-10 layout" in proc.stdout
     assert "GPU-only figures NOT measured here" in proc.stdout
@@ -54,7 +68,8 @@ def test_toy_run_writes_every_step_and_lists_gpu_figures_as_not_measured(tmp_pat
         assert all(set(ratio) == {"a/b", "a/c"} for ratio in steps["throughput"]["ratios"].values())
     if steps["workers"]["status"] == "ok":
         assert {(row["batch"], row["k"]) for row in steps["workers"]["rows"]} == {
-            (b, k) for b in TOY.worker_batches for k in (1, 2)}
+            (b, k) for b in TOY.worker_batches for k in (1, 2)
+        }
         assert steps["workers"]["best_k"] in (1, 2) and steps["workers"]["default_written"] is None
     if steps["checkpoint"]["status"] == "ok":
         assert steps["checkpoint"]["checkpoint_bytes"] > 100e6  # AlexNet's weights and Adam's two moments
@@ -81,8 +96,15 @@ def test_time_box_stops_a_step_and_restores_the_alarm():
 
 
 def test_best_k_prefers_fewer_workers_within_three_percent():
-    totals = {(1, 10): 100.0, (2, 10): 190.0, (4, 10): 300.0, (1, 100): 1000.0, (2, 100): 1500.0,
-              (4, 100): 1540.0, (8, 10): 305.0}  # K=8 missing at batch 100: it does not compete
+    totals = {
+        (1, 10): 100.0,
+        (2, 10): 190.0,
+        (4, 10): 300.0,
+        (1, 100): 1000.0,
+        (2, 100): 1500.0,
+        (4, 100): 1540.0,
+        (8, 10): 305.0,
+    }  # K=8 missing at batch 100: it does not compete
     k, score = best_k(totals, [1, 2, 4, 8], [10, 100])
     assert k == 4 and set(score) == {1, 2, 4}
     totals[(4, 10)] = 190.0 * 1.02  # now K=4 is within 3% of K=2's score
@@ -91,11 +113,14 @@ def test_best_k_prefers_fewer_workers_within_three_percent():
 
 
 def test_extrapolation_counts_remaining_epochs_per_batch_size():
-    trials = [TrialEpochs(("a",), 10, [4.0, 6.0]),  # config a, 2 of 3 epochs
-              TrialEpochs(("a",), 10, [5.0]),  # a retry of a: its epochs are counted once, from the furthest
-              TrialEpochs(("b",), 100, [1.0, 1.0, 1.0])]
-    est = extrapolate(trials, {10: 2, 100: 2, 500: 1}, epochs=3, elapsed=30.0, workers=2,
-                      fallback_epoch_seconds={500: 0.5, 10: 99.0})
+    trials = [
+        TrialEpochs(("a",), 10, [4.0, 6.0]),  # config a, 2 of 3 epochs
+        TrialEpochs(("a",), 10, [5.0]),  # a retry of a: its epochs are counted once, from the furthest
+        TrialEpochs(("b",), 100, [1.0, 1.0, 1.0]),
+    ]
+    est = extrapolate(
+        trials, {10: 2, 100: 2, 500: 1}, epochs=3, elapsed=30.0, workers=2, fallback_epoch_seconds={500: 0.5, 10: 99.0}
+    )
     assert est.finished_epochs == {10: 2, 100: 3, 500: 0} and est.remaining_epochs == {10: 4, 100: 3, 500: 3}
     assert est.epoch_seconds == {10: 5.0, 100: 1.0, 500: 0.5}
     assert est.source == {10: "grid", 100: "grid", 500: "step 2 throughput"}

@@ -29,8 +29,20 @@ from storage.url import redact, redact_text
 from tests.helpers import digest, run_cli_stderr
 from tests.tiny_cifar import make_images, write_batch, write_tiny_cifar
 
-QUICK = ["--task", "mlp-synth", "--trials", "1", "--epochs", "1", "--train-size", "200", "--val-size", "100",
-         "--device", "cpu"]
+QUICK = [
+    "--task",
+    "mlp-synth",
+    "--trials",
+    "1",
+    "--epochs",
+    "1",
+    "--train-size",
+    "200",
+    "--val-size",
+    "100",
+    "--device",
+    "cpu",
+]
 ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 
 
@@ -69,8 +81,24 @@ def test_crafted_batch_file_is_refused_and_runs_nothing(tiny_data, tmp_path, cap
     images, labels = make_images(80, seed=1)
     with open(root / "cifar-10-batches-py" / "data_batch_1", "wb") as f:
         pickle.dump({b"data": images, b"labels": labels, b"x": RunsCommand(f"touch {marker}")}, f)
-    rc, err = run_cli_stderr(["search", "--storage", f"sqlite:///{tmp_path / 's.db'}", "--data", str(root),
-                              "--trials", "1", "--epochs", "1", "--val-size", "100", "--device", "cpu"], capsys)
+    rc, err = run_cli_stderr(
+        [
+            "search",
+            "--storage",
+            f"sqlite:///{tmp_path / 's.db'}",
+            "--data",
+            str(root),
+            "--trials",
+            "1",
+            "--epochs",
+            "1",
+            "--val-size",
+            "100",
+            "--device",
+            "cpu",
+        ],
+        capsys,
+    )
     assert_one_line(rc, err, "data_batch_1 refused", "posix.system")
     assert not marker.exists()
 
@@ -80,8 +108,17 @@ def test_batch_files_of_every_pickle_protocol_load(tmp_path, protocol):
     images, labels = make_images(20, seed=3)
     path = tmp_path / f"batch-{protocol}"
     with open(path, "wb") as f:
-        pickle.dump({b"batch_label": b"x", b"labels": labels, b"data": images,
-                     b"filenames": [b"a.png"] * 20, b"n": np.int64(20)}, f, protocol=protocol)
+        pickle.dump(
+            {
+                b"batch_label": b"x",
+                b"labels": labels,
+                b"data": images,
+                b"filenames": [b"a.png"] * 20,
+                b"n": np.int64(20),
+            },
+            f,
+            protocol=protocol,
+        )
     x, y = cifar10.read_batch(path)
     assert x.shape == (20, 3, 32, 32) and y.tolist() == labels
 
@@ -109,8 +146,13 @@ def test_search_on_another_programs_sqlite_file_leaves_it_untouched(tmp_path):
     con.close()
     before = hashlib.sha256(db.read_bytes()).hexdigest()
     # Its own process: this one must not open and close the file while holding SQLite locks on it.
-    r = subprocess.run([sys.executable, "-m", "search.cli", "search", "--storage", f"sqlite:///{db}", *QUICK],
-                       capture_output=True, text=True, timeout=120, env=ENV)
+    r = subprocess.run(
+        [sys.executable, "-m", "search.cli", "search", "--storage", f"sqlite:///{db}", *QUICK],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=ENV,
+    )
     assert_one_line(r.returncode, r.stderr, "another program's database (tables customers)")
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shop.db"]  # no -wal, no -shm, no artifacts
@@ -121,13 +163,16 @@ def test_search_on_another_programs_sqlite_file_leaves_it_untouched(tmp_path):
 SECRET = "s3cretPW"
 
 
-@pytest.mark.parametrize("url", [
-    f"postgresq://u:{SECRET}@localhost/db",  # a mistyped driver
-    f"postgresql+psycopg://u:{SECRET}@localhost:port/db",  # a port that is not a number
-    f"postgresql+psycopg:/u:{SECRET}@localhost/db",  # unparsable
-    f"mysql://u:{SECRET}@localhost/db",  # a driver that is not installed
-    f"postgresql+psycopg://u@localhost:1/db?password={SECRET}",  # nothing listens on port 1
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresq://u:{SECRET}@localhost/db",  # a mistyped driver
+        f"postgresql+psycopg://u:{SECRET}@localhost:port/db",  # a port that is not a number
+        f"postgresql+psycopg:/u:{SECRET}@localhost/db",  # unparsable
+        f"mysql://u:{SECRET}@localhost/db",  # a driver that is not installed
+        f"postgresql+psycopg://u@localhost:1/db?password={SECRET}",  # nothing listens on port 1
+    ],
+)
 @pytest.mark.parametrize("command", ["search", "status"])
 def test_storage_errors_never_quote_the_password(url, command, capsys):
     argv = [command, "--storage", url] + (QUICK if command == "search" else [])
@@ -139,16 +184,33 @@ def test_storage_errors_never_quote_the_password(url, command, capsys):
 def test_final_never_quotes_the_password(tmp_path, capsys):
     config = tmp_path / "best.json"
     config.write_text(json.dumps(exported_config()))
-    rc, err = run_cli_stderr(["final", "--config", str(config), "--storage", f"nosuch://u:{SECRET}@h/db",
-                              "--out", str(tmp_path / "out"), "--device", "cpu", "--train-size", "50", "--seeds", "1"],
-                             capsys)
+    rc, err = run_cli_stderr(
+        [
+            "final",
+            "--config",
+            str(config),
+            "--storage",
+            f"nosuch://u:{SECRET}@h/db",
+            "--out",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+            "--train-size",
+            "50",
+            "--seeds",
+            "1",
+        ],
+        capsys,
+    )
     assert SECRET not in err
 
 
 def test_redact_hides_query_passwords_and_userinfo_everywhere():
     assert redact(f"sqlite:///x.db?password={SECRET}") == "sqlite:///x.db?password=***"
-    assert redact(f"postgresql://u:{SECRET}@h/db?sslmode=require&PassWord={SECRET}") == \
-        "postgresql://u:***@h/db?sslmode=require&PassWord=***"
+    assert (
+        redact(f"postgresql://u:{SECRET}@h/db?sslmode=require&PassWord={SECRET}")
+        == "postgresql://u:***@h/db?sslmode=require&PassWord=***"
+    )
     assert redact(f"not a url://u:{SECRET}@") == "not a url://u:***@"
     assert redact(f"postgresql:/u:{SECRET}@h/db") == "postgresql:/u:***@h/db"
     assert redact(f"postgresql://u:p@{SECRET}@h/db") == "postgresql://u:***@h/db"
@@ -161,16 +223,37 @@ def test_a_run_with_a_password_url_writes_it_nowhere(tmp_path):
     row holds the password."""
     db = tmp_path / "runs" / "study.db"
     url = f"sqlite:///{db}?password={SECRET}"
-    steps = [["search", "--storage", url, *QUICK],
-             ["status", "--storage", url],
-             ["export", "--storage", url, "--out", str(tmp_path / "best.json")],
-             ["report", "--storage", url, "--out", str(tmp_path / "report")],
-             ["final", "--config", str(tmp_path / "best.json"), "--storage", url, "--out", str(tmp_path / "final"),
-              "--device", "cpu", "--train-size", "100", "--seeds", "1"]]
+    steps = [
+        ["search", "--storage", url, *QUICK],
+        ["status", "--storage", url],
+        ["export", "--storage", url, "--out", str(tmp_path / "best.json")],
+        ["report", "--storage", url, "--out", str(tmp_path / "report")],
+        [
+            "final",
+            "--config",
+            str(tmp_path / "best.json"),
+            "--storage",
+            url,
+            "--out",
+            str(tmp_path / "final"),
+            "--device",
+            "cpu",
+            "--train-size",
+            "100",
+            "--seeds",
+            "1",
+        ],
+    ]
     output = []
     for argv in steps:
-        r = subprocess.run([sys.executable, "-m", "search.cli", *argv], capture_output=True, text=True,
-                           timeout=300, env=ENV, cwd=tmp_path)
+        r = subprocess.run(
+            [sys.executable, "-m", "search.cli", *argv],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=ENV,
+            cwd=tmp_path,
+        )
         assert r.returncode == 0, r.stderr[-2000:]
         output.append(r.stdout + r.stderr)
     assert SECRET not in "\n".join(output)
@@ -197,9 +280,14 @@ def test_names_differing_only_in_non_ascii_get_their_own_folders(tmp_path):
     assert checkpoint_dir(tmp_path, "café").name.startswith("cafe-")  # still readable
 
 
-@pytest.mark.parametrize("name, fragment", [("", "--study: must be a name of 1 to 200 characters"),
-                                            ("x" * 600, "--study: must be at most 200 characters, got 600"),
-                                            ("   ", "not empty or blank")])
+@pytest.mark.parametrize(
+    "name, fragment",
+    [
+        ("", "--study: must be a name of 1 to 200 characters"),
+        ("x" * 600, "--study: must be at most 200 characters, got 600"),
+        ("   ", "not empty or blank"),
+    ],
+)
 @pytest.mark.parametrize("command", ["search", "status"])
 def test_bad_study_names_are_refused(name, fragment, command, study_db, capsys):
     before = digest(study_db)
@@ -213,11 +301,15 @@ def test_bad_study_names_are_refused(name, fragment, command, study_db, capsys):
 
 SPACE_HEAD = 'task = "mlp-synth"\n[params]\nlr = { low = 1e-3, high = 1e-1, log = true }\n'
 BAD_SPACES = [
-    ("[fixed]\naugment = true\n",
-     "fixed.augment: True is not allowed (augment: task mlp-synth has no augmentation (allowed: false))"),
+    (
+        "[fixed]\naugment = true\n",
+        "fixed.augment: True is not allowed (augment: task mlp-synth has no augmentation (allowed: false))",
+    ),
     ("hidden = { choices = [16, 100000000000] }\n", "params.hidden = 100000000000: the model's training state"),
-    ("hidden = { low = 16, high = 1000000000000 }\ndepth = { choices = [2, 3] }\n",
-     "params.hidden = 1000000000000, params.depth = 3: the model cannot be built"),
+    (
+        "hidden = { low = 16, high = 1000000000000 }\ndepth = { choices = [2, 3] }\n",
+        "params.hidden = 1000000000000, params.depth = 3: the model cannot be built",
+    ),
     ("[fixed]\nin_features = 3\n", "fixed.in_features: 3 is not allowed (in_features: the synthetic data has 2"),
     ("[fixed]\nnum_classes = 5\n", "fixed.num_classes: 5 is not allowed"),
 ]
@@ -226,19 +318,26 @@ BAD_SPACES = [
 @pytest.mark.parametrize("extra, fragment", BAD_SPACES, ids=[f for _, f in BAD_SPACES])
 def test_space_values_a_trial_cannot_run_are_refused_before_the_study(extra, fragment, study_db, tmp_path, capsys):
     space = tmp_path / "space.toml"
-    space.write_text(SPACE_HEAD.replace("[params]\n", "[params]\n" + extra) if not extra.startswith("[fixed]")
-                     else SPACE_HEAD + extra)
+    space.write_text(
+        SPACE_HEAD.replace("[params]\n", "[params]\n" + extra)
+        if not extra.startswith("[fixed]")
+        else SPACE_HEAD + extra
+    )
     before = digest(study_db)
-    rc, err = run_cli_stderr(["search", "--storage", f"sqlite:///{study_db}", "--study", "new", "--space", str(space),
-                              *QUICK], capsys)
+    rc, err = run_cli_stderr(
+        ["search", "--storage", f"sqlite:///{study_db}", "--study", "new", "--space", str(space), *QUICK], capsys
+    )
     assert_one_line(rc, err, str(space), fragment)
     assert digest(study_db) == before  # no study 'new' was created
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["--seed", str(10**20)], "argument --seed: must be in 0..4294967295 (numpy's seed range)"),
-    (["--seed", str(2**32)], "argument --seed: must be in 0..4294967295"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--seed", str(10**20)], "argument --seed: must be in 0..4294967295 (numpy's seed range)"),
+        (["--seed", str(2**32)], "argument --seed: must be in 0..4294967295"),
+    ],
+)
 def test_seeds_beyond_numpys_range_are_refused(argv, fragment, study_db, capsys):
     before = digest(study_db)
     rc, err = run_cli_stderr(["search", "--storage", f"sqlite:///{study_db}", *QUICK, *argv], capsys)
@@ -252,22 +351,39 @@ def exported_config() -> dict:
     return ExportedConfig(trial_config=config).to_dict()
 
 
-@pytest.mark.parametrize("change, fragment", [
-    ({"model": {"in_features": 3}}, "trial_config.model.in_features: the synthetic data has 2 features"),
-    ({"model": {"hidden": 100_000_000_000}}, "--config: trial_config.model: the model's training state"),
-    ({"model": {"hidden": 10**12, "depth": 3}}, "--config: trial_config.model: the model cannot be built"),
-    ({"train": {"augment": True}}, "trial_config.train.augment: task mlp-synth has no augmentation"),
-    ({"train": {"seed": 10**20}}, "trial_config.train: seed must be in 0..4294967295, got 100000000000000000000"),
-    ({"data": {"split_seed": -1}}, "trial_config.data: split_seed must be in 0..4294967295, got -1"),
-])
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        ({"model": {"in_features": 3}}, "trial_config.model.in_features: the synthetic data has 2 features"),
+        ({"model": {"hidden": 100_000_000_000}}, "--config: trial_config.model: the model's training state"),
+        ({"model": {"hidden": 10**12, "depth": 3}}, "--config: trial_config.model: the model cannot be built"),
+        ({"train": {"augment": True}}, "trial_config.train.augment: task mlp-synth has no augmentation"),
+        ({"train": {"seed": 10**20}}, "trial_config.train: seed must be in 0..4294967295, got 100000000000000000000"),
+        ({"data": {"split_seed": -1}}, "trial_config.data: split_seed must be in 0..4294967295, got -1"),
+    ],
+)
 def test_final_refuses_a_config_its_run_would_crash_on(change, fragment, tmp_path, capsys):
     data = exported_config()
     for part, values in change.items():
         data["trial_config"][part].update(values)
     path = tmp_path / "best.json"
     path.write_text(json.dumps(data))
-    rc, err = run_cli_stderr(["final", "--config", str(path), "--out", str(tmp_path / "out"), "--device", "cpu",
-                              "--train-size", "50", "--seeds", "1"], capsys)
+    rc, err = run_cli_stderr(
+        [
+            "final",
+            "--config",
+            str(path),
+            "--out",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+            "--train-size",
+            "50",
+            "--seeds",
+            "1",
+        ],
+        capsys,
+    )
     assert_one_line(rc, err, fragment)
     assert not (tmp_path / "out").exists()
 
@@ -275,8 +391,22 @@ def test_final_refuses_a_config_its_run_would_crash_on(change, fragment, tmp_pat
 def test_final_refuses_seeds_past_the_range(tmp_path, capsys):
     path = tmp_path / "best.json"
     path.write_text(json.dumps(exported_config()))
-    rc, err = run_cli_stderr(["final", "--config", str(path), "--seed", str(2**32 - 2), "--seeds", "3",
-                              "--device", "cpu", "--out", str(tmp_path / "out")], capsys)
+    rc, err = run_cli_stderr(
+        [
+            "final",
+            "--config",
+            str(path),
+            "--seed",
+            str(2**32 - 2),
+            "--seeds",
+            "3",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capsys,
+    )
     assert_one_line(rc, err, "--seeds: the last seed would be 4294967296")
 
 

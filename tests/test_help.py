@@ -30,8 +30,9 @@ print(json.dumps({"code": code, "heavy": heavy, "help": out.getvalue()}))
 
 
 def help_of(*argv: str) -> dict:
-    r = subprocess.run([sys.executable, "-c", PROBE % json.dumps(HEAVY), *argv, "--help"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", PROBE % json.dumps(HEAVY), *argv, "--help"], capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
 
@@ -40,8 +41,16 @@ def command_names() -> list[str]:
     return [c.__name__.rsplit(".", 1)[-1] for c in COMMANDS]
 
 
-@pytest.mark.parametrize("argv", [[], *([name] for name in ["search", "worker", "stop", "status", "studies",
-                                                             "dashboard", "export", "final", "report"])])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        *(
+            [name]
+            for name in ["search", "worker", "stop", "status", "studies", "dashboard", "export", "final", "report"]
+        ),
+    ],
+)
 def test_help_imports_no_torch(argv):
     result = help_of(*argv)
     assert result["code"] == 0
@@ -49,8 +58,9 @@ def test_help_imports_no_torch(argv):
 
 
 def test_every_command_is_checked():
-    assert sorted(command_names()) == sorted(["search", "worker", "stop", "status", "studies", "dashboard",
-                                              "export", "final", "report"])
+    assert sorted(command_names()) == sorted(
+        ["search", "worker", "stop", "status", "studies", "dashboard", "export", "final", "report"]
+    )
 
 
 def test_help_explains_each_task_sampler_and_pruner_in_a_line():

@@ -39,5 +39,10 @@ def test_manifest_worker_args_parse_as_the_worker_would():
     values = {"JOB_COMPLETION_INDEX": "3", "ALEXSEARCH_STORAGE": "postgresql+psycopg://u@db:5432/alexsearch"}
     argv = [re.sub(r"\$\((\w+)\)", lambda m: values[m.group(1)], a) for a in container["args"]]
     args = build_parser().parse_args(argv)
-    assert (args.command, args.worker_index, args.study, args.trials, args.device) == ("worker", 3, "cifar", 200,
-                                                                                      "cuda")
+    assert (args.command, args.worker_index, args.study, args.trials, args.device) == (
+        "worker",
+        3,
+        "cifar",
+        200,
+        "cuda",
+    )

@@ -31,18 +31,27 @@ def under(module: str, package: str) -> bool:
 
 
 def test_nothing_imports_search_cli():
-    offenders = {m: sorted(i for i in found if under(i, "search.cli"))
-                 for m, found in imports().items() if not under(m, "search.cli")}
+    offenders = {
+        m: sorted(i for i in found if under(i, "search.cli"))
+        for m, found in imports().items()
+        if not under(m, "search.cli")
+    }
     assert {m: i for m, i in offenders.items() if i} == {}
 
 
 def test_model_imports_nothing_from_search_or_storage():
-    offenders = {m: sorted(i for i in found if under(i, "search") or under(i, "storage"))
-                 for m, found in imports().items() if under(m, "model")}
+    offenders = {
+        m: sorted(i for i in found if under(i, "search") or under(i, "storage"))
+        for m, found in imports().items()
+        if under(m, "model")
+    }
     assert {m: i for m, i in offenders.items() if i} == {}
 
 
 def test_storage_imports_nothing_from_search_or_model():
-    offenders = {m: sorted(i for i in found if under(i, "search") or under(i, "model"))
-                 for m, found in imports().items() if under(m, "storage")}
+    offenders = {
+        m: sorted(i for i in found if under(i, "search") or under(i, "model"))
+        for m, found in imports().items()
+        if under(m, "storage")
+    }
     assert {m: i for m, i in offenders.items() if i} == {}

@@ -28,10 +28,38 @@ GRACE_S = 3
 
 
 def worker_cmd(url: str, art: Path, trials: int, epochs: int, index: int, train_size: int = 20000) -> list[str]:
-    return [ALEXSEARCH, "worker", "--task", "mlp-synth", "--storage", url, "--study", "live", "--trials", str(trials),
-            "--epochs", str(epochs), "--train-size", str(train_size), "--val-size", "2000", "--device", "cpu",
-            "--pruner", "none", "--patience", "0", "--heartbeat-interval", "1", "--grace-period", str(GRACE_S),
-            "--artifacts", str(art), "--worker-index", str(index)]
+    return [
+        ALEXSEARCH,
+        "worker",
+        "--task",
+        "mlp-synth",
+        "--storage",
+        url,
+        "--study",
+        "live",
+        "--trials",
+        str(trials),
+        "--epochs",
+        str(epochs),
+        "--train-size",
+        str(train_size),
+        "--val-size",
+        "2000",
+        "--device",
+        "cpu",
+        "--pruner",
+        "none",
+        "--patience",
+        "0",
+        "--heartbeat-interval",
+        "1",
+        "--grace-period",
+        str(GRACE_S),
+        "--artifacts",
+        str(art),
+        "--worker-index",
+        str(index),
+    ]
 
 
 def start(cmd: list[str], log: Path) -> subprocess.Popen:
@@ -53,8 +81,12 @@ def trials(url: str) -> list[optuna.trial.FrozenTrial]:
 
 def first_trial_running_for(url: str, seconds: float) -> bool:
     ts = trials(url)
-    return bool(ts) and ts[0].state == TrialState.RUNNING and ts[0].datetime_start is not None and \
-        (datetime.now() - ts[0].datetime_start).total_seconds() > seconds
+    return (
+        bool(ts)
+        and ts[0].state == TrialState.RUNNING
+        and ts[0].datetime_start is not None
+        and (datetime.now() - ts[0].datetime_start).total_seconds() > seconds
+    )
 
 
 @pytest.mark.slow
@@ -63,8 +95,11 @@ def test_a_second_worker_leaves_a_trial_that_beats_past_the_grace_period_alone(s
     a = start(worker_cmd(storage_url, art, 1, 100, 0), tmp_path / "a.log")  # one trial of ~10 s or more
     b = None
     try:
-        wait_for(lambda: first_trial_running_for(storage_url, GRACE_S + 1.5), 120,
-                   "trial 0 to run for longer than the grace period")
+        wait_for(
+            lambda: first_trial_running_for(storage_url, GRACE_S + 1.5),
+            120,
+            "trial 0 to run for longer than the grace period",
+        )
         b = start(worker_cmd(storage_url, art, 1, 100, 1), tmp_path / "b.log")
         # B reaps before it prints its "study ... trials finished" line.
         wait_for(lambda: "trials finished" in (tmp_path / "b.log").read_text(), 120, "worker B to start")
@@ -89,8 +124,11 @@ def test_a_worker_whose_trial_is_failed_under_it_says_so_and_goes_on(storage_url
     art = tmp_path / "art"
     a = start(worker_cmd(storage_url, art, 2, 10, 0, train_size=60000), tmp_path / "a.log")  # ~0.3 s an epoch
     try:
-        wait_for(lambda: bool(trials(storage_url)) and len(trials(storage_url)[0].intermediate_values) >= 2, 120,
-                   "trial 0 to report two epochs")
+        wait_for(
+            lambda: bool(trials(storage_url)) and len(trials(storage_url)[0].intermediate_values) >= 2,
+            120,
+            "trial 0 to report two epochs",
+        )
         # Another process ends trial 0 and queues its retry, as a reaper that took it for dead would.
         storage = open_storage(storage_url, create=True)
         study = optuna.load_study(study_name="live", storage=storage)
@@ -107,8 +145,9 @@ def test_a_worker_whose_trial_is_failed_under_it_says_so_and_goes_on(storage_url
     assert a.returncode == 0, out[-3000:]
     assert "Cannot tell" not in out and "Traceback" not in out
     said = [line for line in out.splitlines() if "by another process" in line]
-    assert said == ["trial 0 was set FAIL by another process while it ran here; stopped it, going on with the "
-                    "next trial"]
+    assert said == [
+        "trial 0 was set FAIL by another process while it ran here; stopped it, going on with the next trial"
+    ]
     ts = trials(storage_url)
     assert ts[0].state == TrialState.FAIL
     retried = [t for t in ts if t.system_attrs.get("failed_trial") == 0]

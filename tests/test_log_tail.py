@@ -19,11 +19,14 @@ def test_only_whole_lines_each_once_and_a_requeued_task_appends(tmp_path):
     t1.write_text("trial 1 started on w1 (h:2): lr=0.2\n")
     assert tail.lines() == [
         "[task 0] trial 0 epoch 1/2: loss 1.0000 train_acc 0.5000 val_acc 0.5000 0.1s 4000 img/s",
-        "[task 1] trial 1 started on w1 (h:2): lr=0.2"]
+        "[task 1] trial 1 started on w1 (h:2): lr=0.2",
+    ]
     with t0.open("a") as f:  # the task was requeued: its new run appends to the same file
         f.write("alexsearch: task 12_0 (job 13) on h, restart 1\ntrial 0 completed: val_acc 0.5000 at epoch 1 of 2\n")
-    assert tail.lines() == ["[task 0] alexsearch: task 12_0 (job 13) on h, restart 1",
-                            "[task 0] trial 0 completed: val_acc 0.5000 at epoch 1 of 2"]
+    assert tail.lines() == [
+        "[task 0] alexsearch: task 12_0 (job 13) on h, restart 1",
+        "[task 0] trial 0 completed: val_acc 0.5000 at epoch 1 of 2",
+    ]
 
 
 def test_a_reattaching_watcher_skips_the_lines_already_written_but_not_a_half_line(tmp_path):

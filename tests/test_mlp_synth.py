@@ -69,11 +69,14 @@ def test_search_and_final_data_have_the_documented_sizes_and_differ():
     assert torch.equal(small.train.x, data.train.x[:500]) and len(small.eval) == 50
 
 
-@pytest.mark.parametrize("depth, activation, layers", [
-    (2, "relu", ["Linear", "ReLU", "Linear"]),
-    (3, "relu", ["Linear", "ReLU", "Linear", "Sigmoid", "Linear"]),  # the report's new model
-    (3, "sigmoid", ["Linear", "Sigmoid", "Linear", "Sigmoid", "Linear"]),
-])
+@pytest.mark.parametrize(
+    "depth, activation, layers",
+    [
+        (2, "relu", ["Linear", "ReLU", "Linear"]),
+        (3, "relu", ["Linear", "ReLU", "Linear", "Sigmoid", "Linear"]),  # the report's new model
+        (3, "sigmoid", ["Linear", "Sigmoid", "Linear", "Sigmoid", "Linear"]),
+    ],
+)
 def test_mlp_layers_match_depth_and_activation(depth, activation, layers):
     model = MLP(MLPConfig(depth=depth, activation=activation, hidden=8))
     assert [type(m).__name__ for m in model.layers] == layers
@@ -112,8 +115,23 @@ def one_thread() -> Iterator[None]:
 def mlp_study(tmp_path_factory) -> Path:
     """A real mlp-synth study of 4 trials, 3 epochs, on 6,000 training points, made through the CLI."""
     db = tmp_path_factory.mktemp("mlp") / "mlp.db"
-    argv = ["search", "--task", "mlp-synth", "--storage", f"sqlite:///{db}", "--trials", "4", "--epochs", "3",
-            "--train-size", "6000", "--val-size", "1000", "--device", "cpu"]
+    argv = [
+        "search",
+        "--task",
+        "mlp-synth",
+        "--storage",
+        f"sqlite:///{db}",
+        "--trials",
+        "4",
+        "--epochs",
+        "3",
+        "--train-size",
+        "6000",
+        "--val-size",
+        "1000",
+        "--device",
+        "cpu",
+    ]
     with one_thread():
         assert main(argv) == 0
     return db
@@ -140,8 +158,24 @@ def test_export_then_final_tests_on_the_separate_draw(mlp_study, tmp_path):
     assert json.loads(best.read_text())["trial_config"]["task"] == "mlp-synth"
     out = tmp_path / "final"
     with one_thread():
-        assert main(["final", "--config", str(best), "--device", "cpu", "--seeds", "1", "--train-size", "6000",
-                     "--out", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "final",
+                    "--config",
+                    str(best),
+                    "--device",
+                    "cpu",
+                    "--seeds",
+                    "1",
+                    "--train-size",
+                    "6000",
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
     metrics = json.loads((out / "metrics.json").read_text())
     assert (metrics["task"], metrics["train_images"], metrics["test_images"]) == ("mlp-synth", 6000, TEST_POINTS)
     assert metrics["classes"] == ["inside", "outside"]

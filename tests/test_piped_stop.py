@@ -27,10 +27,38 @@ READER = "import sys\nfor line in sys.stdin:\n    sys.stdout.write(line)\n    sy
 
 
 def search_cmd(url: str, art: Path, workers: int, trials: int) -> list[str]:
-    return [ALEXSEARCH, "search", "--task", "mlp-synth", "--storage", url, "--study", "piped", "--trials",
-            str(trials), "--epochs", "30", "--train-size", "20000", "--val-size", "2000", "--device", "cpu",
-            "--pruner", "none", "--patience", "0", "--heartbeat-interval", "1", "--grace-period", "3",
-            "--artifacts", str(art), "--workers", str(workers)]
+    return [
+        ALEXSEARCH,
+        "search",
+        "--task",
+        "mlp-synth",
+        "--storage",
+        url,
+        "--study",
+        "piped",
+        "--trials",
+        str(trials),
+        "--epochs",
+        "30",
+        "--train-size",
+        "20000",
+        "--val-size",
+        "2000",
+        "--device",
+        "cpu",
+        "--pruner",
+        "none",
+        "--patience",
+        "0",
+        "--heartbeat-interval",
+        "1",
+        "--grace-period",
+        "3",
+        "--artifacts",
+        str(art),
+        "--workers",
+        str(workers),
+    ]
 
 
 def group_is_gone(pgid: int) -> bool:
@@ -47,14 +75,27 @@ def test_ctrl_c_on_a_piped_search_queues_the_retries_and_the_rerun_finishes_them
     art = tmp_path / "art"
     folder = checkpoint_dir(art, "piped")  # a readable slug plus a hash of the name
     log = tmp_path / "run.log"
-    search = subprocess.Popen(search_cmd(db_url, art, workers, trials=workers), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, env=ENV, process_group=0)  # own group: a terminal job
-    reader = subprocess.Popen([sys.executable, "-c", READER], stdin=search.stdout, stdout=log.open("w"),
-                              stderr=subprocess.DEVNULL, process_group=search.pid)
+    search = subprocess.Popen(
+        search_cmd(db_url, art, workers, trials=workers),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=ENV,
+        process_group=0,
+    )  # own group: a terminal job
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER],
+        stdin=search.stdout,
+        stdout=log.open("w"),
+        stderr=subprocess.DEVNULL,
+        process_group=search.pid,
+    )
     search.stdout.close()  # the reader holds the only read end: when it dies, writes get EPIPE
     try:
-        wait_for(lambda: folder.exists() and len(list(folder.glob("trial-*.pt"))) == workers, 180,
-                   "every worker to checkpoint an epoch")
+        wait_for(
+            lambda: folder.exists() and len(list(folder.glob("trial-*.pt"))) == workers,
+            180,
+            "every worker to checkpoint an epoch",
+        )
         os.killpg(search.pid, signal.SIGINT)  # Ctrl-C
         reader.wait(timeout=30)
         search.wait(timeout=60)
@@ -70,11 +111,13 @@ def test_ctrl_c_on_a_piped_search_queues_the_retries_and_the_rerun_finishes_them
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert len(failed) == workers and not [t for t in trials if t.state == TrialState.RUNNING]
     assert sorted(t.system_attrs.get("failed_trial") for t in trials if t.state == TrialState.WAITING) == sorted(
-        t.number for t in failed)  # each interrupted trial has its retry queued
+        t.number for t in failed
+    )  # each interrupted trial has its retry queued
     saved = {t.number: torch_epoch(folder / f"trial-{t.number}.pt") for t in failed}
 
-    again = subprocess.run(search_cmd(db_url, art, 1, trials=workers), capture_output=True, text=True, timeout=300,
-                           env=ENV)
+    again = subprocess.run(
+        search_cmd(db_url, art, 1, trials=workers), capture_output=True, text=True, timeout=300, env=ENV
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     trials = optuna.load_study(study_name="piped", storage=storage).get_trials()
     retried = {t.system_attrs["failed_trial"]: t for t in trials if "failed_trial" in t.system_attrs}

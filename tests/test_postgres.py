@@ -96,8 +96,21 @@ def test_export_and_final_on_postgres(pg_study, tmp_path, capsys):
     exported = json.loads(out.read_text())
     assert exported["provenance"]["storage"] == pg_study  # no password in this URL, so nothing was redacted
     # A full run (no --train-size): a smoke run is not recorded as the study's final_result.
-    rc = main(["final", "--config", str(out), "--seeds", "1", "--device", "cpu",
-               "--out", str(tmp_path / "final"), "--artifacts", str(tmp_path / "artifacts")])
+    rc = main(
+        [
+            "final",
+            "--config",
+            str(out),
+            "--seeds",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "final"),
+            "--artifacts",
+            str(tmp_path / "artifacts"),
+        ]
+    )
     assert rc == 0
     storage = open_storage(pg_study, create=False)
     try:
@@ -112,9 +125,23 @@ def test_report_on_postgres(pg_study, tmp_path):
 
 
 def test_dashboard_serves_the_postgres_study(pg_study, tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "search.cli", "dashboard", "--storage", pg_study, "--port", "0",
-                             "--artifacts", str(tmp_path / "artifacts")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "search.cli",
+            "dashboard",
+            "--storage",
+            pg_study,
+            "--port",
+            "0",
+            "--artifacts",
+            str(tmp_path / "artifacts"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()  # "dashboard for URL, study 'NAME': http://127.0.0.1:PORT/dashboard/..."
         port = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
@@ -138,8 +165,11 @@ def command_names() -> list[str]:
 # Commands that only read the study. search (and worker) create one; final reads an exported file and records
 # on the study only if it can.
 READ_ONLY = [c for c in command_names() if c not in ("search", "worker", "final")]
-EXTRA = {"export": ["--out", "{tmp}/best.json"], "dashboard": ["--port", "0", "--artifacts", "{tmp}/artifacts"],
-         "report": ["--out", "{tmp}/report"]}
+EXTRA = {
+    "export": ["--out", "{tmp}/best.json"],
+    "dashboard": ["--port", "0", "--artifacts", "{tmp}/artifacts"],
+    "report": ["--out", "{tmp}/report"],
+}
 
 
 def read_only_argv(command: str, url: str, tmp_path: Path) -> list[str]:
@@ -295,4 +325,3 @@ def test_storage_url_fixture_gives_each_backend_a_fresh_database(storage_url, ca
     capsys.readouterr()
     assert main(["status", "--storage", storage_url]) == 0
     assert "study fresh: 3 trials" in capsys.readouterr().out
-

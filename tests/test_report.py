@@ -20,7 +20,6 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PLOTS = ["history.html", "intermediate.html", "parallel.html", "importance.html"]
 
 
-
 def assert_png(path: Path) -> None:
     assert path.read_bytes()[:8] == PNG_SIGNATURE, path
     height, width, _ = matplotlib.image.imread(path).shape
@@ -32,13 +31,38 @@ def real_db(tmp_path_factory) -> Path:
     """5 real trials of 2 epochs of the MLP task through the CLI; no pruning keeps them all complete."""
     root = tmp_path_factory.mktemp("report")
     space = root / "space.toml"
-    space.write_text('task = "mlp-synth"\n[params]\nactivation = { choices = ["sigmoid", "relu"] }\n'
-                     'optimizer = { choices = ["adam", "sgd"] }\nlr = { low = 1e-4, high = 1e-2, log = true }\n'
-                     '[fixed]\nbatch_size = 100\n')
+    space.write_text(
+        'task = "mlp-synth"\n[params]\nactivation = { choices = ["sigmoid", "relu"] }\n'
+        'optimizer = { choices = ["adam", "sgd"] }\nlr = { low = 1e-4, high = 1e-2, log = true }\n'
+        "[fixed]\nbatch_size = 100\n"
+    )
     db = root / "study.db"
-    assert main(["search", "--storage", f"sqlite:///{db}", "--task", "mlp-synth", "--space", str(space),
-                 "--trials", "5", "--epochs", "2", "--pruner", "none", "--train-size", "300", "--val-size", "200",
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "--storage",
+                f"sqlite:///{db}",
+                "--task",
+                "mlp-synth",
+                "--space",
+                str(space),
+                "--trials",
+                "5",
+                "--epochs",
+                "2",
+                "--pruner",
+                "none",
+                "--train-size",
+                "300",
+                "--val-size",
+                "200",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     return db
 
 
@@ -69,17 +93,32 @@ def test_report_on_a_real_study_writes_every_file(real_db, tmp_path, capsys):
 def synthetic_study(url: str, name: str, values: list[float], strategy: str = "optuna") -> optuna.Study:
     """Finished trials with the attributes the objective records, without training anything."""
     study = optuna.create_study(storage=open_storage(url, create=True), study_name=name, direction="maximize")
-    study.set_user_attr("search_config", {"strategy": strategy, "sampler": "tpe", "pruner": "median",
-                                          "patience": 0, "epochs": 3, "trials": len(values), "data": {}})
+    study.set_user_attr(
+        "search_config",
+        {
+            "strategy": strategy,
+            "sampler": "tpe",
+            "pruner": "median",
+            "patience": 0,
+            "epochs": 3,
+            "trials": len(values),
+            "data": {},
+        },
+    )
     dists = {"batch_norm": CategoricalDistribution([False, True]), "lr": FloatDistribution(1e-5, 1e-2, log=True)}
     for i, v in enumerate(values):
         pruned = v < 0
         curve = [abs(v) * (k + 1) / 3 for k in range(2 if pruned else 3)]
-        study.add_trial(create_trial(
-            state=TrialState.PRUNED if pruned else TrialState.COMPLETE, value=None if pruned else v,
-            params={"batch_norm": i % 2 == 0, "lr": 10 ** -(2 + i % 3)}, distributions=dists,
-            intermediate_values=dict(enumerate(curve, 1)),
-            user_attrs={"train_acc": [c + 0.05 for c in curve], "val_acc": curve, "best_epoch": len(curve)}))
+        study.add_trial(
+            create_trial(
+                state=TrialState.PRUNED if pruned else TrialState.COMPLETE,
+                value=None if pruned else v,
+                params={"batch_norm": i % 2 == 0, "lr": 10 ** -(2 + i % 3)},
+                distributions=dists,
+                intermediate_values=dict(enumerate(curve, 1)),
+                user_attrs={"train_acc": [c + 0.05 for c in curve], "val_acc": curve, "best_epoch": len(curve)},
+            )
+        )
     return study
 
 
@@ -87,8 +126,9 @@ def test_report_on_a_running_study_says_what_needs_more_trials(tmp_path, capsys)
     db = tmp_path / "running.db"
     url = f"sqlite:///{db}"
     study = synthetic_study(url, "live", [0.4])
-    running = study.ask({"batch_norm": CategoricalDistribution([False, True]),
-                         "lr": FloatDistribution(1e-5, 1e-2, log=True)})
+    running = study.ask(
+        {"batch_norm": CategoricalDistribution([False, True]), "lr": FloatDistribution(1e-5, 1e-2, log=True)}
+    )
     running.report(0.3, 1)
     running.set_user_attr("train_acc", [0.35])
     running.set_user_attr("val_acc", [0.3])
@@ -149,4 +189,3 @@ def test_missing_storage_is_not_created(tmp_path, capsys):
     db = tmp_path / "none.db"
     assert main(["report", "--storage", f"sqlite:///{db}", "--out", str(tmp_path / "out")]) == 2
     assert "no database at" in capsys.readouterr().err and not db.exists()
-

@@ -31,8 +31,14 @@ class Run:
     """`alexsearch ARGS` in its own process group (as in a terminal), its output collected as it comes."""
 
     def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen([ALEXSEARCH, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, env=ENV, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [ALEXSEARCH, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=ENV,
+            start_new_session=True,
+        )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -71,8 +77,11 @@ class Run:
         pids = []
         for entry in Path("/proc").iterdir():
             try:
-                if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == \
-                        self.proc.pid and b"spawn_main" in (entry / "cmdline").read_bytes():
+                if (
+                    entry.name.isdigit()
+                    and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == self.proc.pid
+                    and b"spawn_main" in (entry / "cmdline").read_bytes()
+                ):
                     pids.append(int(entry.name))
             except (OSError, IndexError, ValueError):
                 continue
@@ -80,8 +89,20 @@ class Run:
 
 
 def search_args(url: str, art: Path, *extra: str) -> list[str]:
-    return ["search", "--task", "mlp-synth", "--storage", url, "--study", "sig", "--device", "cpu",
-            "--artifacts", str(art), *extra]
+    return [
+        "search",
+        "--task",
+        "mlp-synth",
+        "--storage",
+        url,
+        "--study",
+        "sig",
+        "--device",
+        "cpu",
+        "--artifacts",
+        str(art),
+        *extra,
+    ]
 
 
 def trials(url: str) -> list[optuna.trial.FrozenTrial]:
@@ -103,8 +124,22 @@ def test_ctrl_c_while_importing_is_one_line(db_url, tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_while_spawned_workers_import_is_quiet(db_url, tmp_path):
-    run = Run(*search_args(db_url, tmp_path / "art", "--workers", "2", "--trials", "4", "--epochs", "1",
-                           "--train-size", "300", "--val-size", "200"))
+    run = Run(
+        *search_args(
+            db_url,
+            tmp_path / "art",
+            "--workers",
+            "2",
+            "--trials",
+            "4",
+            "--epochs",
+            "1",
+            "--train-size",
+            "300",
+            "--val-size",
+            "200",
+        )
+    )
     run.wait_for(lambda: len(run.workers()) == 2, 150, "the workers to start")  # after the study is created
     time.sleep(0.5)  # they are importing torch now
     run.ctrl_c()
@@ -119,8 +154,26 @@ def test_second_ctrl_c_stops_two_workers_at_once(db_url, tmp_path):
     """Each epoch evaluates 6 million points (seconds on a CPU): a first Ctrl-C during that evaluation waits
     for its end; a second one must not."""
     art = tmp_path / "art"
-    run = Run(*search_args(db_url, art, "--workers", "2", "--trials", "4", "--epochs", "50", "--pruner", "none",
-                           "--patience", "0", "--train-size", "300", "--val-size", "6000000"))
+    run = Run(
+        *search_args(
+            db_url,
+            art,
+            "--workers",
+            "2",
+            "--trials",
+            "4",
+            "--epochs",
+            "50",
+            "--pruner",
+            "none",
+            "--patience",
+            "0",
+            "--train-size",
+            "300",
+            "--val-size",
+            "6000000",
+        )
+    )
     folder = art / "checkpoints"
     run.wait_for(lambda: len(list(folder.glob("*/trial-*.pt"))) == 2, 240, "both workers' first checkpoint")
     run.ctrl_c()  # both workers are evaluating epoch 2 now (its 300 training points take milliseconds)
@@ -136,25 +189,54 @@ def test_second_ctrl_c_stops_two_workers_at_once(db_url, tmp_path):
     after = trials(db_url)
     assert not [t for t in after if t.state == TrialState.RUNNING]
     failed = {t.number for t in after if t.state == TrialState.FAIL}
-    assert len(failed) == 2 and {t.system_attrs.get("failed_trial") for t in after
-                                 if t.state == TrialState.WAITING} == failed  # each stopped trial is queued
+    assert (
+        len(failed) == 2
+        and {t.system_attrs.get("failed_trial") for t in after if t.state == TrialState.WAITING} == failed
+    )  # each stopped trial is queued
 
 
 @pytest.mark.slow
 def test_worker_paused_past_the_grace_period_goes_on_when_continued(db_url, tmp_path):
     art = tmp_path / "art"
-    run = Run(*search_args(db_url, art, "--workers", "2", "--trials", "6", "--epochs", "3", "--pruner", "none",
-                           "--patience", "0", "--train-size", "60000", "--val-size", "300",
-                           "--heartbeat-interval", "1", "--grace-period", "6"))
+    run = Run(
+        *search_args(
+            db_url,
+            art,
+            "--workers",
+            "2",
+            "--trials",
+            "6",
+            "--epochs",
+            "3",
+            "--pruner",
+            "none",
+            "--patience",
+            "0",
+            "--train-size",
+            "60000",
+            "--val-size",
+            "300",
+            "--heartbeat-interval",
+            "1",
+            "--grace-period",
+            "6",
+        )
+    )
     # Pause w0 just after it reported an epoch: it is training then (seconds of 60,000 points), not inside a
     # database transaction, whose lock would stop the other worker too (SQLite has one writer at a time).
-    run.wait_for(lambda: any(line.startswith("[w0] trial") and " epoch " in line for line in run.lines), 240,
-                 "w0 to train an epoch")
+    run.wait_for(
+        lambda: any(line.startswith("[w0] trial") and " epoch " in line for line in run.lines),
+        240,
+        "w0 to train an epoch",
+    )
     paused = min(run.workers())  # w0 was spawned first
     os.kill(paused, signal.SIGSTOP)
     try:
-        run.wait_for(lambda: any(t.state == TrialState.FAIL for t in trials(db_url)), 90,
-                     "the other worker to fail the paused worker's trial as dead")
+        run.wait_for(
+            lambda: any(t.state == TrialState.FAIL for t in trials(db_url)),
+            90,
+            "the other worker to fail the paused worker's trial as dead",
+        )
     finally:
         os.kill(paused, signal.SIGCONT)
     rc = run.finish(240)

@@ -27,8 +27,26 @@ pytestmark = pytest.mark.slow
 ALEXSEARCH = str(Path(sys.executable).parent / "alexsearch")
 # mlp-synth on the CPU: 400 points train an epoch in milliseconds; 40,000 take about a second, long enough to
 # stop a trial in its middle.
-QUICK = ["--task", "mlp-synth", "--device", "cpu", "--epochs", "2", "--train-size", "400", "--val-size", "100",
-         "--pruner", "none", "--patience", "0", "--heartbeat-interval", "1", "--grace-period", "3"]
+QUICK = [
+    "--task",
+    "mlp-synth",
+    "--device",
+    "cpu",
+    "--epochs",
+    "2",
+    "--train-size",
+    "400",
+    "--val-size",
+    "100",
+    "--pruner",
+    "none",
+    "--patience",
+    "0",
+    "--heartbeat-interval",
+    "1",
+    "--grace-period",
+    "3",
+]
 SLOW_EPOCHS = ["--epochs", "6", "--train-size", "40000"]
 
 
@@ -38,9 +56,27 @@ def env() -> dict[str, str]:
 
 def search(tmp_path: Path, storage: str, *extra: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """`alexsearch search --launcher slurm` run from tmp_path (the jobs' working folder), as a user would."""
-    return subprocess.run([ALEXSEARCH, "search", "--launcher", "slurm", "--storage", storage, "--study", "arr",
-                           *QUICK, "--artifacts", str(tmp_path / "art"), *extra], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=timeout, env=env())
+    return subprocess.run(
+        [
+            ALEXSEARCH,
+            "search",
+            "--launcher",
+            "slurm",
+            "--storage",
+            storage,
+            "--study",
+            "arr",
+            *QUICK,
+            "--artifacts",
+            str(tmp_path / "art"),
+            *extra,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env(),
+    )
 
 
 def load(url: str) -> optuna.Study:
@@ -85,7 +121,8 @@ def test_bad_partition_is_one_line_exit_2_nothing_queued_study_unchanged(slurm_c
     r = search(tmp_path, url, "--slurm-partition", "nope")
     assert r.returncode == 2 and r.stderr == (
         "alexsearch search: error: --launcher slurm: sbatch rejected the job: invalid partition specified: nope; "
-        "allocation failure: Invalid partition name specified\n")
+        "allocation failure: Invalid partition name specified\n"
+    )
     assert not db.exists()  # nothing created
     optuna.create_study(study_name="arr", storage=open_storage(url, create=True))
     before = digest(db)
@@ -99,8 +136,10 @@ def assert_workers_lines_shown(out: str, tmp_path: Path, budget: int) -> None:
     """The watcher shows the workers' event lines (read from the tasks' logs) whole, marked with their task, a
     progress count never past the budget, and no Optuna log line."""
     shown = [line for line in out.splitlines() if line.startswith("[task ")]
-    by_task = {p.name.rsplit("_", 1)[1].removesuffix(".out"): set(p.read_text().splitlines())
-               for p in (tmp_path / "art" / "slurm").glob("*.out")}
+    by_task = {
+        p.name.rsplit("_", 1)[1].removesuffix(".out"): set(p.read_text().splitlines())
+        for p in (tmp_path / "art" / "slurm").glob("*.out")
+    }
     for line in shown:  # each one whole, as its task wrote it
         task, text = line.removeprefix("[task ").split("] ", 1)
         assert text in by_task[task], line
@@ -135,11 +174,19 @@ def test_two_task_array_fills_the_study_and_each_trial_names_its_job(slurm_clust
     wait_ended(slurm_cluster, job_id, tmp_path)
     assert not [t for t in load(storage_url).get_trials() if t.state == TrialState.RUNNING]
     assert set(task_states(job_id).values()) == {"COMPLETED"}
-    status = subprocess.run([ALEXSEARCH, "status", "--storage", storage_url, "--study", "arr"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60, env=env())
+    status = subprocess.run(
+        [ALEXSEARCH, "status", "--storage", storage_url, "--study", "arr"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env(),
+    )
     assert f"slurm: job {job_id}, 2 array tasks: COMPLETED 2; script {script}" in status.stdout
-    print(f"2-task array on {storage_url.split(':')[0]}: `search --launcher slurm --workers 2 --trials 4` "
-          f"took {took:.1f} s")
+    print(
+        f"2-task array on {storage_url.split(':')[0]}: `search --launcher slurm --workers 2 --trials 4` "
+        f"took {took:.1f} s"
+    )
 
 
 def test_requeue_mid_trial_resumes_from_the_checkpoint(slurm_cluster, tmp_path):
@@ -171,12 +218,13 @@ def test_requeue_mid_trial_resumes_from_the_checkpoint(slurm_cluster, tmp_path):
     assert f"trial {retry.number} epoch {resumed_epoch + 1}/6" in out  # only the epoch in flight was redone
     assert task_states(job_id) == {f"{job_id}_0": "COMPLETED"}
     assert not ckpt.exists()
-    print(f"requeue: trial 0 resumed as trial {retry.number} from its epoch-{resumed_epoch} checkpoint "
-          f"(training on at epoch {resumed_epoch + 1}); {took:.1f} s from submission to the study complete")
+    print(
+        f"requeue: trial 0 resumed as trial {retry.number} from its epoch-{resumed_epoch} checkpoint "
+        f"(training on at epoch {resumed_epoch + 1}); {took:.1f} s from submission to the study complete"
+    )
 
 
-def test_scancel_of_the_array_queues_the_stopped_trials_and_the_next_submission_finishes_them(
-        slurm_cluster, tmp_path):
+def test_scancel_of_the_array_queues_the_stopped_trials_and_the_next_submission_finishes_them(slurm_cluster, tmp_path):
     url = f"sqlite:///{tmp_path / 'study.db'}"
     args = ["--workers", "2", "--trials", "2", *SLOW_EPOCHS, "--max-retry", "3"]
     r = search(tmp_path, url, *args, "--detach")
@@ -208,11 +256,22 @@ def test_scancel_of_the_array_queues_the_stopped_trials_and_the_next_submission_
 def test_ctrl_c_leaves_the_array_running_and_the_same_command_reattaches(slurm_cluster, tmp_path):
     url = f"sqlite:///{tmp_path / 'study.db'}"
     args = ["--workers", "1", "--trials", "2", *SLOW_EPOCHS]
-    cmd = [ALEXSEARCH, "search", "--launcher", "slurm", "--storage", url, "--study", "arr", *QUICK,
-           "--artifacts", str(tmp_path / "art"), *args]
+    cmd = [
+        ALEXSEARCH,
+        "search",
+        "--launcher",
+        "slurm",
+        "--storage",
+        url,
+        "--study",
+        "arr",
+        *QUICK,
+        "--artifacts",
+        str(tmp_path / "art"),
+        *args,
+    ]
     before = arrays(slurm_cluster)
-    watcher = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=env())
+    watcher = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
     try:
         slurm_cluster.wait_for(lambda: submitted(url), 60, "the submission")
         time.sleep(1)  # into the watching loop
@@ -235,8 +294,9 @@ def test_ctrl_c_leaves_the_array_running_and_the_same_command_reattaches(slurm_c
     assert r.returncode == 0, r.stderr
     assert f"already has Slurm job {job_id} queued or running (SUSPENDED 1); not submitting another" in r.stdout
     assert "submitted" not in r.stdout
-    watcher = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=env())  # the same command again: re-attach, watch to the end
+    watcher = subprocess.Popen(
+        cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env()
+    )  # the same command again: re-attach, watch to the end
     try:
         first = watcher.stdout.readline()
         assert f"already has Slurm job {job_id} queued or running" in first, first

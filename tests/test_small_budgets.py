@@ -40,11 +40,13 @@ def test_the_pruner_never_prunes_at_the_last_epoch(tiny_data, db_url):
     # Pruning is first allowed at epoch 2 (warm-up 1), which is also the last: the bad trial completes.
     space = parse_space(SPACE, "test.toml")
     data_cfg = DataConfig(root=str(tiny_data), val_size=100, train_size=200)
-    settings = SearchConfig(storage=db_url, study="t", data=data_cfg, epochs=2, trials=3, startup_trials=2,
-                            warmup_epochs=1, patience=0)
+    settings = SearchConfig(
+        storage=db_url, study="t", data=data_cfg, epochs=2, trials=3, startup_trials=2, warmup_epochs=1, patience=0
+    )
     study = create_study(settings, space, settings.seed)
-    objective = Objective(space, settings, space.task.load_search_data(data_cfg), torch.device("cpu"),
-                          log=lambda s: None)
+    objective = Objective(
+        space, settings, space.task.load_search_data(data_cfg), torch.device("cpu"), log=lambda s: None
+    )
     good, bad = {"optimizer": "adam", "lr": 1e-3, "batch_size": 10}, {"optimizer": "sgd", "lr": 1e-6, "batch_size": 10}
     for params in (good, {**good, "batch_size": 20}, bad):
         study.enqueue_trial(params, skip_if_exists=False)
@@ -57,8 +59,15 @@ def test_trainer_reports_progress_inside_an_epoch():
     task = get_task("mlp-synth")
     data = task.load_search_data(DataConfig(val_size=50, train_size=400))
     seen = []
-    trainer = Trainer(task, task.model_config(), TrainConfig(batch_size=50, epochs=1), data, torch.device("cpu"),
-                      on_progress=seen.append, progress_every_s=0.0)
+    trainer = Trainer(
+        task,
+        task.model_config(),
+        TrainConfig(batch_size=50, epochs=1),
+        data,
+        torch.device("cpu"),
+        on_progress=seen.append,
+        progress_every_s=0.0,
+    )
     list(trainer.epochs())
     assert [p.steps for p in seen] == list(range(1, 8))  # after every step but the last, when due
     assert all(p.epoch == 1 and p.total_steps == 8 and p.images == 50 * p.steps for p in seen)

@@ -42,8 +42,15 @@ def test_optuna_reads_go_on_while_another_process_holds_the_write_lock(tmp_path)
     holder = sqlite3.connect(tmp_path / "study.db", isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another worker in the middle of a write
     try:
-        assert finishes_within(lambda: (storage.get_all_trials(study_id), storage.get_trial(trial_id),
-                                        storage.get_study_user_attrs(study_id), storage.get_all_studies()), WAIT_S)
+        assert finishes_within(
+            lambda: (
+                storage.get_all_trials(study_id),
+                storage.get_trial(trial_id),
+                storage.get_study_user_attrs(study_id),
+                storage.get_all_studies(),
+            ),
+            WAIT_S,
+        )
     finally:
         holder.execute("ROLLBACK")
         holder.close()

@@ -53,17 +53,50 @@ class Output:
 @pytest.mark.slow
 def test_stop_from_another_process_ends_a_two_worker_search_within_an_epoch(tmp_path):
     url = f"sqlite:///{tmp_path / 's.db'}"
-    search = subprocess.Popen([ALEXSEARCH, "search", *MLP, "--no-estimate", "--storage", url, "--study", "st",
-                               "--workers", "2", "--trials", "4", "--epochs", "60", "--train-size", "20000",
-                               "--val-size", "500",
-                               "--artifacts", str(tmp_path / "art")],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    search = subprocess.Popen(
+        [
+            ALEXSEARCH,
+            "search",
+            *MLP,
+            "--no-estimate",
+            "--storage",
+            url,
+            "--study",
+            "st",
+            "--workers",
+            "2",
+            "--trials",
+            "4",
+            "--epochs",
+            "60",
+            "--train-size",
+            "20000",
+            "--val-size",
+            "500",
+            "--artifacts",
+            str(tmp_path / "art"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
     out = Output(search)
     try:
-        out.wait_for(lambda lines: {w for w in ("[w0]", "[w1]") if any(w in x and "epoch 1/60" in x for x in lines)}
-                     == {"[w0]", "[w1]"}, 300, "both workers to finish an epoch")
-        stop = subprocess.run([ALEXSEARCH, "stop", "--storage", url, "--study", "st"], capture_output=True,
-                              text=True, timeout=120, env=ENV)
+        out.wait_for(
+            lambda lines: (
+                {w for w in ("[w0]", "[w1]") if any(w in x and "epoch 1/60" in x for x in lines)} == {"[w0]", "[w1]"}
+            ),
+            300,
+            "both workers to finish an epoch",
+        )
+        stop = subprocess.run(
+            [ALEXSEARCH, "stop", "--storage", url, "--study", "st"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=ENV,
+        )
         assert stop.returncode == 0, stop.stderr
         assert "stop requested" in stop.stdout
         search.wait(timeout=180)
@@ -86,9 +119,29 @@ def test_stop_from_another_process_ends_a_two_worker_search_within_an_epoch(tmp_
     assert text.count("stopped by `alexsearch stop`") == 2 and text.count("queued for retry") == 2
 
     # `worker` obeys the flag until `search` clears it.
-    r = subprocess.run([ALEXSEARCH, "worker", *MLP, "--storage", url, "--study", "st", "--trials", "4",
-                        "--epochs", "60", "--train-size", "20000", "--val-size", "500"],
-                       capture_output=True, text=True, timeout=300, env=ENV)
+    r = subprocess.run(
+        [
+            ALEXSEARCH,
+            "worker",
+            *MLP,
+            "--storage",
+            url,
+            "--study",
+            "st",
+            "--trials",
+            "4",
+            "--epochs",
+            "60",
+            "--train-size",
+            "20000",
+            "--val-size",
+            "500",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+    )
     assert r.returncode == 0 and "was stopped by" in r.stdout, r.stdout + r.stderr
     assert len(load(url, "st").get_trials()) == len(trials)  # it started nothing
 
@@ -97,9 +150,31 @@ def test_stop_from_another_process_ends_a_two_worker_search_within_an_epoch(tmp_
 def test_timeout_starts_no_trial_after_the_limit(tmp_path):
     url = f"sqlite:///{tmp_path / 's.db'}"
     started = time.time()
-    r = subprocess.run([ALEXSEARCH, "search", *MLP, "--storage", url, "--study", "to", "--trials", "1000",
-                        "--epochs", "1", "--train-size", "300", "--val-size", "100", "--timeout", "25s"],
-                       capture_output=True, text=True, timeout=300, env=ENV)
+    r = subprocess.run(
+        [
+            ALEXSEARCH,
+            "search",
+            *MLP,
+            "--storage",
+            url,
+            "--study",
+            "to",
+            "--trials",
+            "1000",
+            "--epochs",
+            "1",
+            "--train-size",
+            "300",
+            "--val-size",
+            "100",
+            "--timeout",
+            "25s",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "time limit (--timeout) reached" in r.stdout
     trials = load(url, "to").get_trials()
@@ -108,8 +183,9 @@ def test_timeout_starts_no_trial_after_the_limit(tmp_path):
     assert max(t.datetime_start.timestamp() for t in trials) <= started + 25 + 2  # none began after the limit
 
 
-@pytest.mark.parametrize("text,message", [("soon", "must be a duration like 90s, 30m or 2h, got 'soon'"),
-                                          ("0s", "must be a duration")])
+@pytest.mark.parametrize(
+    "text,message", [("soon", "must be a duration like 90s, 30m or 2h, got 'soon'"), ("0s", "must be a duration")]
+)
 def test_bad_timeout_is_one_line(tmp_path, capsys, text, message):
     with pytest.raises(SystemExit) as e:
         main(["search", *MLP, "--storage", f"sqlite:///{tmp_path / 's.db'}", "--timeout", text])
@@ -127,17 +203,27 @@ def synthetic(url: str, name: str, values: list[float | None], **attrs) -> optun
         study.set_user_attr(key, value)
     config = TrialConfig("alexnet-cifar10", AlexNetConfig().to_dict(), TrainConfig(epochs=2), DataConfig())
     for i, v in enumerate(values):
-        study.add_trial(create_trial(
-            state=TrialState.FAIL if v is None else TrialState.COMPLETE, value=v, params={"lr": 10.0 ** -(i + 2)},
-            distributions={"lr": FloatDistribution(1e-6, 1e-1, log=True)}, intermediate_values={1: v or 0.1},
-            user_attrs={"config": config.to_dict(), "best_epoch": 1, "val_acc": [v or 0.1], "train_acc": [0.5]}))
+        study.add_trial(
+            create_trial(
+                state=TrialState.FAIL if v is None else TrialState.COMPLETE,
+                value=v,
+                params={"lr": 10.0 ** -(i + 2)},
+                distributions={"lr": FloatDistribution(1e-6, 1e-1, log=True)},
+                intermediate_values={1: v or 0.1},
+                user_attrs={"config": config.to_dict(), "best_epoch": 1, "val_acc": [v or 0.1], "train_acc": [0.5]},
+            )
+        )
     return study
 
 
 def test_studies_lists_states_best_and_final_result(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 's.db'}"
-    synthetic(url, "alpha", [0.6, 0.8, None],
-              final_result={"test_acc_mean": 0.7712, "test_acc_std": 0.004, "test_acc_per_seed": [0.77, 0.78, 0.76]})
+    synthetic(
+        url,
+        "alpha",
+        [0.6, 0.8, None],
+        final_result={"test_acc_mean": 0.7712, "test_acc_std": 0.004, "test_acc_per_seed": [0.77, 0.78, 0.76]},
+    )
     synthetic(url, "beta", [0.5])
     request_stop(open_storage(url, create=False), "beta")
     assert main(["studies", "--storage", url]) == 0

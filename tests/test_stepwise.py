@@ -58,9 +58,11 @@ def fake_objective(space, pause_s: float = 0.0):
 
 def configs(study: optuna.Study) -> list[tuple]:
     """The configs trained, in trial order (skipped duplicates left out)."""
-    return [tuple(trial_values(t)[k] for k in ("batch_norm", "optimizer", "batch_size", "lr"))
-            for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
-            if "duplicate_of" not in t.user_attrs]
+    return [
+        tuple(trial_values(t)[k] for k in ("batch_norm", "optimizer", "batch_size", "lr"))
+        for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+        if "duplicate_of" not in t.user_attrs
+    ]
 
 
 def new_study(db_url: str) -> optuna.Study:
@@ -120,8 +122,7 @@ def test_a_trial_that_finds_the_queue_empty_repeats_the_start_instead_of_samplin
     run_trials(study, fake_objective(space), 2, space, strategy=Stepwise(plan_for(space)))
     study.optimize(fake_objective(space), n_trials=1)  # no enqueue: Optuna asks the sampler
     stray = study.trials[-1]
-    assert trial_values(stray) == dict(zip(("batch_norm", "optimizer", "batch_size", "lr"), EXPECTED[0],
-                                           strict=True))
+    assert trial_values(stray) == dict(zip(("batch_norm", "optimizer", "batch_size", "lr"), EXPECTED[0], strict=True))
     assert stray.user_attrs["duplicate_of"] == 0 and stray.state == TrialState.PRUNED
 
 
@@ -134,8 +135,13 @@ def test_two_workers_share_the_plan_and_wait_for_each_step(db_url):
     def worker() -> None:
         try:
             study = optuna.load_study(study_name="sw", storage=open_storage(db_url, create=True))
-            run_trials(study, fake_objective(space, pause_s=0.3), 100, space,
-                       strategy=Stepwise(plan_for(space), poll_s=0.05, orphan_s=5.0, log=lambda line: None))
+            run_trials(
+                study,
+                fake_objective(space, pause_s=0.3),
+                100,
+                space,
+                strategy=Stepwise(plan_for(space), poll_s=0.05, orphan_s=5.0, log=lambda line: None),
+            )
         except Exception as e:  # surfaced below; a thread's exception would vanish
             errors.append(e)
 
@@ -158,10 +164,10 @@ def test_two_workers_share_the_plan_and_wait_for_each_step(db_url):
 def test_a_range_parameter_takes_table1_values_and_other_params_are_refused():
     plan = plan_for(load_space(None, "alexnet-cifar10"))  # the default space: lr is a log range
     assert plan.steps[-1].name == "lr" and plan.steps[-1].values == (1e-3, 1e-4, 1e-5)
-    extra = parse_space('[params]\nlr = { choices = [1e-3, 1e-4] }\ndropout = { choices = [0.0, 0.5] }\n', "x.toml")
+    extra = parse_space("[params]\nlr = { choices = [1e-3, 1e-4] }\ndropout = { choices = [0.0, 0.5] }\n", "x.toml")
     with pytest.raises(ValueError, match=r"params.dropout is not a step of the report's protocol"):
         plan_for(extra)
-    fixed = parse_space('[params]\nbatch_size = { choices = [32, 64] }\n[fixed]\nbatch_norm = true\n', "y.toml")
+    fixed = parse_space("[params]\nbatch_size = { choices = [32, 64] }\n[fixed]\nbatch_norm = true\n", "y.toml")
     plan = plan_for(fixed)  # 100 is not a choice: the first choice is the starting point
     assert plan.defaults == {"batch_size": 32} and plan.size == 2
 
@@ -178,12 +184,34 @@ def test_apply_protocol_turns_pruning_off_and_budgets_the_plan():
 def test_cli_stepwise_on_tiny_data(tiny_data, tmp_path):
     """Through the CLI on a two-step space (batch 500 fixed keeps it quick): 3 configs, no pruning."""
     space = tmp_path / "two-steps.toml"
-    space.write_text('[params]\nbatch_norm = { choices = [false, true] }\nlr = { choices = [1e-3, 1e-4] }\n'
-                     '[fixed]\nbatch_size = 500\n')
+    space.write_text(
+        "[params]\nbatch_norm = { choices = [false, true] }\nlr = { choices = [1e-3, 1e-4] }\n"
+        "[fixed]\nbatch_size = 500\n"
+    )
     db = tmp_path / "sw.db"
-    rc = main(["search", "--storage", f"sqlite:///{db}", "--study", "sw", "--data", str(tiny_data),
-               "--strategy", "stepwise", "--space", str(space), "--epochs", "1", "--train-size", "100",
-               "--val-size", "100", "--device", "cpu"])
+    rc = main(
+        [
+            "search",
+            "--storage",
+            f"sqlite:///{db}",
+            "--study",
+            "sw",
+            "--data",
+            str(tiny_data),
+            "--strategy",
+            "stepwise",
+            "--space",
+            str(space),
+            "--epochs",
+            "1",
+            "--train-size",
+            "100",
+            "--val-size",
+            "100",
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     study = optuna.load_study(study_name="sw", storage=f"sqlite:///{db}")
     assert study.user_attrs["search_config"]["pruner"] == "none"

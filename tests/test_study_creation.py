@@ -63,8 +63,10 @@ def test_of_two_creations_started_together_exactly_one_sets_the_settings(storage
             refused = [outcome for _, outcome in outcomes[round_] if outcome != "created or resumed"]
             assert len(ok) == 1, f"round {round_}: {outcomes[round_]}"  # exactly one may use the study
             other = 5 - ok[0]
-            assert refused == [f"--epochs: study 'race-{round_}' was created with {ok[0]}, not {other}; resume it "
-                               "with the same value, or start a new study with --study"]
+            assert refused == [
+                f"--epochs: study 'race-{round_}' was created with {ok[0]}, not {other}; resume it "
+                "with the same value, or start a new study with --study"
+            ]
             stored = optuna.load_study(study_name=f"race-{round_}", storage=storage).user_attrs
             assert stored["search_config"]["epochs"] == ok[0] and "space" in stored
     finally:
@@ -109,11 +111,37 @@ def test_refused_command_changes_nothing(db_url):
 @pytest.mark.slow
 def test_two_search_commands_started_together_one_is_refused_in_one_line(tmp_path):
     url = f"sqlite:///{tmp_path / 'race.db'}"
-    procs = [subprocess.Popen([ALEXSEARCH, "search", "--task", "mlp-synth", "--storage", url, "--study", "race",
-                               "--trials", "2", "--epochs", str(epochs), "--train-size", "300", "--val-size", "200",
-                               "--device", "cpu", "--artifacts", str(tmp_path / "art")],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-             for epochs in (2, 3)]
+    procs = [
+        subprocess.Popen(
+            [
+                ALEXSEARCH,
+                "search",
+                "--task",
+                "mlp-synth",
+                "--storage",
+                url,
+                "--study",
+                "race",
+                "--trials",
+                "2",
+                "--epochs",
+                str(epochs),
+                "--train-size",
+                "300",
+                "--val-size",
+                "200",
+                "--device",
+                "cpu",
+                "--artifacts",
+                str(tmp_path / "art"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENV,
+        )
+        for epochs in (2, 3)
+    ]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
     assert sorted(rc for rc, _ in results) == [0, 2], results
     err = next(err for rc, err in results if rc == 2)

@@ -38,11 +38,13 @@ def test_counts_and_last_trials_match_a_full_load(storage_url):
     assert finished_count(loaded) == expected == 9  # 6 complete + 3 pruned; 3 duplicates left out
     assert StudyCount(SearchConfig(storage=storage_url, study="reads"))() == expected  # the parent's poll
     assert storage.state_counts(study._study_id) == {
-        state: sum(t.state == state for t in everything) for state in {t.state for t in everything}}
+        state: sum(t.state == state for t in everything) for state in {t.state for t in everything}
+    }
     last = storage.last_trials(study._study_id, 5)
     assert [t.number for t in last] == [t.number for t in everything][-5:]
-    assert [(t.params, t.state, t.user_attrs) for t in last] == [(t.params, t.state, t.user_attrs)
-                                                                 for t in everything[-5:]]
+    assert [(t.params, t.state, t.user_attrs) for t in last] == [
+        (t.params, t.state, t.user_attrs) for t in everything[-5:]
+    ]
     assert storage.last_trials(study._study_id, 100) == sorted(everything, key=lambda t: t.number)
 
 

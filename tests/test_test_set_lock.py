@@ -61,14 +61,31 @@ def no_test_data(tiny_data, tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_search_export_status_and_report_never_open_the_test_batch(no_test_data, tiny_data, tmp_path, opened,
-                                                                      capsys):
+def test_search_export_status_and_report_never_open_the_test_batch(no_test_data, tiny_data, tmp_path, opened, capsys):
     url = f"sqlite:///{tmp_path / 'study.db'}"
     (tmp_path / "space.toml").write_text(SPACE)
     runs = [
-        ["search", "--storage", url, "--data", str(no_test_data), "--space", str(tmp_path / "space.toml"),
-         "--trials", "1", "--epochs", "1", "--train-size", "20", "--val-size", "10", "--device", "cpu",
-         "--sampler", "grid"],
+        [
+            "search",
+            "--storage",
+            url,
+            "--data",
+            str(no_test_data),
+            "--space",
+            str(tmp_path / "space.toml"),
+            "--trials",
+            "1",
+            "--epochs",
+            "1",
+            "--train-size",
+            "20",
+            "--val-size",
+            "10",
+            "--device",
+            "cpu",
+            "--sampler",
+            "grid",
+        ],
         ["export", "--storage", url, "--out", str(tmp_path / "best.json"), "--top", "2"],
         ["status", "--storage", url],
         ["report", "--storage", url, "--out", str(tmp_path / "report")],
@@ -82,8 +99,26 @@ def test_search_export_status_and_report_never_open_the_test_batch(no_test_data,
 
     # Positive control: the exported config's final run opens the test batch (of the full data).
     opened.clear()
-    assert main(["final", "--config", str(tmp_path / "best.json"), "--data", str(tiny_data), "--seeds", "1",
-                 "--train-size", "10", "--device", "cpu", "--out", str(tmp_path / "final")]) == 0
+    assert (
+        main(
+            [
+                "final",
+                "--config",
+                str(tmp_path / "best.json"),
+                "--data",
+                str(tiny_data),
+                "--seeds",
+                "1",
+                "--train-size",
+                "10",
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / "final"),
+            ]
+        )
+        == 0
+    )
     assert touched_test_batch(opened), "the recorder missed final's read of test_batch"
 
 

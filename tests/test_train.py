@@ -61,8 +61,13 @@ def test_augment_is_a_padded_crop_with_optional_flip_per_image(data):
     padded = F.pad(x, (4, 4, 4, 4))
     found = []
     for i in range(len(x)):
-        matches = [(dy, dx, flip) for dy in range(9) for dx in range(9) for flip in (False, True)
-                   if torch.equal(out[i], (lambda c: c.flip(2) if flip else c)(padded[i, :, dy:dy + 32, dx:dx + 32]))]
+        matches = [
+            (dy, dx, flip)
+            for dy in range(9)
+            for dx in range(9)
+            for flip in (False, True)
+            if torch.equal(out[i], (lambda c: c.flip(2) if flip else c)(padded[i, :, dy : dy + 32, dx : dx + 32]))
+        ]
         assert matches, f"image {i} is not a crop of the 4-px padded image"
         found.append(matches[0])
     assert len({(dy, dx) for dy, dx, _ in found}) > 1  # offsets differ per image

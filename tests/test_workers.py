@@ -36,6 +36,7 @@ def load(url: str, name: str) -> optuna.Study:
 
 # --- placement and checkpoints: plain functions -------------------------------------------------------
 
+
 def test_gpu_placement_is_i_mod_g_and_packs_k_per_gpu():
     assert [gpu_for(i, ["0", "1", "2", "3"]) for i in range(8)] == ["0", "1", "2", "3", "0", "1", "2", "3"]
     assert [gpu_for(i, ["2", "5"]) for i in range(3)] == ["2", "5", "2"]  # a user's CUDA_VISIBLE_DEVICES=2,5
@@ -72,12 +73,39 @@ def test_trial_that_died_before_its_first_heartbeat_is_reaped(storage_url):
 
 # --- multi-process -------------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_four_workers_share_one_budget(storage_url, tmp_path):
-    r = subprocess.run([ALEXSEARCH, "search", "--task", "mlp-synth", "--storage", storage_url, "--study", "par",
-                        "--workers", "4", "--trials", "24", "--epochs", "2", "--train-size", "1000",
-                        "--val-size", "300", "--device", "cpu", "--artifacts", str(tmp_path / "art")],
-                       capture_output=True, text=True, timeout=600, env=ENV)
+    r = subprocess.run(
+        [
+            ALEXSEARCH,
+            "search",
+            "--task",
+            "mlp-synth",
+            "--storage",
+            storage_url,
+            "--study",
+            "par",
+            "--workers",
+            "4",
+            "--trials",
+            "24",
+            "--epochs",
+            "2",
+            "--train-size",
+            "1000",
+            "--val-size",
+            "300",
+            "--device",
+            "cpu",
+            "--artifacts",
+            str(tmp_path / "art"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=ENV,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "database is locked" not in r.stderr + r.stdout
     trials = load(storage_url, "par").get_trials()
@@ -93,18 +121,50 @@ EPOCHS = 8
 
 
 def _worker_cmd(url: str, art: Path, *extra: str) -> list[str]:
-    return [ALEXSEARCH, *extra, "--storage", url, "--study", "crash", "--task", "mlp-synth", "--trials", "2",
-            "--epochs", str(EPOCHS), "--train-size", "20000", "--val-size", "2000", "--device", "cpu",
-            "--pruner", "none", "--patience", "0", "--heartbeat-interval", "1", "--grace-period", "3",
-            "--artifacts", str(art), "--checkpoint-every", "0"]
+    return [
+        ALEXSEARCH,
+        *extra,
+        "--storage",
+        url,
+        "--study",
+        "crash",
+        "--task",
+        "mlp-synth",
+        "--trials",
+        "2",
+        "--epochs",
+        str(EPOCHS),
+        "--train-size",
+        "20000",
+        "--val-size",
+        "2000",
+        "--device",
+        "cpu",
+        "--pruner",
+        "none",
+        "--patience",
+        "0",
+        "--heartbeat-interval",
+        "1",
+        "--grace-period",
+        "3",
+        "--artifacts",
+        str(art),
+        "--checkpoint-every",
+        "0",
+    ]
 
 
 @pytest.mark.slow
 def test_sigkill_mid_trial_then_resume_from_checkpoint(storage_url, tmp_path):
     art = tmp_path / "art"
     ckpt = checkpoint_dir(art, "crash") / "trial-0.pt"
-    worker = subprocess.Popen(_worker_cmd(storage_url, art, "worker", "--worker-index", "0"),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    worker = subprocess.Popen(
+        _worker_cmd(storage_url, art, "worker", "--worker-index", "0"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=ENV,
+    )
     try:
         wait_for(ckpt.exists, 120, "the first checkpoint")
     finally:
@@ -116,8 +176,7 @@ def test_sigkill_mid_trial_then_resume_from_checkpoint(storage_url, tmp_path):
 
     time.sleep(3.5)  # past the grace period: the dead trial's heartbeat is stale now
     started = time.monotonic()
-    r = subprocess.run(_worker_cmd(storage_url, art, "search"), capture_output=True, text=True,
-                       timeout=300, env=ENV)
+    r = subprocess.run(_worker_cmd(storage_url, art, "search"), capture_output=True, text=True, timeout=300, env=ENV)
     assert r.returncode == 0, r.stderr[-3000:]
     trials = load(storage_url, "crash").get_trials()
     assert trials[0].state == TrialState.FAIL
@@ -142,12 +201,16 @@ def test_stop_signal_stops_all_workers_and_leaves_nothing_running(how, tmp_path,
     art = tmp_path / "art"
     cmd = _worker_cmd(db_url, art, "search", "--workers", "2")
     cmd[cmd.index("--epochs") + 1] = "50"
-    search = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV,
-                              start_new_session=True)  # its own process group, as in a terminal
+    search = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True
+    )  # its own process group, as in a terminal
     folder = checkpoint_dir(art, "crash")
     try:
-        wait_for(lambda: folder.exists() and len(list(folder.glob("trial-*.pt"))) == 2, 180,
-                   "both workers to checkpoint an epoch")
+        wait_for(
+            lambda: folder.exists() and len(list(folder.glob("trial-*.pt"))) == 2,
+            180,
+            "both workers to checkpoint an epoch",
+        )
         sent = time.monotonic()
         if how == "sigterm-to-search":
             search.send_signal(signal.SIGTERM)
@@ -167,7 +230,8 @@ def test_stop_signal_stops_all_workers_and_leaves_nothing_running(how, tmp_path,
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert len(failed) == 2
     assert {t.system_attrs.get("failed_trial") for t in trials if t.state == TrialState.WAITING} == {
-        t.number for t in failed}  # each stopped trial is queued for retry
+        t.number for t in failed
+    }  # each stopped trial is queued for retry
     assert len(list(folder.glob("trial-*.pt"))) == 2  # and its checkpoint survives
 
 

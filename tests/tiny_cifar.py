@@ -25,8 +25,15 @@ def make_images(n: int, seed: int) -> tuple[np.ndarray, list[int]]:
 
 def write_batch(path: Path, images: np.ndarray, labels: list[int]) -> None:
     with open(path, "wb") as f:
-        pickle.dump({b"batch_label": b"tiny", b"labels": labels, b"data": images,
-                     b"filenames": [b"%05d.png" % i for i in range(len(labels))]}, f)
+        pickle.dump(
+            {
+                b"batch_label": b"tiny",
+                b"labels": labels,
+                b"data": images,
+                b"filenames": [b"%05d.png" % i for i in range(len(labels))],
+            },
+            f,
+        )
 
 
 def write_tiny_cifar(root: Path, per_batch: int = 80, test_size: int = 100) -> Path:

@@ -30,8 +30,10 @@ class AlexNetCifar10(Task[AlexNetConfig]):
 
     def check_model(self, config: AlexNetConfig) -> None:
         if config.num_classes != len(cifar10.CLASSES):
-            raise ConfigError(f"num_classes: CIFAR-10 has {len(cifar10.CLASSES)} classes (allowed: "
-                             f"{len(cifar10.CLASSES)}), got {config.num_classes}")
+            raise ConfigError(
+                f"num_classes: CIFAR-10 has {len(cifar10.CLASSES)} classes (allowed: "
+                f"{len(cifar10.CLASSES)}), got {config.num_classes}"
+            )
 
     def load_search_data(self, data: DataConfig) -> TaskData:
         x, y = cifar10.load_train(data.root, data.download)
@@ -54,7 +56,8 @@ class AlexNetCifar10(Task[AlexNetConfig]):
     input_normalisation = {  # noqa: RUF012 - a constant, read only
         "input": "uint8 RGB images, N x 3 x 32 x 32, values 0-255 (CIFAR-10's layout, channels R, G, B)",
         "formula": "x = (x / 255 - mean[c]) / std[c] for each channel c, as float32",
-        "mean": list(cifar10.MEAN), "std": list(cifar10.STD),
+        "mean": list(cifar10.MEAN),
+        "std": list(cifar10.STD),
     }
 
     def make_preprocess(self, device: torch.device) -> Preprocess:
@@ -84,4 +87,3 @@ class AlexNetCifar10(Task[AlexNetConfig]):
         out = padded[batch, chan, rows, cols]
         flip = torch.rand(n, device=x.device, generator=generator) < 0.5
         return torch.where(flip[:, None, None, None], out.flip(3), out)
-

@@ -76,8 +76,9 @@ class Task(ABC, Generic[ModelConfigT]):
                 model = self.build_model(config)
         except (RuntimeError, ValueError, OverflowError, MemoryError) as e:  # e.g. a size past 2^63 bytes
             text = str(e).strip()
-            raise ConfigError(f"the model cannot be built ({text.splitlines()[0] if text else type(e).__name__})") \
-                from None
+            raise ConfigError(
+                f"the model cannot be built ({text.splitlines()[0] if text else type(e).__name__})"
+            ) from None
         return sum(t.numel() for t in (*model.parameters(), *model.buffers()))
 
     def training_bytes(self, config: ModelConfigT) -> int:
@@ -88,8 +89,10 @@ class Task(ABC, Generic[ModelConfigT]):
         """Raise ConfigError when the model cannot be built, or its training state exceeds the device's memory."""
         needed, have = self.training_bytes(config), memory_bytes(device)
         if needed > have:
-            raise ConfigError(f"the model's training state alone takes {needed / 1e9:.3g} GB (fp32 weights, "
-                             f"gradients, Adam moments), more than the {have / 1e9:.3g} GB of the {device.type}")
+            raise ConfigError(
+                f"the model's training state alone takes {needed / 1e9:.3g} GB (fp32 weights, "
+                f"gradients, Adam moments), more than the {have / 1e9:.3g} GB of the {device.type}"
+            )
 
     @abstractmethod
     def load_search_data(self, data: DataConfig) -> TaskData:

@@ -41,11 +41,15 @@ class MLPSynth(Task[MLPConfig]):
 
     def check_model(self, config: MLPConfig) -> None:
         if config.in_features != synth.FEATURES:
-            raise ConfigError(f"in_features: the synthetic data has {synth.FEATURES} features (allowed: "
-                             f"{synth.FEATURES}), got {config.in_features}")
+            raise ConfigError(
+                f"in_features: the synthetic data has {synth.FEATURES} features (allowed: "
+                f"{synth.FEATURES}), got {config.in_features}"
+            )
         if config.num_classes != len(self.class_names):
-            raise ConfigError(f"num_classes: the synthetic data has {len(self.class_names)} classes (allowed: "
-                             f"{len(self.class_names)}), got {config.num_classes}")
+            raise ConfigError(
+                f"num_classes: the synthetic data has {len(self.class_names)} classes (allowed: "
+                f"{len(self.class_names)}), got {config.num_classes}"
+            )
 
     def _train_split(self, data: DataConfig) -> Split:
         # Draw all 60,000 and keep a prefix, so a smaller train_size is a subset of the full training set.
@@ -71,4 +75,3 @@ class MLPSynth(Task[MLPConfig]):
             return x
 
         return preprocess
-

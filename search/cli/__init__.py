@@ -45,8 +45,12 @@ DEBUG_HELP = "show the traceback of every error, usage errors too, and Optuna's 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="alexsearch", description="Optuna hyperparameter search for AlexNet on CIFAR-10.",
-                           epilog=search.CHOICES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(
+        prog="alexsearch",
+        description="Optuna hyperparameter search for AlexNet on CIFAR-10.",
+        epilog=search.CHOICES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"alexsearch {version()}")
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser, required=True)
@@ -81,6 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception:
         traceback.print_exc()
-        print(f"alexsearch {args.command}: internal error: a bug, not your input; the traceback above says where "
-              "(please report it)", file=sys.stderr)
+        print(
+            f"alexsearch {args.command}: internal error: a bug, not your input; the traceback above says where "
+            "(please report it)",
+            file=sys.stderr,
+        )
         return 1

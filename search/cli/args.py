@@ -77,16 +77,25 @@ def study_name(text: str) -> str:
 
 
 def add_storage_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--storage", default=DEFAULTS.storage,
-                   help=f"SQLAlchemy URL of the study database (default: {DEFAULTS.storage})")
-    p.add_argument("--study", type=study_name, default=None,
-                   help="study name (default: for search, the task's name, e.g. alexnet-cifar10; "
-                        "for the other commands, the only study in the storage)")
+    p.add_argument(
+        "--storage",
+        default=DEFAULTS.storage,
+        help=f"SQLAlchemy URL of the study database (default: {DEFAULTS.storage})",
+    )
+    p.add_argument(
+        "--study",
+        type=study_name,
+        default=None,
+        help="study name (default: for search, the task's name, e.g. alexnet-cifar10; "
+        "for the other commands, the only study in the storage)",
+    )
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default=DataConfig.root,
-                   help=f"folder holding cifar-10-batches-py/ (default: ./{DataConfig.root})")
+    p.add_argument(
+        "--data", default=DataConfig.root, help=f"folder holding cifar-10-batches-py/ (default: ./{DataConfig.root})"
+    )
     p.add_argument("--download", action="store_true", help="download CIFAR-10 into --data when it is missing")
-    p.add_argument("--device", default=DEFAULTS.device,
-                   help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    p.add_argument(
+        "--device", default=DEFAULTS.device, help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"
+    )

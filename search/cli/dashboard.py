@@ -56,16 +56,29 @@ def port_number(text: str) -> int:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dashboard", help=HELP, description=HELP)
     add_storage_args(p)
-    p.add_argument("--port", type=port_number, default=DEFAULT_PORT,
-                   help=f"default: {DEFAULT_PORT}; 0 = any free port (the printed URL shows which)")
-    p.add_argument("--host", default=DEFAULT_HOST,
-                   help=f"interface to bind (default: {DEFAULT_HOST}, this machine only; "
-                        "0.0.0.0 exposes the dashboard to the network)")
-    p.add_argument("--artifacts", default=None,
-                   help="artifact folder (default: next to a SQLite database, e.g. study.db -> study-artifacts/)")
-    p.add_argument("--allow-edits", action="store_true",
-                   help="let the dashboard delete and rename studies, edit notes, tell trials and delete artifacts "
-                        "(default: read-only; every such request is refused with 403)")
+    p.add_argument(
+        "--port",
+        type=port_number,
+        default=DEFAULT_PORT,
+        help=f"default: {DEFAULT_PORT}; 0 = any free port (the printed URL shows which)",
+    )
+    p.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"interface to bind (default: {DEFAULT_HOST}, this machine only; "
+        "0.0.0.0 exposes the dashboard to the network)",
+    )
+    p.add_argument(
+        "--artifacts",
+        default=None,
+        help="artifact folder (default: next to a SQLite database, e.g. study.db -> study-artifacts/)",
+    )
+    p.add_argument(
+        "--allow-edits",
+        action="store_true",
+        help="let the dashboard delete and rename studies, edit notes, tell trials and delete artifacts "
+        "(default: read-only; every such request is refused with 403)",
+    )
     p.set_defaults(run=run)
 
 
@@ -123,15 +136,20 @@ def run(args: argparse.Namespace) -> int:
     server = bind(args.host, args.port, app if args.allow_edits else read_only(app))
     if not is_loopback(args.host):
         can = "read, edit and delete" if args.allow_edits else "read"
-        print(f"alexsearch dashboard: warning: binding {args.host}, so anyone who can reach this machine can "
-              f"{can} the study; prefer the default 127.0.0.1 with an SSH tunnel", file=sys.stderr)
+        print(
+            f"alexsearch dashboard: warning: binding {args.host}, so anyone who can reach this machine can "
+            f"{can} the study; prefer the default 127.0.0.1 with an SSH tunnel",
+            file=sys.stderr,
+        )
     shown = socket.gethostname() if args.host in ("0.0.0.0", "::") else args.host
     shown = f"[{shown}]" if ":" in shown else shown
     url = f"http://{shown}:{server.server_port}/dashboard"
     if study is not None:
         url += f"/studies/{storage.get_study_id_from_name(study.study_name)}"
-    print(f"dashboard for {redact(args.storage)}" + (f", study {study.study_name!r}" if study else "")
-          + f": {url}", flush=True)
+    print(
+        f"dashboard for {redact(args.storage)}" + (f", study {study.study_name!r}" if study else "") + f": {url}",
+        flush=True,
+    )
     mode = "edits allowed" if args.allow_edits else "read-only (--allow-edits to edit)"
     print(f"{mode}; press Ctrl-C to stop", file=sys.stderr, flush=True)
     try:

@@ -15,8 +15,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help=HELP, description=HELP)
     add_storage_args(p)
     p.add_argument("--out", default="best.json", help="file for the best trial (default: best.json)")
-    p.add_argument("--top", type=positive_int, default=1,
-                   help="export the best K trials: rank 1 to --out, rank r to OUT-r.json next to it (default: 1)")
+    p.add_argument(
+        "--top",
+        type=positive_int,
+        default=1,
+        help="export the best K trials: rank 1 to --out, rank r to OUT-r.json next to it (default: 1)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite files that already exist")
     p.set_defaults(run=run)
 
@@ -38,8 +42,10 @@ def run(args: argparse.Namespace) -> int:
     for config, path in zip(exports, paths, strict=True):
         p = config.provenance
         path.write_text(config.to_json() + "\n")
-        lines.append(f"wrote {path}: rank {p.rank}, trial {p.trial}, val_acc {p.val_acc:.4f}, "
-                     f"epochs {config.trial_config.train.epochs} (best of {p.search_epochs})")
+        lines.append(
+            f"wrote {path}: rank {p.rank}, trial {p.trial}, val_acc {p.val_acc:.4f}, "
+            f"epochs {config.trial_config.train.epochs} (best of {p.search_epochs})"
+        )
     print(exports[0].to_json())
     print("\n".join(lines))
     if len(exports) < args.top:

@@ -16,26 +16,40 @@ HELP = "retrain an exported config on all training images and evaluate the test 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("final", help=HELP, description=HELP)
     p.add_argument("--config", required=True, help="a file written by `alexsearch export` (e.g. best.json)")
-    p.add_argument("--data", default=None,
-                   help="folder holding cifar-10-batches-py/ (default: the data root stored in the config)")
+    p.add_argument(
+        "--data", default=None, help="folder holding cifar-10-batches-py/ (default: the data root stored in the config)"
+    )
     p.add_argument("--download", action="store_true", help="download CIFAR-10 into --data when it is missing")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
-    p.add_argument("--seeds", type=positive_int, default=3,
-                   help="train this many times, with seeds = the config's seed, +1, +2, ... (default: 3)")
-    p.add_argument("--seed", type=seed_int, default=None,
-                   help="first seed (default: the seed stored in the config)")
+    p.add_argument(
+        "--seeds",
+        type=positive_int,
+        default=3,
+        help="train this many times, with seeds = the config's seed, +1, +2, ... (default: 3)",
+    )
+    p.add_argument("--seed", type=seed_int, default=None, help="first seed (default: the seed stored in the config)")
     p.add_argument("--out", default="final", help="folder for metrics.json, weights and plots (default: ./final)")
-    p.add_argument("--train-size", type=positive_int, default=None,
-                   help="train on only this many images, a seeded stratified subset, for quick runs "
-                        "(default: all training images)")
-    p.add_argument("--storage", default=None,
-                   help="record the result on the study in this storage (default: the storage in the config's "
-                        "provenance; needed when its URL had a password)")
-    p.add_argument("--study", type=study_name, default=None,
-                   help="record the result on this study (default: the config's study)")
-    p.add_argument("--artifacts", default=None,
-                   help="artifact folder for a server database (default: next to a SQLite file, else "
-                        "./alexsearch-artifacts)")
+    p.add_argument(
+        "--train-size",
+        type=positive_int,
+        default=None,
+        help="train on only this many images, a seeded stratified subset, for quick runs "
+        "(default: all training images)",
+    )
+    p.add_argument(
+        "--storage",
+        default=None,
+        help="record the result on the study in this storage (default: the storage in the config's "
+        "provenance; needed when its URL had a password)",
+    )
+    p.add_argument(
+        "--study", type=study_name, default=None, help="record the result on this study (default: the config's study)"
+    )
+    p.add_argument(
+        "--artifacts",
+        default=None,
+        help="artifact folder for a server database (default: next to a SQLite file, else ./alexsearch-artifacts)",
+    )
     p.set_defaults(run=run)
 
 
@@ -80,9 +94,13 @@ def run(args: argparse.Namespace) -> int:
     n_classes = final.num_classes(exported, data)
     names = final.class_names(task, n_classes)
     p = exported.provenance
-    print(f"final run of {args.config}" + (f" (study {p.study!r}, trial {p.trial})" if p.trial is not None else "")
-          + f": {config.train.epochs} epochs x {len(seeds)} seeds, {len(data.train)} train / {len(data.eval)} test "
-          f"images on {device_name(device)} ({torch.get_num_threads()} threads)", file=sys.stderr)
+    print(
+        f"final run of {args.config}"
+        + (f" (study {p.study!r}, trial {p.trial})" if p.trial is not None else "")
+        + f": {config.train.epochs} epochs x {len(seeds)} seeds, {len(data.train)} train / {len(data.eval)} test "
+        f"images on {device_name(device)} ({torch.get_num_threads()} threads)",
+        file=sys.stderr,
+    )
 
     started, t0 = datetime.now(UTC), time.perf_counter()
     results, weights = [], {}
@@ -95,8 +113,18 @@ def run(args: argparse.Namespace) -> int:
             bar.write(f"seed {seed}: test_acc {result.test_acc:.4f} ({result.seconds:.0f}s)")
     bar.close()
 
-    metrics = final.metrics(exported, results, names, data, data_config, device_name(device), started,
-                            time.perf_counter() - t0, weights, now_versions)
+    metrics = final.metrics(
+        exported,
+        results,
+        names,
+        data,
+        data_config,
+        device_name(device),
+        started,
+        time.perf_counter() - t0,
+        weights,
+        now_versions,
+    )
     files = final.write_results(out, exported, metrics, results, names)
 
     if metrics["test_acc_mean"] is None:
@@ -108,17 +136,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"test accuracy {metrics['test_acc_mean']:.4f}{spread} over {len(done)} seed(s): {accs}; wrote {out}")
     if study is not None and storage_url is not None:  # open_study returns both or no study
         try:
-            final.record_on_study(study, storage_url, args.artifacts, final.study_result(metrics, out), files,
-                                  smoke_train_size=args.train_size)
+            final.record_on_study(
+                study,
+                storage_url,
+                args.artifacts,
+                final.study_result(metrics, out),
+                files,
+                smoke_train_size=args.train_size,
+            )
             if args.train_size is None:
-                print(f"recorded on study {study.study_name!r}: user attr {final.STUDY_ATTR!r} and "
-                      f"{len(files)} artifacts")
+                print(
+                    f"recorded on study {study.study_name!r}: user attr {final.STUDY_ATTR!r} and {len(files)} artifacts"
+                )
             else:
-                print(f"a --train-size run is a smoke test: recorded on study {study.study_name!r} only as user "
-                      f"attr {final.SMOKE_ATTR!r} (its {final.STUDY_ATTR!r} and artifacts are left as they were)")
+                print(
+                    f"a --train-size run is a smoke test: recorded on study {study.study_name!r} only as user "
+                    f"attr {final.SMOKE_ATTR!r} (its {final.STUDY_ATTR!r} and artifacts are left as they were)"
+                )
         except Exception as e:  # the run is done and saved; a storage hiccup must not hide that
             why = redact_text(str(e).splitlines()[0] if str(e) else "", storage_url)
-            print(f"alexsearch final: could not record on study {study.study_name!r} "
-                  f"({type(e).__name__}: {why}); results are in {out}",
-                  file=sys.stderr)
+            print(
+                f"alexsearch final: could not record on study {study.study_name!r} "
+                f"({type(e).__name__}: {why}); results are in {out}",
+                file=sys.stderr,
+            )
     return 0 if metrics["test_acc_mean"] is not None else 1

@@ -19,12 +19,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help=HELP, description=HELP)
     add_storage_args(p)
     p.add_argument("--out", default="report", help="folder for the report's files (default: ./report)")
-    p.add_argument("--compare", nargs="+", metavar="STUDY", default=None,
-                   help="instead: draw these studies' best validation accuracy against epochs trained, "
-                        "in one figure (compare.png, compare.md)")
-    p.add_argument("--format", default="png", metavar="FORMATS",
-                   help="figure formats, comma-separated: png, svg, pdf (default: png; index.html shows png, "
-                        "else svg)")
+    p.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="STUDY",
+        default=None,
+        help="instead: draw these studies' best validation accuracy against epochs trained, "
+        "in one figure (compare.png, compare.md)",
+    )
+    p.add_argument(
+        "--format",
+        default="png",
+        metavar="FORMATS",
+        help="figure formats, comma-separated: png, svg, pdf (default: png; index.html shows png, else svg)",
+    )
     p.add_argument("--dpi", type=positive_int, default=100, help="resolution of png figures (default: 100)")
     p.set_defaults(run=run)
 

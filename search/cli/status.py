@@ -22,11 +22,18 @@ LAST = 20  # trials listed by default
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help=HELP, description=HELP)
     add_storage_args(p)
-    p.add_argument("--last", type=non_negative_int, default=LAST, metavar="N",
-                   help=f"list the last N trials; 0 = all of them (default: {LAST})")
-    p.add_argument("--artifacts", default=None,
-                   help="the search's artifacts folder, to report its checkpoints (default: the one the study was "
-                        "searched with)")
+    p.add_argument(
+        "--last",
+        type=non_negative_int,
+        default=LAST,
+        metavar="N",
+        help=f"list the last N trials; 0 = all of them (default: {LAST})",
+    )
+    p.add_argument(
+        "--artifacts",
+        default=None,
+        help="the search's artifacts folder, to report its checkpoints (default: the one the study was searched with)",
+    )
     p.set_defaults(run=run)
 
 

@@ -11,8 +11,9 @@ HELP = "list the studies in a storage: trials by state, best val_acc, final test
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("studies", help=HELP, description=HELP)
-    p.add_argument("--storage", default=DEFAULT_STORAGE,
-                   help=f"SQLAlchemy URL of the study database (default: {DEFAULT_STORAGE})")
+    p.add_argument(
+        "--storage", default=DEFAULT_STORAGE, help=f"SQLAlchemy URL of the study database (default: {DEFAULT_STORAGE})"
+    )
     p.set_defaults(run=run)
 
 
@@ -40,13 +41,38 @@ def run(args: argparse.Namespace) -> int:
             if final.get("test_acc_std") is not None and seeds > 1:
                 final_text += f" ± {final['test_acc_std']:.4f} ({seeds} seeds)"
         note = "stop requested" if s.system_attrs.get(record.STOP_REQUEST) else ""
-        rows.append([s.study_name, f"{finished}/{budget}" if budget else str(finished),
-                     str(count[TrialState.COMPLETE]), str(count[TrialState.PRUNED]), str(count[TrialState.RUNNING]),
-                     str(count[TrialState.WAITING]), str(count[TrialState.FAIL]),
-                     f"{best.value:.4f} (#{best.number})" if best else "-", final_text, note])
+        rows.append(
+            [
+                s.study_name,
+                f"{finished}/{budget}" if budget else str(finished),
+                str(count[TrialState.COMPLETE]),
+                str(count[TrialState.PRUNED]),
+                str(count[TrialState.RUNNING]),
+                str(count[TrialState.WAITING]),
+                str(count[TrialState.FAIL]),
+                f"{best.value:.4f} (#{best.number})" if best else "-",
+                final_text,
+                note,
+            ]
+        )
     if not rows:
         print("no studies in this storage")
         return 0
-    print(format_table(["study", "finished", "complete", "pruned", "running", "waiting", "failed", "best val_acc",
-                        "final test_acc", "note"], rows))
+    print(
+        format_table(
+            [
+                "study",
+                "finished",
+                "complete",
+                "pruned",
+                "running",
+                "waiting",
+                "failed",
+                "best val_acc",
+                "final test_acc",
+                "note",
+            ],
+            rows,
+        )
+    )
     return 0

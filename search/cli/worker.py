@@ -12,14 +12,22 @@ HELP = "run one worker on a study (same options as search), for another terminal
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("worker", help=HELP, description=HELP, epilog=CHOICES_HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "worker", help=HELP, description=HELP, epilog=CHOICES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_search_args(p)
-    p.add_argument("--worker-index", type=non_negative_int, default=None,
-                   help="offsets this worker's sampler seed; give each worker its own (default: from the process id)")
-    p.add_argument("--lines-only", action="store_true",
-                   help="print only the event lines, no progress bar or progress lines (for a watcher that reads "
-                        "this worker's log)")
+    p.add_argument(
+        "--worker-index",
+        type=non_negative_int,
+        default=None,
+        help="offsets this worker's sampler seed; give each worker its own (default: from the process id)",
+    )
+    p.add_argument(
+        "--lines-only",
+        action="store_true",
+        help="print only the event lines, no progress bar or progress lines (for a watcher that reads "
+        "this worker's log)",
+    )
     p.set_defaults(run=run)
 
 
@@ -30,5 +38,6 @@ def run(args: argparse.Namespace) -> int:
     deadline = STARTED + args.timeout if args.timeout else None
     settings, _ = settings_from_args(args)
     index = args.worker_index if args.worker_index is not None else os.getpid()
-    return run_worker(settings, WorkerPlace(index=index, deadline=deadline, debug=args.debug,
-                                            progress_bar=not args.lines_only))
+    return run_worker(
+        settings, WorkerPlace(index=index, deadline=deadline, debug=args.debug, progress_bar=not args.lines_only)
+    )

@@ -57,21 +57,45 @@ def write_report(study: optuna.Study, out: Path, source: str = "", output: Figur
         for param in searched_params(study, trials):
             file = f"curves-{param}.{ext}"
             chosen, caption = trials_for(param, trials, attrs)
-            outputs.append(_try(file, f"{param}: training and validation accuracy per epoch",
-                                partial(draw_param_curves, param, chosen, caption, out / file, context),
-                                caption))
-        outputs.append(_try(f"history.{ext}", "optimization history",
-                            lambda: draw_history(trials, out / f"history.{ext}", context),
-                            "validation accuracy of each trial and the best so far"))
-        outputs.append(_try(f"importance.{ext}", "parameter importance",
-                            lambda: draw_importance(importances(study, trials), out / f"importance.{ext}", context),
-                            "Optuna's PED-ANOVA importance for validation accuracy"))
+            outputs.append(
+                _try(
+                    file,
+                    f"{param}: training and validation accuracy per epoch",
+                    partial(draw_param_curves, param, chosen, caption, out / file, context),
+                    caption,
+                )
+            )
+        outputs.append(
+            _try(
+                f"history.{ext}",
+                "optimization history",
+                lambda: draw_history(trials, out / f"history.{ext}", context),
+                "validation accuracy of each trial and the best so far",
+            )
+        )
+        outputs.append(
+            _try(
+                f"importance.{ext}",
+                "parameter importance",
+                lambda: draw_importance(importances(study, trials), out / f"importance.{ext}", context),
+                "Optuna's PED-ANOVA importance for validation accuracy",
+            )
+        )
     for file, (title, build) in plotly_figures(study, trials).items():
         outputs.append(_try(file, title, partial(_write_figure, build, out / file, context)))
-    summary = Summary(study=study.study_name, source=source, search=attrs.get(record.SEARCH_CONFIG, {}),
-                      written_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), counts=state_counts(trials),
-                      epochs=total_epochs(trials), best=best_trial(trials), trials=trials, outputs=outputs,
-                      data=context, final=final_line(attrs))
+    summary = Summary(
+        study=study.study_name,
+        source=source,
+        search=attrs.get(record.SEARCH_CONFIG, {}),
+        written_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        counts=state_counts(trials),
+        epochs=total_epochs(trials),
+        best=best_trial(trials),
+        trials=trials,
+        outputs=outputs,
+        data=context,
+        final=final_line(attrs),
+    )
     write_markdown(summary, out / "summary.md")
     write_index(summary, out / "index.html")
     return summary

@@ -60,8 +60,11 @@ def strategy_label(study: optuna.Study) -> str:
 
 
 def cost_curve(study: optuna.Study) -> CostCurve:
-    finished = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-                if not is_duplicate(t)]
+    finished = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        if not is_duplicate(t)
+    ]
     finished.sort(key=lambda t: (t.datetime_complete or datetime.max, t.number))
     total, best, best_trial = 0, None, None
     seconds = sum(sum(t.user_attrs.get(record.EPOCH_SECONDS, [])) for t in finished)
@@ -72,8 +75,15 @@ def cost_curve(study: optuna.Study) -> CostCurve:
             best, best_trial = t.value, t
         epochs.append(total)
         bests.append(best)
-    return CostCurve(study.study_name, strategy_label(study), epochs, bests, best_trial, seconds,
-                     data_caption(study.study_name, study.user_attrs))
+    return CostCurve(
+        study.study_name,
+        strategy_label(study),
+        epochs,
+        bests,
+        best_trial,
+        seconds,
+        data_caption(study.study_name, study.user_attrs),
+    )
 
 
 def compare_figure(curves: list[CostCurve]) -> Figure:
@@ -87,9 +97,15 @@ def compare_figure(curves: list[CostCurve]) -> Figure:
             continue
         xs, ys = [e for e, _ in points], [b for _, b in points]
         color = f"C{i % 10}"
-        ax.step(xs, ys, where="post", color=color, linewidth=1.8,
-                label=f"{c.study} ({c.label}): best {c.final_best:.3f}, {c.total_epochs} epochs, "
-                      f"{len(c.epochs)} trials\n  {c.data.split(': ', 1)[-1]}")
+        ax.step(
+            xs,
+            ys,
+            where="post",
+            color=color,
+            linewidth=1.8,
+            label=f"{c.study} ({c.label}): best {c.final_best:.3f}, {c.total_epochs} epochs, "
+            f"{len(c.epochs)} trials\n  {c.data.split(': ', 1)[-1]}",
+        )
         ax.plot(xs, ys, "o", color=color, markersize=3)
         ax.plot([c.epochs_to_best], [c.final_best], "*", color=color, markersize=12)
     ax.set_xlabel("epochs trained so far (all trials, in the order they finished)")
@@ -108,9 +124,11 @@ def compare_lines(curves: list[CostCurve]) -> list[str]:
         if c.final_best is None or c.best_trial is None:
             lines.append(f"{c.study} ({c.label}): no complete trial yet, {c.total_epochs} epochs trained")
             continue
-        lines.append(f"{c.study} ({c.label}): best val_acc {c.final_best:.4f} (trial {c.best_trial.number}, "
-                     f"{fmt_params(c.best_trial.params)}), reached after {c.epochs_to_best} epochs; "
-                     f"{len(c.epochs)} trials, {c.total_epochs} epochs ({c.seconds:.0f} s of training) in all")
+        lines.append(
+            f"{c.study} ({c.label}): best val_acc {c.final_best:.4f} (trial {c.best_trial.number}, "
+            f"{fmt_params(c.best_trial.params)}), reached after {c.epochs_to_best} epochs; "
+            f"{len(c.epochs)} trials, {c.total_epochs} epochs ({c.seconds:.0f} s of training) in all"
+        )
     return lines
 
 
@@ -121,6 +139,7 @@ def write_compare(studies: list[optuna.Study], out: Path) -> tuple[Path, list[st
     curves = [cost_curve(s) for s in studies]
     figure = save(compare_figure(curves), out / "compare.png")  # in each format of the current figure_output
     lines = compare_lines(curves)
-    (out / "compare.md").write_text(f"# Strategies compared\n\n![cost and result]({figure.name})\n\n"
-                                    + "".join(f"- {line}\n" for line in lines))
+    (out / "compare.md").write_text(
+        f"# Strategies compared\n\n![cost and result]({figure.name})\n\n" + "".join(f"- {line}\n" for line in lines)
+    )
     return figure, lines

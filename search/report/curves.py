@@ -33,8 +33,11 @@ from search.trials.record import STEPWISE_PLAN, curves, is_duplicate
 MAX_DOTTED_CURVES = 500  # curves drawn with a dot per epoch; more are drawn as lines only
 MAX_LEGEND_VALUES = 5  # more distinct values than this: a colour bar instead of a legend
 STYLES: tuple[LineStyleType, ...] = ("-", "--", "-.")  # ":" is kept for failed trials
-END_MARKERS = {TrialState.PRUNED: ("x", "pruned"), TrialState.RUNNING: (">", "still running"),
-               TrialState.FAIL: ("X", "failed (its retry goes on from its checkpoint)")}
+END_MARKERS = {
+    TrialState.PRUNED: ("x", "pruned"),
+    TrialState.RUNNING: (">", "still running"),
+    TrialState.FAIL: ("X", "failed (its retry goes on from its checkpoint)"),
+}
 FAILED_ALPHA = 0.35  # a failed trial's curve is faint and dotted: it is not a result
 
 
@@ -51,8 +54,10 @@ def trials_for(param: str, trials: list[FrozenTrial], study_attrs: dict[str, Any
     for number, view in enumerate(views, 1):
         if view.step.name == param:
             ids = {t.number for t in view.all_trials()}
-            return ([t for t in drawable if t.number in ids],
-                    f"stepwise step {number}, others at {fmt_params(view.base) or 'their fixed values'}")
+            return (
+                [t for t in drawable if t.number in ids],
+                f"stepwise step {number}, others at {fmt_params(view.base) or 'their fixed values'}",
+            )
     return [], "its stepwise step has not started yet"
 
 

@@ -31,8 +31,10 @@ class FigureOutput:
     def __post_init__(self) -> None:
         bad = [f for f in self.formats if f not in FORMATS]
         if bad or not self.formats:
-            raise UsageError(f"--format: {bad[0] if bad else 'nothing'} is not a figure format "
-                             f"(allowed: {', '.join(FORMATS)}, comma-separated)")
+            raise UsageError(
+                f"--format: {bad[0] if bad else 'nothing'} is not a figure format "
+                f"(allowed: {', '.join(FORMATS)}, comma-separated)"
+            )
         if self.dpi < 10:
             raise UsageError(f"--dpi: must be at least 10, got {self.dpi}")
 

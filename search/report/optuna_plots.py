@@ -40,10 +40,11 @@ def history_figure(trials: list[FrozenTrial], context: str = "") -> Figure:
     pruned = [t for t in trials if t.state == TrialState.PRUNED and t.intermediate_values and not is_duplicate(t)]
     if pruned:
         when_pruned = [t.intermediate_values[max(t.intermediate_values)] for t in pruned]  # at the last step reported
-        ax.plot([t.number for t in pruned], when_pruned, "x", color="grey",
-                label="pruned (value when pruned)")
-    for state, marker, color, label in ((TrialState.FAIL, "X", "C1", "failed (value when it failed; retried)"),
-                                        (TrialState.RUNNING, ">", "C2", "running (latest value)")):
+        ax.plot([t.number for t in pruned], when_pruned, "x", color="grey", label="pruned (value when pruned)")
+    for state, marker, color, label in (
+        (TrialState.FAIL, "X", "C1", "failed (value when it failed; retried)"),
+        (TrialState.RUNNING, ">", "C2", "running (latest value)"),
+    ):
         these = [t for t in trials if t.state == state and t.intermediate_values]
         if these:
             latest = [t.intermediate_values[max(t.intermediate_values)] for t in these]
@@ -102,6 +103,7 @@ def plotly_figures(study: optuna.Study, trials: list[FrozenTrial]) -> dict[str, 
             if n_complete < k:
                 raise NeedsMoreTrials(f"needs {k} complete trial{'s' * (k > 1)}, the study has {n_complete}")
             return what()
+
         return build
 
     def intermediate() -> object:

@@ -25,8 +25,9 @@ class StudySnapshot(optuna.Study):
         # deepcopy is ignored: the snapshot's trials are shared by its readers, which only read them
         return [t for t in self._snapshot if states is None or t.state in states]
 
-    def _get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None,
-                    use_cache: bool = False) -> list[FrozenTrial]:
+    def _get_trials(
+        self, deepcopy: bool = True, states: Container[TrialState] | None = None, use_cache: bool = False
+    ) -> list[FrozenTrial]:
         return self.get_trials(states=states)
 
     @property

@@ -70,8 +70,10 @@ def data_caption(study_name: str, attrs: dict[str, Any]) -> str:
     search = attrs.get(record.SEARCH_CONFIG) or {}
     data = search.get("data") or {}
     size = attrs.get(record.DATA_SIZE) or {}  # what the workers loaded; older studies have only the settings
-    text = (f"study {study_name}: {_items(size.get('train', data.get('train_size')))} train / "
-            f"{_items(size.get('val', data.get('val_size')))} val items")
+    text = (
+        f"study {study_name}: {_items(size.get('train', data.get('train_size')))} train / "
+        f"{_items(size.get('val', data.get('val_size')))} val items"
+    )
     return text + (f", {search['epochs']} epochs per trial" if search.get("epochs") else "")
 
 
@@ -84,5 +86,7 @@ def final_line(attrs: dict[str, Any]) -> str | None:
     seeds = len(final.get("test_acc_per_seed") or []) or 1
     spread = f" ± {final['test_acc_std']:.4f}" if seeds > 1 and final.get("test_acc_std") is not None else ""
     trial = f"trial {final['trial']}, " if final.get("trial") is not None else ""
-    return (f"final test accuracy: {mean:.4f}{spread} over {seeds} seed(s) ({trial}{final.get('epochs', '?')} "
-            f"epochs on {_items(final.get('train_images'))} training images)")
+    return (
+        f"final test accuracy: {mean:.4f}{spread} over {seeds} seed(s) ({trial}{final.get('epochs', '?')} "
+        f"epochs on {_items(final.get('train_images'))} training images)"
+    )

@@ -79,8 +79,9 @@ class Space:
         """The search space for optuna's GridSampler; every parameter must be a list of choices."""
         ranges = [p.name for p in self.params if isinstance(p, Range)]
         if ranges:
-            raise SpaceError(f"{self.source}: --sampler grid needs choices for every parameter; "
-                             f"params.{ranges[0]} is a range")
+            raise SpaceError(
+                f"{self.source}: --sampler grid needs choices for every parameter; params.{ranges[0]} is a range"
+            )
         return {p.name: list(p.choices) for p in self.params if isinstance(p, Choice)}
 
     def grid_size(self) -> int:
@@ -94,8 +95,7 @@ class Space:
         merged = {**self.fixed, **values}
         model_keys = set(self.task.model_config.field_names())
         model = self.task.model_config.from_dict({k: v for k, v in merged.items() if k in model_keys})
-        train = TrainConfig.from_dict({**{k: v for k, v in merged.items() if k not in model_keys},
-                                       **train_overrides})
+        train = TrainConfig.from_dict({**{k: v for k, v in merged.items() if k not in model_keys}, **train_overrides})
         return model, train
 
     def model_candidates(self) -> list[dict[str, Any]]:
@@ -105,9 +105,13 @@ class Space:
         else each value once, the other parameters at their first value.
         """
         model_keys = set(self.task.model_config.field_names())
-        options = {p.name: (list(p.choices) if isinstance(p, Choice)
-                            else [int(v) if p.integer else v for v in (p.low, p.high)])
-                   for p in self.params if p.name in model_keys}
+        options = {
+            p.name: (
+                list(p.choices) if isinstance(p, Choice) else [int(v) if p.integer else v for v in (p.low, p.high)]
+            )
+            for p in self.params
+            if p.name in model_keys
+        }
         names = list(options)
         if math.prod(len(v) for v in options.values()) <= MAX_MODEL_BUILDS:
             return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*options.values())]
@@ -148,8 +152,12 @@ class Space:
             if isinstance(p, Choice):
                 params[p.name] = {"choices": list(p.choices)}
             else:
-                params[p.name] = {"low": p.low, "high": p.high, "log": p.log,
-                                  **({"step": p.step} if p.step is not None else {})}
+                params[p.name] = {
+                    "low": p.low,
+                    "high": p.high,
+                    "log": p.log,
+                    **({"step": p.step} if p.step is not None else {}),
+                }
         return {"task": self.task.name, "params": params, "fixed": dict(self.fixed)}
 
 
@@ -276,8 +284,9 @@ def load_space(path: str | Path | None, task_name: str | None = None) -> Space:
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
-        raise SpaceError(f"--space: {source} is not UTF-8 text (byte {e.start} is {e.object[e.start]:#04x}); "
-                         "save it as UTF-8") from None
+        raise SpaceError(
+            f"--space: {source} is not UTF-8 text (byte {e.start} is {e.object[e.start]:#04x}); save it as UTF-8"
+        ) from None
     except OSError as e:
         raise SpaceError(f"--space: cannot read {source} ({e.strerror or type(e).__name__})") from None
     return parse_space(text, source, task_name)

@@ -35,8 +35,11 @@ _WEIGHTS_FILE = re.compile(r"trial-(\d+)-weights\.pt")
 
 def beats_complete_trials(study: optuna.Study, trial_number: int, value: float) -> bool:
     """value > the value of every other COMPLETE trial (True when there is none)."""
-    others = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-              if t.number != trial_number and t.value is not None]
+    others = [
+        t.value
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.number != trial_number and t.value is not None
+    ]
     return not others or value > max(others)
 
 
@@ -63,8 +66,14 @@ def save_curve_png(curves: dict[str, list[float]], path: Path, title: str) -> Pa
     return path
 
 
-def publish_if_best(study: optuna.Study, trial: optuna.Trial, value: float, model_state: dict[str, Any],
-                    curves: dict[str, list[float]], folder: Path) -> bool:
+def publish_if_best(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    value: float,
+    model_state: dict[str, Any],
+    curves: dict[str, list[float]],
+    folder: Path,
+) -> bool:
     """If value beats every COMPLETE trial so far, upload the weights and learning curve as artifacts of trial.
 
     Call it while trial is still running (trial artifacts are trial system attrs, frozen once the trial
@@ -77,8 +86,11 @@ def publish_if_best(study: optuna.Study, trial: optuna.Trial, value: float, mode
     with tempfile.TemporaryDirectory(prefix="alexsearch-best-") as tmp:
         weights = Path(tmp) / weights_name(trial.number)
         torch.save({k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in model_state.items()}, weights)
-        curve = save_curve_png(curves, Path(tmp) / f"trial-{trial.number}-curve.png",
-                               f"{study.study_name}: trial {trial.number} (val_acc {value:.4f})")
+        curve = save_curve_png(
+            curves,
+            Path(tmp) / f"trial-{trial.number}-curve.png",
+            f"{study.study_name}: trial {trial.number} (val_acc {value:.4f})",
+        )
         # The curve first: if the trial was finished under us, this write fails before the big file is stored.
         curve_id = upload_artifact(artifact_store=store, file_path=str(curve), study_or_trial=trial)
         weights_id = upload_artifact(artifact_store=store, file_path=str(weights), study_or_trial=study)
@@ -86,8 +98,16 @@ def publish_if_best(study: optuna.Study, trial: optuna.Trial, value: float, mode
     if previous is not None and previous.get("value", float("-inf")) >= value:
         drop_study_artifact(study, store, weights_id)  # lost the race to a better trial; its weights stay
         return False
-    study.set_user_attr(ATTR, {"trial": trial.number, "value": value, "weights_id": weights_id,
-                               "curve_id": curve_id, "epochs_trained": len(curves.get(record.VAL_ACC) or [])})
+    study.set_user_attr(
+        ATTR,
+        {
+            "trial": trial.number,
+            "value": value,
+            "weights_id": weights_id,
+            "curve_id": curve_id,
+            "epochs_trained": len(curves.get(record.VAL_ACC) or []),
+        },
+    )
     sweep_weights(study, store, keep=weights_id)
     return True
 

@@ -18,8 +18,13 @@ from storage.url import redact
 SETTINGS_KEYS = (record.SEARCH_CONFIG, record.SPACE)  # written together, once, by the process that creates the study
 
 
-def create_study(settings: SearchConfig, space: Space, sampler_seed: int, heartbeat: Heartbeat | None = None,
-                 device_label: str = "unknown") -> optuna.Study:
+def create_study(
+    settings: SearchConfig,
+    space: Space,
+    sampler_seed: int,
+    heartbeat: Heartbeat | None = None,
+    device_label: str = "unknown",
+) -> optuna.Study:
     """Create the study, or load it to resume; the sampler seed also moves on with the trials already run,
     so a resumed study does not propose its first configs again.
 
@@ -29,15 +34,21 @@ def create_study(settings: SearchConfig, space: Space, sampler_seed: int, heartb
     claimed by the next command; one left with only some of them (older versions wrote them one by one)
     gets the missing ones.
     """
-    storage = open_storage(settings.storage, create=True, heartbeat=heartbeat,
-                           outage_timeout_s=settings.db_outage_timeout)
+    storage = open_storage(
+        settings.storage, create=True, heartbeat=heartbeat, outage_timeout_s=settings.db_outage_timeout
+    )
     study = optuna.create_study(
-        study_name=settings.study, storage=storage, direction="maximize", load_if_exists=True,
+        study_name=settings.study,
+        storage=storage,
+        direction="maximize",
+        load_if_exists=True,
         sampler=make_sampler(settings.sampler, space, sampler_seed, settings.tpe_startup()),
         pruner=make_pruner(settings.pruner, settings.epochs, settings.startup_trials, settings.warmup_epochs),
     )
-    ours = {record.SEARCH_CONFIG: settings.replace(storage=redact(settings.storage)).to_dict(),
-            record.SPACE: space.to_dict()}
+    ours = {
+        record.SEARCH_CONFIG: settings.replace(storage=redact(settings.storage)).to_dict(),
+        record.SPACE: space.to_dict(),
+    }
     stored = study.user_attrs
     _check_same_settings(settings, space, stored)  # before writing anything: a refused command changes nothing
     missing = {key: ours[key] for key in SETTINGS_KEYS if key not in stored}
@@ -57,7 +68,9 @@ def create_study(settings: SearchConfig, space: Space, sampler_seed: int, heartb
 def _check_same_settings(settings: SearchConfig, space: Space, stored: dict) -> None:
     conflict = settings.conflict_with(stored[record.SEARCH_CONFIG]) if record.SEARCH_CONFIG in stored else None
     if conflict is None and record.SPACE in stored and stored[record.SPACE] != space.to_dict():
-        conflict = (f"--space: study {settings.study!r} was created with another search space; resume it "
-                    "with the same space, or start a new study with --study")
+        conflict = (
+            f"--space: study {settings.study!r} was created with another search space; resume it "
+            "with the same space, or start a new study with --study"
+        )
     if conflict is not None:
         raise ConfigError(conflict)

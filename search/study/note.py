@@ -20,11 +20,20 @@ def _size(n: int | None, default: str) -> str:
 def study_note(settings: SearchConfig, space: Space, device_name: str) -> str:
     """Markdown: search space, data split, budget, sampler, pruner, stopping rules, device and versions."""
     data = settings.data
-    pruner = settings.pruner if settings.pruner == "none" else (
-        f"{settings.pruner} (no pruning in the first {settings.warmup_epochs} epoch(s) of a trial; "
-        f"median waits for {settings.startup_trials} completed trial(s))")
-    patience = (f"stop a trial after {settings.patience} epoch(s) without a better val_acc; it completes with "
-                "its best epoch's score" if settings.patience else "off (every trial runs all its epochs)")
+    pruner = (
+        settings.pruner
+        if settings.pruner == "none"
+        else (
+            f"{settings.pruner} (no pruning in the first {settings.warmup_epochs} epoch(s) of a trial; "
+            f"median waits for {settings.startup_trials} completed trial(s))"
+        )
+    )
+    patience = (
+        f"stop a trial after {settings.patience} epoch(s) without a better val_acc; it completes with "
+        "its best epoch's score"
+        if settings.patience
+        else "off (every trial runs all its epochs)"
+    )
     lines = [
         f"## {settings.study}",
         "",

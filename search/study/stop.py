@@ -27,8 +27,11 @@ STOP_POLL_S = 5.0  # inside an epoch, the flag is read at most this often
 
 def request_stop(storage: BaseStorage, study_name: str) -> dict[str, Any]:
     now = time.time()
-    flag: dict[str, Any] = {"at": datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M:%S UTC"), "time": now,
-            "by": f"{socket.gethostname()}:{os.getpid()}"}
+    flag: dict[str, Any] = {
+        "at": datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "time": now,
+        "by": f"{socket.gethostname()}:{os.getpid()}",
+    }
     storage.set_study_system_attr(storage.get_study_id_from_name(study_name), STOP_ATTR, flag)
     return flag
 
@@ -53,8 +56,13 @@ class StopFlag:
     handling deals with outages.
     """
 
-    def __init__(self, storage: BaseStorage, study_name: str, every_s: float = STOP_POLL_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        storage: BaseStorage,
+        study_name: str,
+        every_s: float = STOP_POLL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.storage, self.every_s, self.clock = storage, every_s, clock
         self.study_id = storage.get_study_id_from_name(study_name)
         self.flag: dict[str, Any] | None = None

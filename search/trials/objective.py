@@ -46,8 +46,7 @@ FinishHook = Callable[[optuna.Trial, float, dict[str, torch.Tensor], dict[str, l
 
 
 def epoch_line(trial_number: int, epochs: int, s: EpochStats) -> str:
-    return events.epoch(trial_number, epochs, s.epoch, s.train_loss, s.train_acc, s.val_acc, s.seconds,
-                        s.images_per_s)
+    return events.epoch(trial_number, epochs, s.epoch, s.train_loss, s.train_acc, s.val_acc, s.seconds, s.images_per_s)
 
 
 def _signal_stop(force: bool = False) -> bool:
@@ -71,8 +70,9 @@ def duplicate_of(trial: optuna.Trial) -> int | None:
     each param are separate transactions): its enqueued values (fixed_params) stand in for them.
     """
     with deciding():  # decides whether this trial trains: sees the other workers' writes in flight
-        trials = trial.study.get_trials(deepcopy=False,
-                                        states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING))
+        trials = trial.study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        )
     for t in trials:
         if t.number < trial.number and trial_values(t) == trial.params and not is_duplicate(t):
             return t.number
@@ -80,11 +80,20 @@ def duplicate_of(trial: optuna.Trial) -> int | None:
 
 
 class Objective:
-    def __init__(self, space: Space, settings: SearchConfig, data: TaskData, device: torch.device,
-                 log: Log = print, checkpoints: CheckpointWriter | None = None,
-                 on_complete: FinishHook | None = None, place: Mapping[str, str] | None = None,
-                 should_stop: StopCheck = _signal_stop, worker: str = "this process",
-                 progress_every_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        space: Space,
+        settings: SearchConfig,
+        data: TaskData,
+        device: torch.device,
+        log: Log = print,
+        checkpoints: CheckpointWriter | None = None,
+        on_complete: FinishHook | None = None,
+        place: Mapping[str, str] | None = None,
+        should_stop: StopCheck = _signal_stop,
+        worker: str = "this process",
+        progress_every_s: float = 30.0,
+    ) -> None:
         self.space, self.settings, self.data, self.device, self.log = space, settings, data, device, log
         self.checkpoints, self.on_complete = checkpoints, on_complete
         self.place = dict(place or {})  # where this worker runs (host, Slurm job): user attrs of each trial
@@ -111,8 +120,16 @@ class Objective:
             raise optuna.TrialPruned(reason)
         self.log(events.started(trial.number, trial.params, self.worker))
         # one transaction; self.place: where it ran (record.HOST, record.SLURM_JOB_ID, ...)
-        rdb.record(trial, {record.CONFIG: config.to_dict(), record.SEED: config.train.seed,
-                           record.DEVICE: device_name(self.device), record.VERSIONS: self.versions, **self.place})
+        rdb.record(
+            trial,
+            {
+                record.CONFIG: config.to_dict(),
+                record.SEED: config.train.seed,
+                record.DEVICE: device_name(self.device),
+                record.VERSIONS: self.versions,
+                **self.place,
+            },
+        )
         root = record.retry_root(frozen(trial))
         if self.checkpoints is not None:
             self.checkpoints.start_trial()
@@ -121,8 +138,16 @@ class Objective:
         def progress(p: StepProgress) -> None:
             self.log(events.in_epoch(trial.number, epochs, p.epoch, p.steps, p.total_steps, p.images_per_s))
 
-        trainer = Trainer(self.space.task, config.model_config(), config.train, self.data, self.device,
-                          should_stop=self.should_stop, on_progress=progress, progress_every_s=self.progress_every_s)
+        trainer = Trainer(
+            self.space.task,
+            config.model_config(),
+            config.train,
+            self.data,
+            self.device,
+            should_stop=self.should_stop,
+            on_progress=progress,
+            progress_every_s=self.progress_every_s,
+        )
         best = WeightSnapshot()
         history = self._resume(trial, trainer, config, root, best)
         try:
@@ -149,15 +174,21 @@ class Objective:
         self._drop_checkpoint(root)
         return value
 
-    def _resume(self, trial: optuna.Trial, trainer: Trainer, config: TrialConfig, root: int,
-                best: WeightSnapshot) -> list[dict]:
+    def _resume(
+        self, trial: optuna.Trial, trainer: Trainer, config: TrialConfig, root: int, best: WeightSnapshot
+    ) -> list[dict]:
         """Load the retry chain's checkpoint into trainer and best; return the epochs it already trained."""
         if self.checkpoints is None or root == trial.number:
             return []
         try:  # checked against this trial's config, model and optimizer before anything is loaded
             state = self.checkpoints.load_resumable(
-                root, config=config.to_dict(), model=trainer.model, optimizer=trainer.optimizer,
-                epochs=config.train.epochs, history_keys=[f.name for f in dataclasses.fields(EpochStats)])
+                root,
+                config=config.to_dict(),
+                model=trainer.model,
+                optimizer=trainer.optimizer,
+                epochs=config.train.epochs,
+                history_keys=[f.name for f in dataclasses.fields(EpochStats)],
+            )
         except CheckpointError as e:
             self.log(f"trial {trial.number}: not resuming trial {root}: {e}; training from scratch")
             return []
@@ -178,23 +209,37 @@ class Objective:
             # The best epoch's weights only when they are not the model's own (most epochs improve while
             # a trial is worth running on), so a checkpoint is mostly one copy of the weights, not two.
             best_model = best.tensors() if best.epoch != trainer.epoch else None
-            self.checkpoints.after_epoch(root, lambda: {**trainer.state_dict(), "config": config.to_dict(),
-                                                        "best": {"epoch": best.epoch, "model": best_model}})
+            self.checkpoints.after_epoch(
+                root,
+                lambda: {
+                    **trainer.state_dict(),
+                    "config": config.to_dict(),
+                    "best": {"epoch": best.epoch, "model": best_model},
+                },
+            )
 
     def _drop_checkpoint(self, root: int) -> None:
         if self.checkpoints is not None:
             self.checkpoints.delete(root)
 
-    def _record(self, trial: optuna.Trial, curves: dict[str, list[float]], patience: Patience,
-                stats: dict[str, Any]) -> None:
+    def _record(
+        self, trial: optuna.Trial, curves: dict[str, list[float]], patience: Patience, stats: dict[str, Any]
+    ) -> None:
         for key in record.CURVES:
             curves[key].append(stats[_STAT_OF_CURVE.get(key, key)])
         patience.update(stats["epoch"], stats["val_acc"])
         attrs = {**{k: list(v) for k, v in curves.items()}, record.BEST_EPOCH: patience.best_epoch}
         rdb.record(trial, attrs, step=stats["epoch"], value=stats["val_acc"])  # the epoch's one database write
 
-    def _train(self, trial: optuna.Trial, trainer: Trainer, config: TrialConfig, root: int,
-               history: list[dict], best: WeightSnapshot) -> tuple[float, dict[str, list[float]]]:
+    def _train(
+        self,
+        trial: optuna.Trial,
+        trainer: Trainer,
+        config: TrialConfig,
+        root: int,
+        history: list[dict],
+        best: WeightSnapshot,
+    ) -> tuple[float, dict[str, list[float]]]:
         epochs = config.train.epochs
         patience = Patience(self.settings.patience)
         curves: dict[str, list[float]] = {key: [] for key in record.CURVES}
@@ -210,14 +255,17 @@ class Objective:
                 raise Interrupted(f"stop requested after epoch {s.epoch}")
             # Never at the last epoch: its training is paid for, and the trial completes with its best score.
             if s.epoch < epochs and trial.should_prune():
-                reason = (f"val_acc {s.val_acc:.4f} at epoch {s.epoch} fell below the "
-                          f"{self.settings.pruner} pruner's bar")
+                reason = (
+                    f"val_acc {s.val_acc:.4f} at epoch {s.epoch} fell below the {self.settings.pruner} pruner's bar"
+                )
                 trial.set_user_attr(record.PRUNED_REASON, reason)
                 self.log(events.pruned(trial.number, reason))
                 raise optuna.TrialPruned(reason)
             if s.epoch < epochs and patience.exhausted(s.epoch):
-                reason = (f"no val_acc improvement for {self.settings.patience} epochs after best epoch "
-                          f"{patience.best_epoch}; completed with its best score")
+                reason = (
+                    f"no val_acc improvement for {self.settings.patience} epochs after best epoch "
+                    f"{patience.best_epoch}; completed with its best score"
+                )
                 trial.set_user_attr(record.STOPPED_REASON, reason)
                 self.log(f"trial {trial.number} stopped: {reason}")
                 break

@@ -74,8 +74,10 @@ def plan_for(space: Space) -> Plan:
     """The protocol over this space: its Choice values, or Table 1's values for a range parameter."""
     extra = [n for n in space.names if n not in PROTOCOL]
     if extra:
-        raise UsageError(f"--strategy stepwise: params.{extra[0]} is not a step of the report's protocol "
-                         f"({', '.join(PROTOCOL)}); move it to [fixed] in the space file")
+        raise UsageError(
+            f"--strategy stepwise: params.{extra[0]} is not a step of the report's protocol "
+            f"({', '.join(PROTOCOL)}); move it to [fixed] in the space file"
+        )
     params = {p.name: p for p in space.params}
     table1 = None
     steps = []
@@ -89,11 +91,14 @@ def plan_for(space: Space) -> Plan:
             table1 = table1 or {q.name: q.choices for q in load_space_table1().params if isinstance(q, Choice)}
             values = tuple(v for v in table1[name] if p.low <= v <= p.high)
             if not values:
-                raise UsageError(f"--strategy stepwise: params.{name} range [{p.low:g}, {p.high:g}] holds none "
-                                 f"of Table 1's values {list(table1[name])}; give it choices")
+                raise UsageError(
+                    f"--strategy stepwise: params.{name} range [{p.low:g}, {p.high:g}] holds none "
+                    f"of Table 1's values {list(table1[name])}; give it choices"
+                )
         steps.append(Step(name, tuple(values)))
-    defaults = {s.name: DEFAULTS[s.name] if _index(s.values, DEFAULTS[s.name]) is not None else s.values[0]
-                for s in steps}
+    defaults = {
+        s.name: DEFAULTS[s.name] if _index(s.values, DEFAULTS[s.name]) is not None else s.values[0] for s in steps
+    }
     return Plan(tuple(steps), defaults)
 
 
@@ -111,6 +116,7 @@ def apply_protocol(settings: SearchConfig, space: Space, trials_given: int | Non
 
 
 # --- replaying the plan from the study's trials ---------------------------------------------------
+
 
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
@@ -147,8 +153,9 @@ class StepView:
     def finished(self, i: int) -> list[FrozenTrial]:
         # A trial the objective skipped as a duplicate (user attr duplicate_of) says nothing about
         # the config: its original may still be running.
-        return [t for t in self.trials[i]
-                if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not is_duplicate(t)]
+        return [
+            t for t in self.trials[i] if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not is_duplicate(t)
+        ]
 
     def all_trials(self) -> list[FrozenTrial]:
         return [t for ts in self.trials for t in ts]
@@ -160,8 +167,12 @@ def replay(plan: Plan, trials: Sequence[FrozenTrial]) -> list[StepView]:
     base = dict(plan.defaults)
     for step in plan.steps:
         configs = [{**base, step.name: v} for v in step.values]
-        view = StepView(step, {k: v for k, v in base.items() if k != step.name}, configs,
-                        [[t for t in trials if matches(t, c)] for c in configs])
+        view = StepView(
+            step,
+            {k: v for k, v in base.items() if k != step.name},
+            configs,
+            [[t for t in trials if matches(t, c)] for c in configs],
+        )
         views.append(view)
         open_configs = [i for i in range(len(configs)) if not view.finished(i) and not _given_up(view.trials[i])]
         if open_configs:
@@ -196,6 +207,7 @@ def plan_done(plan: Plan, trials: Sequence[FrozenTrial]) -> bool:
 
 # --- the strategy -------------------------------------------------------------------------------
 
+
 class StartSampler(optuna.samplers.BaseSampler):
     """Never invents a config: any value not fixed by enqueue_trial is the protocol's starting value.
 
@@ -215,8 +227,13 @@ class StartSampler(optuna.samplers.BaseSampler):
     def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict) -> dict:
         return {}
 
-    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
-                           param_distribution: optuna.distributions.BaseDistribution) -> Any:
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: optuna.distributions.BaseDistribution,
+    ) -> Any:
         if param_name in self.defaults:
             return self.defaults[param_name]
         return self.fallback.sample_independent(study, trial, param_name, param_distribution)
@@ -225,9 +242,15 @@ class StartSampler(optuna.samplers.BaseSampler):
 class Stepwise:
     """Enqueues the protocol's next config before each trial (see the module docstring)."""
 
-    def __init__(self, plan: Plan, poll_s: float = POLL_S, orphan_s: float = ORPHAN_S,
-                 log: Callable[[str], None] | None = None, grace_period_s: int = GRACE_PERIOD_S,
-                 max_retry: int = MAX_RETRY) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        poll_s: float = POLL_S,
+        orphan_s: float = ORPHAN_S,
+        log: Callable[[str], None] | None = None,
+        grace_period_s: int = GRACE_PERIOD_S,
+        max_retry: int = MAX_RETRY,
+    ) -> None:
         self.plan, self.poll_s, self.orphan_s = plan, poll_s, orphan_s
         self.grace_period_s, self.max_retry = grace_period_s, max_retry
         self.log = log or (lambda line: print(line, file=sys.stderr))
@@ -264,15 +287,17 @@ class Stepwise:
                 if not any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in ts):
                     # Enqueue exactly one per trial this worker is about to take, so a pop never finds
                     # the queue empty and falls back to the sampler.
-                    study.enqueue_trial(config, user_attrs={record.STEPWISE_STEP: step_no,
-                                                            record.STEPWISE_PARAM: view.step.name})
+                    study.enqueue_trial(
+                        config, user_attrs={record.STEPWISE_STEP: step_no, record.STEPWISE_PARAM: view.step.name}
+                    )
                     return True
             # Every open config of this step runs (or waits) in another worker: the next step needs them.
-            running = sorted(t.number for t in view.all_trials() if t.state in (TrialState.RUNNING,
-                                                                               TrialState.WAITING))
+            running = sorted(t.number for t in view.all_trials() if t.state in (TrialState.RUNNING, TrialState.WAITING))
             if said != running:
-                self.log(f"stepwise: step {step_no} ({view.step.name}) waits for trial(s) "
-                         f"{', '.join(map(str, running))} in other workers")
+                self.log(
+                    f"stepwise: step {step_no} ({view.step.name}) waits for trial(s) "
+                    f"{', '.join(map(str, running))} in other workers"
+                )
                 said = running
             deadline = time.monotonic() + self.poll_s
             while time.monotonic() < deadline and not stop_requested():

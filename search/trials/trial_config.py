@@ -26,8 +26,10 @@ class TrialConfig(JsonConfig):
     def __post_init__(self) -> None:
         self.check_types()
         if self.format_version != FORMAT_VERSION:
-            raise ConfigError(f"TrialConfig.format_version: this config is format {self.format_version}; "
-                              f"this alexsearch reads format {FORMAT_VERSION}")
+            raise ConfigError(
+                f"TrialConfig.format_version: this config is format {self.format_version}; "
+                f"this alexsearch reads format {FORMAT_VERSION}"
+            )
         try:
             task = get_task(self.task)
         except ValueError as e:

@@ -57,37 +57,63 @@ class Estimate:
         if self.trials <= 0:
             return []
         speeds = ", ".join(f"batch {b}: {s:,.0f} img/s" for b, s in sorted(self.speeds.items()))
-        out = [f"cost: {self.trials} trials x {self.epochs} epochs x {self.train_items:,} train + {self.val_items:,} "
-               f"val items, {self.epoch_s:.1f} s per epoch ({self.source}{'; ' + speeds if speeds else ''})",
-               f"cost: at most {duration(self.total_s)} of wall time on {self.device} with {self.parallel} trial(s) "
-               "at a time (pruning and patience end trials early)"]
+        out = [
+            f"cost: {self.trials} trials x {self.epochs} epochs x {self.train_items:,} train + {self.val_items:,} "
+            f"val items, {self.epoch_s:.1f} s per epoch ({self.source}{'; ' + speeds if speeds else ''})",
+            f"cost: at most {duration(self.total_s)} of wall time on {self.device} with {self.parallel} trial(s) "
+            "at a time (pruning and patience end trials early)",
+        ]
         if self.device == "cpu" and self.total_s > CPU_HINT_S:
-            out.append(f"cost: hint: for a quick first run add --train-size {QUICK['train_size']} --val-size "
-                       f"{QUICK['val_size']} --epochs {QUICK['epochs']} (about {duration(self.quick_s())}), or "
-                       "use a GPU")
+            out.append(
+                f"cost: hint: for a quick first run add --train-size {QUICK['train_size']} --val-size "
+                f"{QUICK['val_size']} --epochs {QUICK['epochs']} (about {duration(self.quick_s())}), or "
+                "use a GPU"
+            )
         return out
 
 
-def estimate_cost(settings: SearchConfig, space: Space, data: TaskData, device: torch.device, workers: int,
-                  gpus: int, threads: int | None, study: optuna.Study | None = None) -> Estimate:
+def estimate_cost(
+    settings: SearchConfig,
+    space: Space,
+    data: TaskData,
+    device: torch.device,
+    workers: int,
+    gpus: int,
+    threads: int | None,
+    study: optuna.Study | None = None,
+) -> Estimate:
     """The cost of the trials the study still needs. study: the existing study, if any (read for its
     finished trials' speed and count)."""
     finished = _finished(study)
     left = max(0, settings.trials - sum(1 for t in finished if "duplicate_of" not in t.user_attrs))
     parallel = min(workers, gpus) if gpus else workers
-    common: dict[str, Any] = dict(trials=left, epochs=settings.epochs, train_items=len(data.train),
-                                  val_items=len(data.eval), parallel=max(1, parallel), device=device.type)
+    common: dict[str, Any] = dict(
+        trials=left,
+        epochs=settings.epochs,
+        train_items=len(data.train),
+        val_items=len(data.eval),
+        parallel=max(1, parallel),
+        device=device.type,
+    )
     seconds = [s for t in finished for s in t.user_attrs.get("epoch_seconds", [])]
     if seconds:
-        return Estimate(epoch_s=sum(seconds) / len(seconds), source=f"measured: {len(seconds)} epochs of the "
-                        f"study's {len(finished)} finished trials", **common)
+        return Estimate(
+            epoch_s=sum(seconds) / len(seconds),
+            source=f"measured: {len(seconds)} epochs of the study's {len(finished)} finished trials",
+            **common,
+        )
     if left == 0:
         return Estimate(epoch_s=0.0, source="nothing left to run", **common)
     speeds = time_batch_sizes(settings, space, data, device, threads)
     epoch_s = sum(len(data.train) / s + len(data.eval) / (EVAL_SPEEDUP * s) for s in speeds.values()) / len(speeds)
-    return Estimate(epoch_s=epoch_s, speeds=speeds, source=f"timed training steps (at least {MIN_TIMED_IMAGES} "
-                    f"images per batch size, after {WARMUP_STEPS} warm-up steps) on {device.type}"
-                    + (f", {threads} thread(s) per worker" if threads else ""), **common)
+    return Estimate(
+        epoch_s=epoch_s,
+        speeds=speeds,
+        source=f"timed training steps (at least {MIN_TIMED_IMAGES} "
+        f"images per batch size, after {WARMUP_STEPS} warm-up steps) on {device.type}"
+        + (f", {threads} thread(s) per worker" if threads else ""),
+        **common,
+    )
 
 
 def _finished(study: optuna.Study | None) -> list[optuna.trial.FrozenTrial]:
@@ -120,8 +146,9 @@ def _typical(space: Space) -> dict:
     return values
 
 
-def time_batch_sizes(settings: SearchConfig, space: Space, data: TaskData, device: torch.device,
-                     threads: int | None) -> dict[int, float]:
+def time_batch_sizes(
+    settings: SearchConfig, space: Space, data: TaskData, device: torch.device, threads: int | None
+) -> dict[int, float]:
     """Training images per second for each batch size, from a few timed steps on a slice of the data."""
     old_threads = torch.get_num_threads()
     if threads:
@@ -130,21 +157,33 @@ def time_batch_sizes(settings: SearchConfig, space: Space, data: TaskData, devic
         speeds = {}
         for b in batch_sizes(space):
             values = {**_typical(space), **({"batch_size": b} if "batch_size" in space.names else {})}
-            model_config, train = space.build(values, epochs=1, seed=settings.seed,
-                                              **({"precision": settings.precision} if settings.precision else {}))
+            model_config, train = space.build(
+                values,
+                epochs=1,
+                seed=settings.seed,
+                **({"precision": settings.precision} if settings.precision else {}),
+            )
             steps = WARMUP_STEPS + max(TIMED_STEPS, math.ceil(MIN_TIMED_IMAGES / b))
             n = min(len(data.train), b * steps)
             # One epoch over n items, timed from the end of the warm-up steps. One eval item: no eval cost.
-            sliced = TaskData(Split(data.train.x[:n], data.train.y[:n]), Split(data.eval.x[:1], data.eval.y[:1]),
-                              data.eval_name)
+            sliced = TaskData(
+                Split(data.train.x[:n], data.train.y[:n]), Split(data.eval.x[:1], data.eval.y[:1]), data.eval_name
+            )
             warm: list[StepProgress] = []
 
             def keep_warm(p: StepProgress, w: list[StepProgress] = warm) -> None:
                 if p.steps == WARMUP_STEPS:
                     w.append(p)
 
-            trainer = Trainer(space.task, model_config, train.replace(batch_size=min(b, n)), sliced, device,
-                              on_progress=keep_warm, progress_every_s=0.0)
+            trainer = Trainer(
+                space.task,
+                model_config,
+                train.replace(batch_size=min(b, n)),
+                sliced,
+                device,
+                on_progress=keep_warm,
+                progress_every_s=0.0,
+            )
             (stats,) = trainer.epochs()
             if warm and stats.seconds > warm[0].seconds:
                 speeds[b] = (n - warm[0].images) / (stats.seconds - warm[0].seconds)

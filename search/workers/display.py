@@ -38,9 +38,19 @@ def duration(seconds: float) -> str:
 
 
 class Display:
-    def __init__(self, budget: int, count_finished: Callable[[], int | None], *, workers: int = 1,
-                 epochs: int = 1, out: TextIO | None = None, tty: bool | None = None,
-                 poll_s: float = POLL_S, clock: Callable[[], float] = time.monotonic, progress: bool = True) -> None:
+    def __init__(
+        self,
+        budget: int,
+        count_finished: Callable[[], int | None],
+        *,
+        workers: int = 1,
+        epochs: int = 1,
+        out: TextIO | None = None,
+        tty: bool | None = None,
+        poll_s: float = POLL_S,
+        clock: Callable[[], float] = time.monotonic,
+        progress: bool = True,
+    ) -> None:
         """progress=False: event lines only, no bar and no progress lines (a worker whose log a watcher reads)."""
         self.budget, self.count_finished, self.workers, self.epochs = budget, count_finished, workers, epochs
         self.out = out or sys.stdout
@@ -122,9 +132,11 @@ class Display:
     def status(self) -> str:
         rate = self.rate_per_min()
         eta = self.eta_s()
-        parts = [f"progress: {self.done()}/{self.budget} trials finished",
-                 f"this run {len(self.finished_here)} in {duration(self.clock() - self.started)}"
-                 + (f" ({rate:.2g} trials/min)" if rate else "")]
+        parts = [
+            f"progress: {self.done()}/{self.budget} trials finished",
+            f"this run {len(self.finished_here)} in {duration(self.clock() - self.started)}"
+            + (f" ({rate:.2g} trials/min)" if rate else ""),
+        ]
         if eta is not None and self.done() < self.budget:
             parts.append(f"ETA at most {duration(eta)}")
         return ", ".join(parts)

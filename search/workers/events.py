@@ -34,10 +34,20 @@ def started(trial: int, params: dict[str, Any], worker: str) -> str:
     return f"trial {trial} started on {worker}: {fmt_params(params)}"
 
 
-def epoch(trial: int, epochs: int, k: int, train_loss: float, train_acc: float, val_acc: float, seconds: float,
-          images_per_s: float) -> str:
-    return (f"trial {trial} epoch {k}/{epochs}: loss {train_loss:.4f} train_acc {train_acc:.4f} "
-            f"val_acc {val_acc:.4f} {seconds:.1f}s {images_per_s:.0f} img/s")
+def epoch(
+    trial: int,
+    epochs: int,
+    k: int,
+    train_loss: float,
+    train_acc: float,
+    val_acc: float,
+    seconds: float,
+    images_per_s: float,
+) -> str:
+    return (
+        f"trial {trial} epoch {k}/{epochs}: loss {train_loss:.4f} train_acc {train_acc:.4f} "
+        f"val_acc {val_acc:.4f} {seconds:.1f}s {images_per_s:.0f} img/s"
+    )
 
 
 def in_epoch(trial: int, epochs: int, k: int, steps: int, total_steps: int, images_per_s: float) -> str:

@@ -48,7 +48,8 @@ def chain(e: BaseException) -> Iterator[BaseException]:
 
 def _is_taken(x: BaseException) -> bool:
     return isinstance(x, UpdateFinishedTrialError) or (
-        isinstance(x, ValueError) and str(x).startswith("Cannot tell a ") and "trial" in str(x))
+        isinstance(x, ValueError) and str(x).startswith("Cannot tell a ") and "trial" in str(x)
+    )
 
 
 def classify(e: BaseException) -> tuple[Kind, str] | None:

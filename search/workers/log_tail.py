@@ -13,8 +13,9 @@ from pathlib import Path
 
 
 class LogTail:
-    def __init__(self, folder: Path, pattern: str, label: Callable[[Path], str] = lambda p: "",
-                 from_end: bool = False) -> None:
+    def __init__(
+        self, folder: Path, pattern: str, label: Callable[[Path], str] = lambda p: "", from_end: bool = False
+    ) -> None:
         """Files folder/pattern (a glob); label(path) goes before each of its lines (e.g. "[task 0] ").
         from_end: skip what the files already hold (a watcher re-attaching), up to their last whole line."""
         self.folder, self.pattern, self.label = folder, pattern, label
@@ -43,7 +44,7 @@ class LogTail:
                 continue
             self.offsets[path] = offset + end
             label = self.label(path)
-            out += [label + line.rstrip("\r") for line in data[:end - 1].decode(errors="replace").split("\n")]
+            out += [label + line.rstrip("\r") for line in data[: end - 1].decode(errors="replace").split("\n")]
         return out
 
 

@@ -33,8 +33,11 @@ def space_exhausted(study: optuna.Study, space: Space) -> bool:
     """True when every config of a categorical space is finished or being run."""
     if not space.is_categorical():
         return False
-    taken = {tuple(repr(t.params.get(n)) for n in space.names)
-             for t in study.get_trials(deepcopy=False, states=TAKEN) if set(space.names) <= set(t.params)}
+    taken = {
+        tuple(repr(t.params.get(n)) for n in space.names)
+        for t in study.get_trials(deepcopy=False, states=TAKEN)
+        if set(space.names) <= set(t.params)
+    }
     return len(taken) >= space.grid_size()
 
 
@@ -69,10 +72,17 @@ class _EndedElsewhere:
         return study_storage(self.study).get_trial(self.trial_id).state.name if self.trial_id is not None else "?"
 
 
-def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], budget: int, space: Space,
-               on_progress: Callable[[int], None] = lambda done: None, strategy: Strategy | None = None,
-               should_stop: Callable[[], bool] = lambda: False, max_retry: int = 0,
-               log: Callable[[str], None] = _to_stderr) -> int:
+def run_trials(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], float],
+    budget: int,
+    space: Space,
+    on_progress: Callable[[int], None] = lambda done: None,
+    strategy: Strategy | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    max_retry: int = 0,
+    log: Callable[[str], None] = _to_stderr,
+) -> int:
     """Run one trial at a time until `budget` trials of the study have finished. Returns trials run here.
 
     A trial that fails for the environment (search/workers/failures.py) is failed and queued for retry, and
@@ -114,16 +124,21 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
                 left = f"; trial {number} stays RUNNING until a worker reaps it" if number is not None else ""
                 raise WorkerGaveUp(f"{reason}{left}") from e
             if kind == "taken":  # reaped while this worker was paused or cut off, or failed in the dashboard
-                log(f"trial {number} was set {guarded.state()} by another process while it ran here; "
-                    "stopped it, going on with the next trial")
+                log(
+                    f"trial {number} was set {guarded.state()} by another process while it ran here; "
+                    "stopped it, going on with the next trial"
+                )
             else:
                 failed_in_a_row += 1
-                log(f"{'trial ' + str(number) if number is not None else 'starting a trial'} failed: {reason}; "
+                log(
+                    f"{'trial ' + str(number) if number is not None else 'starting a trial'} failed: {reason}; "
                     f"{_settle(study, current, max_retry)} ({failed_in_a_row} in a row, "
-                    f"stopping at {MAX_FAILED_IN_A_ROW})")
+                    f"stopping at {MAX_FAILED_IN_A_ROW})"
+                )
                 if failed_in_a_row >= MAX_FAILED_IN_A_ROW:
-                    raise WorkerGaveUp(f"{MAX_FAILED_IN_A_ROW} trials in a row failed, the last one with: "
-                                       f"{reason}") from e
+                    raise WorkerGaveUp(
+                        f"{MAX_FAILED_IN_A_ROW} trials in a row failed, the last one with: {reason}"
+                    ) from e
                 time.sleep(FAILED_PAUSE_S * failed_in_a_row)
         finally:
             optuna.logging.set_verbosity(verbosity)
@@ -132,8 +147,7 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
 
 def _check_disk(study: optuna.Study) -> None:
     storage = rdb_backend(study_storage(study))
-    problem = storage.disk_space_problem() if storage is not None and hasattr(storage, "disk_space_problem") \
-        else None
+    problem = storage.disk_space_problem() if storage is not None and hasattr(storage, "disk_space_problem") else None
     if problem is not None:
         raise WorkerGaveUp(f"{problem}; no trial started. Free some space and run the worker again")
 
@@ -176,8 +190,11 @@ def close_leftover_retries(study: optuna.Study, budget: int, log: Callable[[str]
     storage = rdb_backend(study_storage(study))
     reason = f"the study reached its budget of {budget} finished trials first"
     for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        if record.retried_trial_number(t) is not None and storage is not None and \
-                close_waiting_trial(storage, trial_id(t), record.CLOSED_REASON, reason):
+        if (
+            record.retried_trial_number(t) is not None
+            and storage is not None
+            and close_waiting_trial(storage, trial_id(t), record.CLOSED_REASON, reason)
+        ):
             closed.append(t.number)
     if closed:
         log(f"closed retries {closed}: the study reached its budget of {budget} finished trials first")

@@ -62,8 +62,9 @@ def worker_label(place: WorkerPlace) -> str:
     return f"w{place.index} ({socket.gethostname()}:{os.getpid()})"
 
 
-def run_worker(settings: SearchConfig, place: WorkerPlace = WorkerPlace(),
-               emit: Callable[[str], None] | None = None) -> int:
+def run_worker(
+    settings: SearchConfig, place: WorkerPlace = WorkerPlace(), emit: Callable[[str], None] | None = None
+) -> int:
     """One worker: run trials until the study reaches its budget. Returns the exit code.
 
     Every line it has to say goes to emit, whole (a launcher's queue); without one, this process owns the
@@ -82,8 +83,9 @@ def run_worker(settings: SearchConfig, place: WorkerPlace = WorkerPlace(),
     opened: dict[str, optuna.Study] = {}
     display = None
     if emit is None:
-        display = Display(settings.trials, lambda: _count(opened.get("study")), epochs=settings.epochs,
-                          progress=place.progress_bar)
+        display = Display(
+            settings.trials, lambda: _count(opened.get("study")), epochs=settings.epochs, progress=place.progress_bar
+        )
         emit = display.line
 
     def log(line: str) -> None:
@@ -105,13 +107,15 @@ def _count(study: optuna.Study | None) -> int | None:
         return None
 
 
-def _run(settings: SearchConfig, place: WorkerPlace, log: Callable[[str], None],
-         opened: dict[str, optuna.Study]) -> int:
+def _run(
+    settings: SearchConfig, place: WorkerPlace, log: Callable[[str], None], opened: dict[str, optuna.Study]
+) -> int:
     space = load_space(settings.space, settings.task)
     device = resolve_device(settings.device)
     data = space.task.load_search_data(settings.data)
-    study = create_study(settings, space, settings.seed + 1000 * place.index, heartbeat_of(settings),
-                         device_label=device_name(device))
+    study = create_study(
+        settings, space, settings.seed + 1000 * place.index, heartbeat_of(settings), device_label=device_name(device)
+    )
     opened["study"] = study
     backend = rdb_backend(study_storage(study))
     if isinstance(backend, SteadyRDBStorage):  # its outage lines (storage/rdb.py), with this worker's prefix
@@ -123,8 +127,10 @@ def _run(settings: SearchConfig, place: WorkerPlace, log: Callable[[str], None],
         log(f"reaped dead trials {reaped}: failed and queued for retry")
     flag = StopFlag(study_storage(study), settings.study)
     if flag(force=True):
-        log(f"study {settings.study!r} was stopped by {flag.describe()}; not starting (`alexsearch search` "
-            "clears the stop and resumes)")
+        log(
+            f"study {settings.study!r} was stopped by {flag.describe()}; not starting (`alexsearch search` "
+            "clears the stop and resumes)"
+        )
         return 0
     folder = artifact_dir(settings.storage, settings.artifacts)
     checkpoints = CheckpointStore(checkpoint_dir(folder, settings.study))
@@ -132,16 +138,18 @@ def _run(settings: SearchConfig, place: WorkerPlace, log: Callable[[str], None],
     if done >= settings.trials:
         close_leftover_retries(study, settings.trials, log)
         sweep_checkpoints(study, checkpoints, log)
-        log(f"study {settings.study!r} already has {done} finished trials (budget {settings.trials}); "
-            "nothing to do")
+        log(f"study {settings.study!r} already has {done} finished trials (budget {settings.trials}); nothing to do")
         return 0
-    log(f"study {settings.study!r} in {redact(settings.storage)}: {done}/{settings.trials} trials "
+    log(
+        f"study {settings.study!r} in {redact(settings.storage)}: {done}/{settings.trials} trials "
         f"finished; {len(data.train)} train / {len(data.eval)} val items on {device_name(device)} "
-        f"({torch.get_num_threads()} threads)")
+        f"({torch.get_num_threads()} threads)"
+    )
     sweep_checkpoints(study, checkpoints, log)
 
-    def publish_best(trial: optuna.Trial, value: float, weights: dict[str, torch.Tensor],
-                     curves: dict[str, list[float]]) -> None:
+    def publish_best(
+        trial: optuna.Trial, value: float, weights: dict[str, torch.Tensor], curves: dict[str, list[float]]
+    ) -> None:
         try:  # a full disk must not fail a trial that trained well
             publish_if_best(study, trial, value, weights, curves, folder)
         except OSError as e:
@@ -153,14 +161,29 @@ def _run(settings: SearchConfig, place: WorkerPlace, log: Callable[[str], None],
     def out_of_time() -> bool:
         return place.deadline is not None and time.time() >= place.deadline
 
-    objective = Objective(space, settings, data, device, log=log,
-                          checkpoints=CheckpointWriter(checkpoints, settings.checkpoint_every, log=log),
-                          on_complete=publish_best, place=run_place(), should_stop=should_stop,
-                          worker=worker_label(place))
+    objective = Objective(
+        space,
+        settings,
+        data,
+        device,
+        log=log,
+        checkpoints=CheckpointWriter(checkpoints, settings.checkpoint_every, log=log),
+        on_complete=publish_best,
+        place=run_place(),
+        should_stop=should_stop,
+        worker=worker_label(place),
+    )
     try:
-        run_trials(study, objective, settings.trials, space, strategy=make_strategy(settings, space),
-                   should_stop=lambda: should_stop(force=True) or out_of_time(), max_retry=settings.max_retry,
-                   log=log)
+        run_trials(
+            study,
+            objective,
+            settings.trials,
+            space,
+            strategy=make_strategy(settings, space),
+            should_stop=lambda: should_stop(force=True) or out_of_time(),
+            max_retry=settings.max_retry,
+            log=log,
+        )
     except KeyboardInterrupt:  # a stop signal or flag, raised by the trainer at a step boundary (or a 2nd signal)
         objective.checkpoints.flush()  # the retry resumes from the checkpoint being written, if one is
         _requeue(study, objective, settings.max_retry, log)  # before any output, which may have no reader
@@ -188,8 +211,11 @@ def live_roots(study: optuna.Study) -> set[int]:
     return {record.retry_root(t) for t in live}
 
 
-def sweep_checkpoints(study: optuna.Study, checkpoints: CheckpointStore,
-                      log: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> None:
+def sweep_checkpoints(
+    study: optuna.Study,
+    checkpoints: CheckpointStore,
+    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+) -> None:
     """Delete the checkpoints no live trial will resume from (see CheckpointStore.sweep)."""
     try:
         files, freed = checkpoints.sweep(live_roots(study))

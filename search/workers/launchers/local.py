@@ -68,8 +68,12 @@ class LocalLauncher:
         gpu_ids, threads, deadline, debug = self.gpu_ids, self.threads, self.deadline, self.debug
         survive_closed_pipes()  # the stop below must reach the workers even when our output has no reader
         # Create the study (and the database's tables) here, so the workers only ever open it.
-        create_study(settings, load_space(settings.space, settings.task), settings.seed,
-                     device_label=f"{workers} x {device_name(resolve_device(settings.device))}")
+        create_study(
+            settings,
+            load_space(settings.space, settings.task),
+            settings.seed,
+            device_label=f"{workers} x {device_name(resolve_device(settings.device))}",
+        )
         ctx = mp.get_context("spawn")
         lines = ctx.Queue()  # every worker line, whole: one put per line, so lines never interleave
         procs: list[Any] = []
@@ -91,10 +95,19 @@ class LocalLauncher:
         handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             for i in range(workers):
-                place = WorkerPlace(index=i, gpu=gpu_for(i, gpu_ids), threads=threads, prefix=f"[w{i}] ",
-                                    progress_bar=False, ignore_sigint=True, deadline=deadline, debug=debug)
-                p = ctx.Process(target=_child_main, args=(settings.to_dict(), place.__dict__, lines),
-                                name=f"alexsearch-w{i}")
+                place = WorkerPlace(
+                    index=i,
+                    gpu=gpu_for(i, gpu_ids),
+                    threads=threads,
+                    prefix=f"[w{i}] ",
+                    progress_bar=False,
+                    ignore_sigint=True,
+                    deadline=deadline,
+                    debug=debug,
+                )
+                p = ctx.Process(
+                    target=_child_main, args=(settings.to_dict(), place.__dict__, lines), name=f"alexsearch-w{i}"
+                )
                 p.start()
                 procs.append(p)
         finally:
@@ -108,8 +121,9 @@ class LocalLauncher:
                 _show(lines, display, wait_s=0.5)
                 display.tick()
             if stop["signum"]:
-                display.line(f"stopping {sum(p.is_alive() for p in procs)} workers "
-                             f"({signal.Signals(stop['signum']).name})")
+                display.line(
+                    f"stopping {sum(p.is_alive() for p in procs)} workers ({signal.Signals(stop['signum']).name})"
+                )
             deadline_join = time.monotonic() + STOP_WAIT_S
             while any(p.is_alive() for p in procs) and time.monotonic() < deadline_join:
                 if stop["signals"] > 1:  # the user wants out now: workers got a second stop, give them a moment

@@ -37,8 +37,22 @@ SIGNAL_BEFORE_S = 120  # USR1 this long before the time limit: one training step
 JOB_NAME_CHARS = 40  # of the study name in the job name (squeue shows the first few anyway)
 STORAGE_ENV = "ALEXSEARCH_STORAGE"  # carries a URL holding a password into the job, so the script never holds it
 # Options the script sets itself; from --slurm-arg they would break the array or its signals.
-OWNED_OPTIONS = ("--array", "-a", "--signal", "--requeue", "--no-requeue", "--parsable", "--wrap", "--output",
-                 "-o", "--open-mode", "--chdir", "-D", "--job-name", "-J")
+OWNED_OPTIONS = (
+    "--array",
+    "-a",
+    "--signal",
+    "--requeue",
+    "--no-requeue",
+    "--parsable",
+    "--wrap",
+    "--output",
+    "-o",
+    "--open-mode",
+    "--chdir",
+    "-D",
+    "--job-name",
+    "-J",
+)
 # sbatch --time: minutes, minutes:seconds, hours:minutes:seconds, days-hours, days-hours:minutes,
 # days-hours:minutes:seconds.
 _TIME = re.compile(r"^(?:(\d+)-(\d+)(?::(\d+)(?::(\d+))?)?|(\d+)(?::(\d+)(?::(\d+))?)?)$")
@@ -62,9 +76,11 @@ def time_limit_s(text: str) -> int:
             seconds = m_ * 60 + ms
         if seconds > 0:
             return seconds
-    raise ConfigError(f"--slurm-time: {text!r} is not a Slurm time limit (allowed: MINUTES, MINUTES:SECONDS, "
-                      "HOURS:MINUTES:SECONDS, DAYS-HOURS, DAYS-HOURS:MINUTES, DAYS-HOURS:MINUTES:SECONDS, "
-                      "UNLIMITED)")
+    raise ConfigError(
+        f"--slurm-time: {text!r} is not a Slurm time limit (allowed: MINUTES, MINUTES:SECONDS, "
+        "HOURS:MINUTES:SECONDS, DAYS-HOURS, DAYS-HOURS:MINUTES, DAYS-HOURS:MINUTES:SECONDS, "
+        "UNLIMITED)"
+    )
 
 
 @dataclass(frozen=True)
@@ -92,8 +108,9 @@ class SlurmConfig(JsonConfig):
                 raise ConfigError(f"--slurm-arg: {a!r} is not one sbatch option (e.g. --qos=high)")
             name = a.split("=", 1)[0].split()[0]
             if name in OWNED_OPTIONS or (len(name) > 2 and name[:2] in OWNED_OPTIONS and not name.startswith("--")):
-                raise ConfigError(f"--slurm-arg: {name} is set by alexsearch itself (array, signals, output, "
-                                  "requeue); leave it out")
+                raise ConfigError(
+                    f"--slurm-arg: {name} is set by alexsearch itself (array, signals, output, requeue); leave it out"
+                )
         for name in ("partition", "account"):
             value = getattr(self, name)
             if value is not None and not _NAME.match(value):
@@ -115,6 +132,7 @@ class SlurmConfig(JsonConfig):
 
 # --- the worker's command line --------------------------------------------------------------------------------
 
+
 def alexsearch_command() -> list[str]:
     """How a job starts alexsearch: this environment's `alexsearch` script, else this Python with -m."""
     script = Path(sys.executable).parent / "alexsearch"
@@ -128,15 +146,35 @@ def worker_args(settings: SearchConfig, storage: str | None = None) -> list[str]
     through the worker's own parser). storage replaces the URL, e.g. with "$ALEXSEARCH_STORAGE"."""
     data = settings.data
     if data.split_seed != type(data)().split_seed:
-        raise UsageError(f"--launcher slurm: data split seed {data.split_seed} has no command-line option; "
-                          "a worker could not be given it")
+        raise UsageError(
+            f"--launcher slurm: data split seed {data.split_seed} has no command-line option; "
+            "a worker could not be given it"
+        )
     args = ["--storage", storage or settings.storage, "--study", settings.study, "--task", settings.task]
     if settings.space is not None:
         args += ["--space", settings.space]
-    args += ["--trials", str(settings.trials), "--epochs", str(settings.epochs), "--strategy", settings.strategy,
-             "--sampler", settings.sampler, "--pruner", settings.pruner, "--patience", str(settings.patience),
-             "--warmup-epochs", str(settings.warmup_epochs), "--startup-trials", str(settings.startup_trials),
-             "--seed", str(settings.seed), "--device", settings.device]
+    args += [
+        "--trials",
+        str(settings.trials),
+        "--epochs",
+        str(settings.epochs),
+        "--strategy",
+        settings.strategy,
+        "--sampler",
+        settings.sampler,
+        "--pruner",
+        settings.pruner,
+        "--patience",
+        str(settings.patience),
+        "--warmup-epochs",
+        str(settings.warmup_epochs),
+        "--startup-trials",
+        str(settings.startup_trials),
+        "--seed",
+        str(settings.seed),
+        "--device",
+        settings.device,
+    ]
     if settings.precision is not None:
         args += ["--precision", settings.precision]
     args += ["--data", data.root]
@@ -146,9 +184,16 @@ def worker_args(settings: SearchConfig, storage: str | None = None) -> list[str]
         args += ["--val-size", str(data.val_size)]
     if data.train_size is not None:
         args += ["--train-size", str(data.train_size)]
-    args += ["--heartbeat-interval", str(settings.heartbeat_interval), "--grace-period",
-             str(settings.grace_period), "--max-retry", str(settings.max_retry),
-             "--checkpoint-every", repr(settings.checkpoint_every)]
+    args += [
+        "--heartbeat-interval",
+        str(settings.heartbeat_interval),
+        "--grace-period",
+        str(settings.grace_period),
+        "--max-retry",
+        str(settings.max_retry),
+        "--checkpoint-every",
+        repr(settings.checkpoint_every),
+    ]
     if settings.artifacts is not None:
         args += ["--artifacts", settings.artifacts]
     return args
@@ -159,12 +204,16 @@ def device_for_task(device: str, gpus: int) -> str:
     becomes cuda; a CPU-only task must not pick a GPU it was not given (auto would)."""
     if gpus == 0:
         if device.startswith("cuda"):
-            raise UsageError(f"--device {device}: the array tasks get no GPU (--slurm-gpus-per-worker 0); "
-                              "give --slurm-gpus-per-worker 1 or --device cpu")
+            raise UsageError(
+                f"--device {device}: the array tasks get no GPU (--slurm-gpus-per-worker 0); "
+                "give --slurm-gpus-per-worker 1 or --device cpu"
+            )
         return "cpu" if device == "auto" else device
     if device in ("cpu", "mps"):
-        raise UsageError(f"--slurm-gpus-per-worker {gpus}: GPUs asked for, but --device {device}; "
-                          "use --device cuda (or auto), or --slurm-gpus-per-worker 0")
+        raise UsageError(
+            f"--slurm-gpus-per-worker {gpus}: GPUs asked for, but --device {device}; "
+            "use --device cuda (or auto), or --slurm-gpus-per-worker 0"
+        )
     return "cuda"
 
 
@@ -175,6 +224,7 @@ def workers_per_task(slurm: SlurmConfig, workers_per_gpu: int) -> int:
 
 
 # --- the script -----------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ArrayJob:
@@ -246,8 +296,13 @@ def sbatch_lines(job: ArrayJob) -> list[str]:
         lines.append(f"--mem={s.mem}")
     if s.gpus_per_worker > 0:
         lines.append(f"--gres=gpu:{s.gpus_per_worker}")
-    lines += [f"--chdir={job.workdir}", f"--output={job.log_dir}/{job.name}-%A_%a.out", "--open-mode=append",
-              "--requeue", f"--signal=B:USR1@{signal_before_s(s)}"]
+    lines += [
+        f"--chdir={job.workdir}",
+        f"--output={job.log_dir}/{job.name}-%A_%a.out",
+        "--open-mode=append",
+        "--requeue",
+        f"--signal=B:USR1@{signal_before_s(s)}",
+    ]
     lines += list(s.sbatch_args)
     return [f"#SBATCH {line}" for line in lines]
 
@@ -272,61 +327,74 @@ def sbatch_script(job: ArrayJob) -> str:
     argv = alexsearch_command() + ["worker"] + worker_args(settings.replace(device=device), job.storage_in_script())
     index = "$SLURM_ARRAY_TASK_ID" if per_task == 1 else f"$((SLURM_ARRAY_TASK_ID * {per_task} + k))"
     command = wrap_command([*argv, "--lines-only", "--worker-index", index])
-    gpu_note = (f"{plural(s.gpus_per_worker, 'GPU')} each" + (f", worker k on GPU k mod {s.gpus_per_worker}"
-                                                          if s.gpus_per_worker > 1 and per_task > 1 else "")
-                if s.gpus_per_worker else "CPU only")
-    out = ["#!/bin/bash",
-           f"# alexsearch study {settings.study!r} in {redact(settings.storage)}: a job array of "
-           f"{plural(job.tasks, 'task')}, {plural(per_task, 'worker')} each, {gpu_note}.",
-           "# Written by `alexsearch search --launcher slurm`; `sbatch THIS_FILE` submits it again.",
-           *sbatch_lines(job),
-           "",
-           "# scancel, preemption and `scontrol requeue` send SIGTERM to every process here: each worker",
-           "# fails its running trial and queues a retry that resumes from the trial's last checkpoint",
-           f"# (epoch + 1). {signal_before_s(s)} s before --time runs out, Slurm sends USR1 to this shell only: "
-           "it stops",
-           "# the workers the same way and requeues this task. The shell outlives its workers (no exec):",
-           "# when it exits, Slurm kills what is left of the task.",
-           "set -u"]
+    gpu_note = (
+        f"{plural(s.gpus_per_worker, 'GPU')} each"
+        + (f", worker k on GPU k mod {s.gpus_per_worker}" if s.gpus_per_worker > 1 and per_task > 1 else "")
+        if s.gpus_per_worker
+        else "CPU only"
+    )
+    out = [
+        "#!/bin/bash",
+        f"# alexsearch study {settings.study!r} in {redact(settings.storage)}: a job array of "
+        f"{plural(job.tasks, 'task')}, {plural(per_task, 'worker')} each, {gpu_note}.",
+        "# Written by `alexsearch search --launcher slurm`; `sbatch THIS_FILE` submits it again.",
+        *sbatch_lines(job),
+        "",
+        "# scancel, preemption and `scontrol requeue` send SIGTERM to every process here: each worker",
+        "# fails its running trial and queues a retry that resumes from the trial's last checkpoint",
+        f"# (epoch + 1). {signal_before_s(s)} s before --time runs out, Slurm sends USR1 to this shell only: it stops",
+        "# the workers the same way and requeues this task. The shell outlives its workers (no exec):",
+        "# when it exits, Slurm kills what is left of the task.",
+        "set -u",
+    ]
     if job.hides_storage():
-        out.append(f': "${{{STORAGE_ENV}:?set {STORAGE_ENV} to the study database URL (it holds a password, '
-                   'so it is not written here)}"')
-    out += [f"export OMP_NUM_THREADS=$(( ${{SLURM_CPUS_PER_TASK:-1}} / {per_task} > 0 ? "
-            f"${{SLURM_CPUS_PER_TASK:-1}} / {per_task} : 1 ))" if per_task > 1 else
-            "export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}",
-            "export PYTHONUNBUFFERED=1",
-            'echo "alexsearch: task ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID} (job $SLURM_JOB_ID) on '
-            '$(hostname), restart ${SLURM_RESTART_COUNT:-0}, $(date)"',
-            "pids=()",
-            "requeue=0",
-            'trap \'requeue=1; kill -TERM "${pids[@]}" 2>/dev/null\' USR1',
-            "trap : TERM  # Slurm signals the workers itself; this shell only waits for them",
-            ""]
+        out.append(
+            f': "${{{STORAGE_ENV}:?set {STORAGE_ENV} to the study database URL (it holds a password, '
+            'so it is not written here)}"'
+        )
+    out += [
+        f"export OMP_NUM_THREADS=$(( ${{SLURM_CPUS_PER_TASK:-1}} / {per_task} > 0 ? "
+        f"${{SLURM_CPUS_PER_TASK:-1}} / {per_task} : 1 ))"
+        if per_task > 1
+        else "export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}",
+        "export PYTHONUNBUFFERED=1",
+        'echo "alexsearch: task ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID} (job $SLURM_JOB_ID) on '
+        '$(hostname), restart ${SLURM_RESTART_COUNT:-0}, $(date)"',
+        "pids=()",
+        "requeue=0",
+        "trap 'requeue=1; kill -TERM \"${pids[@]}\" 2>/dev/null' USR1",
+        "trap : TERM  # Slurm signals the workers itself; this shell only waits for them",
+        "",
+    ]
     if per_task == 1:
         out += [command + " &", 'pids+=("$!")']
     else:
         if s.gpus_per_worker > 0:
             ids = ",".join(str(i) for i in range(s.gpus_per_worker))
-            out += [f"visible=${{CUDA_VISIBLE_DEVICES:-{ids}}}  # the task's GPUs, as Slurm made them visible",
-                    "gpus=(${visible//,/ })"]
+            out += [
+                f"visible=${{CUDA_VISIBLE_DEVICES:-{ids}}}  # the task's GPUs, as Slurm made them visible",
+                "gpus=(${visible//,/ })",
+            ]
         out += [f"for k in $(seq 0 {per_task - 1}); do"]
         if s.gpus_per_worker > 0:
             out += [f'  CUDA_VISIBLE_DEVICES="${{gpus[k % {s.gpus_per_worker}]}}" \\']
         out += ["  " + command.replace("\n", "\n  ") + " &", '  pids+=("$!")', "done"]
-    out += ["",
-            "# wait returns early when a trapped signal arrives: wait again until each worker has exited.",
-            "status=0",
-            'for pid in "${pids[@]}"; do',
-            '  while kill -0 "$pid" 2>/dev/null; do wait "$pid"; done',
-            '  wait "$pid"; rc=$?',
-            '  if [ "$rc" -ne 0 ]; then status=$rc; fi',
-            "done",
-            'if [ "$requeue" = 1 ]; then',
-            '  echo "alexsearch: time limit near: requeueing task ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"',
-            '  scontrol requeue "$SLURM_JOB_ID"',
-            "fi",
-            'exit "$status"',
-            ""]
+    out += [
+        "",
+        "# wait returns early when a trapped signal arrives: wait again until each worker has exited.",
+        "status=0",
+        'for pid in "${pids[@]}"; do',
+        '  while kill -0 "$pid" 2>/dev/null; do wait "$pid"; done',
+        '  wait "$pid"; rc=$?',
+        '  if [ "$rc" -ne 0 ]; then status=$rc; fi',
+        "done",
+        'if [ "$requeue" = 1 ]; then',
+        '  echo "alexsearch: time limit near: requeueing task ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"',
+        '  scontrol requeue "$SLURM_JOB_ID"',
+        "fi",
+        'exit "$status"',
+        "",
+    ]
     return "\n".join(out)
 
 

@@ -54,9 +54,24 @@ POLL_S = 5.0  # how often the watcher reads the study and asks squeue (kind to a
 TAIL_S = 0.5  # how often it reads new lines from the tasks' log files
 JOB_ATTR = record.SLURM_JOB
 # Job states in which a task may still run trials (squeue's long names).
-ACTIVE_STATES = frozenset({"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING",
-                           "COMPLETING", "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED",
-                           "RESV_DEL_HOLD", "SPECIAL_EXIT"})
+ACTIVE_STATES = frozenset(
+    {
+        "PENDING",
+        "RUNNING",
+        "REQUEUED",
+        "REQUEUE_HOLD",
+        "REQUEUE_FED",
+        "CONFIGURING",
+        "COMPLETING",
+        "SUSPENDED",
+        "RESIZING",
+        "SIGNALING",
+        "STAGE_OUT",
+        "STOPPED",
+        "RESV_DEL_HOLD",
+        "SPECIAL_EXIT",
+    }
+)
 
 
 class SlurmError(UsageError):
@@ -66,8 +81,9 @@ class SlurmError(UsageError):
 def _exe(name: str) -> str:
     found = shutil.which(name)
     if found is None:
-        raise SlurmError(f"--launcher slurm: {name} not found on PATH; run this on a Slurm login node "
-                         "(or use --launcher local)")
+        raise SlurmError(
+            f"--launcher slurm: {name} not found on PATH; run this on a Slurm login node (or use --launcher local)"
+        )
     return found
 
 
@@ -83,8 +99,9 @@ def _run(cmd: list[str], env: Mapping[str, str] | None = None) -> subprocess.Com
     try:
         return subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=SLURM_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        raise SlurmError(f"--launcher slurm: {Path(cmd[0]).name} did not answer within {SLURM_TIMEOUT_S} s "
-                         "(is slurmctld up?)") from None
+        raise SlurmError(
+            f"--launcher slurm: {Path(cmd[0]).name} did not answer within {SLURM_TIMEOUT_S} s (is slurmctld up?)"
+        ) from None
 
 
 def check_submission(script: Path, env: Mapping[str, str] | None = None) -> None:
@@ -119,8 +136,11 @@ def task_states(job_id: str) -> dict[str, str]:
         r = _run([sacct, "-n", "-X", "-P", "-j", job_id, "-o", "JobID,State"])
         if r.returncode == 0:
             # sacct writes "CANCELLED by 0"; keep the state word
-            return {jid: state.split()[0] for jid, state in
-                    (line.split("|", 1) for line in r.stdout.splitlines() if "|" in line) if state.strip()}
+            return {
+                jid: state.split()[0]
+                for jid, state in (line.split("|", 1) for line in r.stdout.splitlines() if "|" in line)
+                if state.strip()
+            }
     return {}
 
 
@@ -141,14 +161,17 @@ def state_summary(job_id: str, states: Mapping[str, str]) -> str:
 
 # --- the launcher ---------------------------------------------------------------------------------------------
 
+
 def sqlite_warning(settings: SearchConfig) -> str | None:
     """One line for a SQLite study: every task must run on the host holding the file (never on shared NFS)."""
     path = sqlite_path(parse_url(settings.storage))
     if path is None:
         return None
-    return (f"warning: --launcher slurm with SQLite: every array task must run on this host, which holds "
-            f"{path}; SQLite's locks are not safe on a network filesystem, so for a cluster use a PostgreSQL "
-            "--storage URL (docs/slurm.md)")
+    return (
+        f"warning: --launcher slurm with SQLite: every array task must run on this host, which holds "
+        f"{path}; SQLite's locks are not safe on a network filesystem, so for a cluster use a PostgreSQL "
+        "--storage URL (docs/slurm.md)"
+    )
 
 
 def existing_study(settings: SearchConfig) -> optuna.Study | None:
@@ -165,8 +188,9 @@ def recorded_job(study: optuna.Study | None) -> dict[str, Any] | None:
     return job if isinstance(job, dict) and job.get("job_id") else None
 
 
-def launch_slurm(settings: SearchConfig, space: Space, slurm: SlurmConfig, tasks: int, workers_per_gpu: int = 1,
-                 detach: bool = False) -> int:
+def launch_slurm(
+    settings: SearchConfig, space: Space, slurm: SlurmConfig, tasks: int, workers_per_gpu: int = 1, detach: bool = False
+) -> int:
     """Submit the study's array (or re-attach to the one running), then watch it unless detach. Exit code."""
     folder = artifact_dir(settings.storage, settings.artifacts).expanduser().absolute()
     job = ArrayJob(settings, slurm, tasks, workers_per_gpu, workdir=Path.cwd(), log_dir=folder / "slurm")
@@ -179,15 +203,19 @@ def launch_slurm(settings: SearchConfig, space: Space, slurm: SlurmConfig, tasks
             raise UsageError(conflict)
         done = finished_count(study)
         if done >= settings.trials:
-            print(f"study {settings.study!r} already has {done} finished trials (budget {settings.trials}); "
-                  "nothing to submit")
+            print(
+                f"study {settings.study!r} already has {done} finished trials (budget {settings.trials}); "
+                "nothing to submit"
+            )
             return 0
     running = recorded_job(study)
     if running is not None:
         states = task_states(running["job_id"])
         if is_active(states):
-            print(f"study {settings.study!r} already has Slurm job {running['job_id']} queued or running "
-                  f"({state_summary(running['job_id'], states).split(': ', 1)[1]}); not submitting another")
+            print(
+                f"study {settings.study!r} already has Slurm job {running['job_id']} queued or running "
+                f"({state_summary(running['job_id'], states).split(': ', 1)[1]}); not submitting another"
+            )
             return _follow(settings, running, detach, reattach=True)
     _exe("sbatch")
     script = write_script(job, job.log_dir / f"{safe_name(settings.study)}-array.sh")
@@ -198,15 +226,27 @@ def launch_slurm(settings: SearchConfig, space: Space, slurm: SlurmConfig, tasks
     per_task = workers_per_task(slurm, workers_per_gpu)
     from search.study.create import create_study
 
-    study = create_study(settings, space, settings.seed,
-                         device_label=f"Slurm array: {plural(tasks, 'task')} x {plural(per_task, 'worker')}, "
-                                      f"{plural(slurm.gpus_per_worker, 'GPU')} per task")
+    study = create_study(
+        settings,
+        space,
+        settings.seed,
+        device_label=f"Slurm array: {plural(tasks, 'task')} x {plural(per_task, 'worker')}, "
+        f"{plural(slurm.gpus_per_worker, 'GPU')} per task",
+    )
     job_id = submit(script, job.submit_env())
-    submitted = {"job_id": job_id, "tasks": tasks, "workers_per_task": per_task, "script": str(script),
-              "log_dir": str(job.log_dir), "submitted": datetime.now(UTC).isoformat(timespec="seconds")}
+    submitted = {
+        "job_id": job_id,
+        "tasks": tasks,
+        "workers_per_task": per_task,
+        "script": str(script),
+        "log_dir": str(job.log_dir),
+        "submitted": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     study.set_user_attr(JOB_ATTR, submitted)
-    print(f"submitted Slurm job {job_id}: {plural(tasks, 'array task')} x {plural(per_task, 'worker')} on study "
-          f"{settings.study!r} in {redact(settings.storage)}")
+    print(
+        f"submitted Slurm job {job_id}: {plural(tasks, 'array task')} x {plural(per_task, 'worker')} on study "
+        f"{settings.study!r} in {redact(settings.storage)}"
+    )
     print(f"script: {script}")
     print(f"logs:   {job.log_dir}/{job.name}-{job_id}_<task>.out")
     return _follow(settings, submitted, detach)
@@ -228,16 +268,25 @@ class SlurmLauncher:
 def _follow(settings: SearchConfig, job: Mapping[str, Any], detach: bool, reattach: bool = False) -> int:
     job_id = job["job_id"]
     if detach:
-        print(f"detached: run the same command again to watch it, `alexsearch status` to see it; "
-              f"cancel with: scancel {job_id}")
+        print(
+            f"detached: run the same command again to watch it, `alexsearch status` to see it; "
+            f"cancel with: scancel {job_id}"
+        )
         return 0
     workers = int(job.get("tasks") or 1) * int(job.get("workers_per_task") or 1)
-    return watch(settings, job_id, Path(job["log_dir"]) if job.get("log_dir") else None, workers=workers,
-                 reattach=reattach)
+    return watch(
+        settings, job_id, Path(job["log_dir"]) if job.get("log_dir") else None, workers=workers, reattach=reattach
+    )
 
 
-def watch(settings: SearchConfig, job_id: str, log_dir: Path | None = None, poll_s: float = POLL_S,
-          workers: int = 1, reattach: bool = False) -> int:
+def watch(
+    settings: SearchConfig,
+    job_id: str,
+    log_dir: Path | None = None,
+    poll_s: float = POLL_S,
+    workers: int = 1,
+    reattach: bool = False,
+) -> int:
     """The study's progress (search/workers/display.py, as `--workers N` shows it locally) and the workers'
     event lines, tailed from the array tasks' log files in log_dir, until the study reaches its budget (0) or
     the array ends short of it (1). Ctrl-C stops watching and leaves the jobs running (130).
@@ -245,8 +294,11 @@ def watch(settings: SearchConfig, job_id: str, log_dir: Path | None = None, poll
     count = StudyCount(settings)
     display = Display(settings.trials, count, workers=workers, epochs=settings.epochs)
     name = ArrayJob(settings, SlurmConfig(), 1).name
-    tail = LogTail(log_dir, f"{glob.escape(name)}-{job_id}_*.out", array_task_label,
-                   from_end=reattach) if log_dir is not None else None
+    tail = (
+        LogTail(log_dir, f"{glob.escape(name)}-{job_id}_*.out", array_task_label, from_end=reattach)
+        if log_dir is not None
+        else None
+    )
     summary = ""
     last_squeue = float("-inf")
     try:
@@ -269,8 +321,11 @@ def watch(settings: SearchConfig, job_id: str, log_dir: Path | None = None, poll
             display.line(line)
     except KeyboardInterrupt:
         display.close(final_count=False)
-        print(f"stopped watching; Slurm job {job_id} keeps running. Watch again: the same command; "
-              f"cancel: scancel {job_id}", file=sys.stderr)
+        print(
+            f"stopped watching; Slurm job {job_id} keeps running. Watch again: the same command; "
+            f"cancel: scancel {job_id}",
+            file=sys.stderr,
+        )
         return 130
     done = count()
     done = done if done is not None else display.count or 0
@@ -279,8 +334,11 @@ def watch(settings: SearchConfig, job_id: str, log_dir: Path | None = None, poll
         display.close(final_count=False)
         return 0
     display.close(final_count=False)
-    print(f"{summary}: the array ended with {done}/{settings.trials} trials finished; see its logs, then run "
-          "the same command to submit a new array (stopped trials resume from their checkpoints)", file=sys.stderr)
+    print(
+        f"{summary}: the array ended with {done}/{settings.trials} trials finished; see its logs, then run "
+        "the same command to submit a new array (stopped trials resume from their checkpoints)",
+        file=sys.stderr,
+    )
     return 1
 
 
