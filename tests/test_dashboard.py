@@ -29,9 +29,9 @@ from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-# The live search: the MLP task, with epochs of 20,000 points (about 0.2 s each) so that a poll can catch a running
-# trial that has reported an epoch.
-QUICK = ["--task", "mlp-synth", "--epochs", "5", "--train-size", "20000", "--val-size", "2000", "--device", "cpu"]
+# The live search: the MLP task, with epochs of 60,000 points (about 0.6 s each on a quiet machine) so that a
+# poll can catch a running trial that has reported an epoch.
+QUICK = ["--task", "mlp-synth", "--epochs", "8", "--train-size", "60000", "--val-size", "2000", "--device", "cpu"]
 TRIALS = 3
 CHROMIUM = next(
     (
@@ -244,7 +244,7 @@ def test_chromium_shows_the_study_its_trials_the_history_chart_and_the_note(live
         "Search space",
         "lr in [0.0001, 0.1] log",
         "Data split",
-        "training: 20,000 images",
+        "training: 60,000 images",
         "Budget and rules",
         "Device and versions",
         "device: cpu",

@@ -92,7 +92,7 @@ def first_trial_running_for(url: str, seconds: float) -> bool:
 @pytest.mark.slow
 def test_a_second_worker_leaves_a_trial_that_beats_past_the_grace_period_alone(storage_url, tmp_path):
     art = tmp_path / "art"
-    a = start(worker_cmd(storage_url, art, 1, 100, 0), tmp_path / "a.log")  # one trial of ~10 s or more
+    a = start(worker_cmd(storage_url, art, 1, 1000, 0), tmp_path / "a.log")  # one trial of 100 s or more
     b = None
     try:
         wait_for(
@@ -100,7 +100,7 @@ def test_a_second_worker_leaves_a_trial_that_beats_past_the_grace_period_alone(s
             120,
             "trial 0 to run for longer than the grace period",
         )
-        b = start(worker_cmd(storage_url, art, 1, 100, 1), tmp_path / "b.log")
+        b = start(worker_cmd(storage_url, art, 1, 1000, 1), tmp_path / "b.log")
         # B reaps before it prints its "study ... trials finished" line.
         wait_for(lambda: "trials finished" in (tmp_path / "b.log").read_text(), 120, "worker B to start")
         time.sleep(1.5)  # and A's trial goes on beating (a reaped trial would make A fail at its next epoch)

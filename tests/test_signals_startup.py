@@ -204,8 +204,10 @@ def test_worker_paused_past_the_grace_period_goes_on_when_continued(db_url, tmp_
             art,
             "--workers",
             "2",
+            # enough trials that w1 is still starting new ones (each start checks heartbeats) when w0's
+            # 6 s grace period runs out: on a quiet machine 6 trials were done before that
             "--trials",
-            "6",
+            "16",
             "--epochs",
             "3",
             "--pruner",

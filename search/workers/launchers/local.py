@@ -38,6 +38,8 @@ def _child_main(settings: dict[str, Any], place: dict[str, Any], lines: Any) -> 
     except USAGE_ERRORS as e:
         lines.put(f"{place['prefix']}error: {one_line(e, settings.get('storage'))}")
         code = 2
+    lines.close()  # the queue's feeder thread must hand over the last lines before os._exit cuts it off
+    lines.join_thread()
     _exit_now(code)
 
 
