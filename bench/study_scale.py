@@ -170,9 +170,14 @@ def get(app, path: str, query: str) -> tuple[float, dict]:
 
     environ: dict = {"PATH_INFO": path, "QUERY_STRING": query, "REQUEST_METHOD": "GET"}
     setup_testing_defaults(environ)
-    status = []
+    status: list[str] = []
+
+    def start_response(s: str, headers: list, exc_info=None):
+        status.append(s)
+        return io.BytesIO().write
+
     start = time.perf_counter()
-    body = b"".join(app(environ, lambda s, h, exc_info=None: status.append(s) or io.BytesIO().write))
+    body = b"".join(app(environ, start_response))
     seconds = time.perf_counter() - start
     if not status or not status[0].startswith("200"):
         raise SystemExit(f"dashboard GET {path}?{query}: {status} {body[:300]!r}")

@@ -349,6 +349,7 @@ class SteadyRDBStorage(RDBStorage):
         """
         with _create_scoped_session(self.scoped_session, True) as session:
             if step is not None:
+                assert intermediate_value is not None, "a reported step needs its value"
                 self._set_trial_intermediate_value_without_commit(session, trial_id, step, intermediate_value)
             for key, value in user_attrs.items():
                 self._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial_id, key, value)
@@ -416,17 +417,20 @@ def record(
     """
     backend = rdb_backend(trial.storage)
     cached = cached_frozen_trial(trial)
+    report: tuple[int, float] | None = None
     if step is not None:
-        step, value = int(step), float(value)
-        if step in cached.intermediate_values:  # as trial.report: a step is reported once
-            step = None
+        assert value is not None, "a reported step needs its value"
+        if int(step) not in cached.intermediate_values:  # as trial.report: a step is reported once
+            report = int(step), float(value)
     if not isinstance(backend, SteadyRDBStorage):
         for key, v in user_attrs.items():
             trial.set_user_attr(key, v)
-        if step is not None:
-            trial.report(value, step)
+        if report is not None:
+            trial.report(report[1], report[0])
         return
-    backend.record_trial(trial_id(trial), user_attrs, step, value)
+    if report is None:
+        backend.record_trial(trial_id(trial), user_attrs)
+    else:
+        backend.record_trial(trial_id(trial), user_attrs, *report)
+        cached.intermediate_values[report[0]] = report[1]
     cached.user_attrs.update(user_attrs)
-    if step is not None:
-        cached.intermediate_values[step] = value

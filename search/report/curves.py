@@ -103,15 +103,12 @@ def param_curves_figure(param: str, trials: list[FrozenTrial], caption: str, con
     # one colour map call for all trials: a call per trial took 8 s of a 10,000-trial report
     mapped = None if discrete else cmap(norm(np.asarray(values, dtype=float)))
     for i, (t, v) in enumerate(zip(trials, values, strict=True)):
-        color, ls = style[v] if discrete else (tuple(mapped[i]), "-")
-        rgba = to_rgba(color)
-        colors.append(rgba)
-        styles.append(ls)
+        color, ls = style[v] if mapped is None else (tuple(mapped[i]), "-")
         marker = END_MARKERS.get(t.state)
         failed = t.state == TrialState.FAIL
         rgba = to_rgba(color, FAILED_ALPHA if failed else 0.9)
-        colors[-1] = rgba
-        styles[-1] = ":" if failed else ls
+        colors.append(rgba)
+        styles.append(":" if failed else ls)
         widths.append(1.0 if failed else 1.4)
         accs = _curves(t)
         dot_colors += [rgba] * len(accs[0])

@@ -185,7 +185,8 @@ def _run(
             log=log,
         )
     except KeyboardInterrupt:  # a stop signal or flag, raised by the trainer at a step boundary (or a 2nd signal)
-        objective.checkpoints.flush()  # the retry resumes from the checkpoint being written, if one is
+        if objective.checkpoints is not None:
+            objective.checkpoints.flush()  # the retry resumes from the checkpoint being written, if one is
         _requeue(study, objective, settings.max_retry, log)  # before any output, which may have no reader
         if flag.flag is not None and not stop_requested():
             log(f"stopped by {flag.describe()}")
