@@ -307,14 +307,17 @@ class CheckpointWriter:
     epoch. If the previous write is still running when the next is due, that epoch is skipped, so training
     never waits for the disk and at most one copy of the state is held. `delete` and `flush` wait for a write
     in flight, so a finished trial's file is not written again after it was deleted.
+
+    A write that fails (a full disk) is raised in the training thread by the next `after_epoch` or `flush`, so
+    the trial fails and is retried from its last whole checkpoint, as when checkpoints were written in line.
     """
 
-    def __init__(self, store: CheckpointStore, every_s: float, log: Callable[[str], None] | None = None) -> None:
+    def __init__(self, store: CheckpointStore, every_s: float) -> None:
         if every_s < 0:
             raise ValueError(f"--checkpoint-every: must be >= 0 seconds, got {every_s}")
         self.store, self.every_s = store, every_s
-        self.log = log or (lambda line: warnings.warn(line, stacklevel=3))
         self._thread: threading.Thread | None = None
+        self._error: Exception | None = None  # of the last write, until the training thread raises it
         self._last = time.monotonic()
         self.written = 0  # checkpoints completed, for tests and benches
         self.skipped = 0  # due but skipped because the previous write was still running
@@ -335,7 +338,10 @@ class CheckpointWriter:
         return self._thread is not None and self._thread.is_alive()
 
     def after_epoch(self, key: int, state: Callable[[], dict[str, Any]]) -> bool:
-        """Start a background write of state() if one is due; True if one was started."""
+        """Start a background write of state() if one is due; True if one was started. Raises the error of
+        a write that failed since the last call."""
+        if not self.busy():
+            self._raise_error()
         if time.monotonic() - self._last < self.every_s:
             return False
         if self.busy():
@@ -351,15 +357,26 @@ class CheckpointWriter:
         try:
             self.store.save(key, state)
             self.written += 1
-        except Exception as e:  # a full disk must not end the training; the last whole checkpoint stays
-            self.log(f"checkpoint of trial {key} not written: {type(e).__name__}: {e}")
+        except Exception as e:  # the last whole checkpoint stays; the training thread raises e (see the class)
+            self._error = e
 
-    def flush(self) -> None:
-        """Wait for the write in flight, if any."""
+    def _raise_error(self) -> None:
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def flush(self, raise_error: bool = True) -> None:
+        """Wait for the write in flight, if any; raise the error of a write that failed, unless raise_error is
+        False (a stopping worker: the retry resumes from the last whole checkpoint either way)."""
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        if raise_error:
+            self._raise_error()
+        else:
+            self._error = None
 
     def delete(self, key: int) -> None:
-        self.flush()
+        """Remove key's checkpoint: its trial has finished, so a write of it that failed no longer matters."""
+        self.flush(raise_error=False)
         self.store.delete(key)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +14,18 @@ from optuna.trial import TrialState
 
 from storage.artifacts import checkpoint_dir
 from storage.checkpoints import CheckpointStore, CheckpointWriter
-from tests.test_workers import ENV, _worker_cmd, load
+from tests.test_workers import ALEXSEARCH, ENV, load
+
+
+def _worker_cmd(url: str, art: Path, data: Path, *extra: str) -> list[str]:
+    """AlexNet on tiny CIFAR-10: its checkpoint (with Adam state, ~280 MB) takes long enough to write that a kill
+    can land inside the write."""
+    return [
+        *(ALEXSEARCH, *extra, "--storage", url, "--study", "crash", "--data", str(data), "--trials", "2"),
+        *("--epochs", "4", "--train-size", "200", "--val-size", "100", "--device", "cpu", "--pruner", "none"),
+        *("--patience", "0", "--heartbeat-interval", "1", "--grace-period", "3", "--artifacts", str(art)),
+        *("--checkpoint-every", "0"),
+    ]
 
 
 def test_the_state_is_copied_before_training_goes_on(tmp_path):
@@ -96,3 +108,23 @@ def test_sigkill_during_a_background_write_then_resume(db_url, tmp_path, tiny_da
     assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
     assert sorted(retried[0].intermediate_values) == [1, 2, 3, 4]
     assert not list(folder.glob("trial-0.pt*"))  # no checkpoint and no half-written temp file left
+
+
+def test_a_failed_write_is_raised_by_the_next_epoch_and_by_flush(tmp_path):
+    folder = tmp_path / "ckpt"
+    folder.write_text("a file where the checkpoint folder should be")  # every background write fails
+    writer = CheckpointWriter(CheckpointStore(folder), every_s=0)
+    assert writer.after_epoch(1, lambda: {"epoch": 1})
+    while writer.busy():
+        time.sleep(0.01)
+    with pytest.raises(OSError):
+        writer.after_epoch(1, lambda: {"epoch": 2})  # the trial fails here, as with a save in line
+    assert writer.after_epoch(1, lambda: {"epoch": 3})  # raised once: the retry's first epoch tries again
+    with pytest.raises(OSError):
+        writer.flush()
+    writer.after_epoch(1, lambda: {"epoch": 4})
+    writer.flush(raise_error=False)  # a stopping worker: its trial's retry resumes from the last whole one
+    folder.unlink()
+    writer.after_epoch(1, lambda: {"epoch": 5})
+    writer.delete(1)  # the trial finished: no file is left, and nothing is raised
+    assert not folder.exists() or list(folder.iterdir()) == []

@@ -167,7 +167,7 @@ def _run(
         data,
         device,
         log=log,
-        checkpoints=CheckpointWriter(checkpoints, settings.checkpoint_every, log=log),
+        checkpoints=CheckpointWriter(checkpoints, settings.checkpoint_every),
         on_complete=publish_best,
         place=run_place(),
         should_stop=should_stop,
@@ -186,7 +186,9 @@ def _run(
         )
     except KeyboardInterrupt:  # a stop signal or flag, raised by the trainer at a step boundary (or a 2nd signal)
         if objective.checkpoints is not None:
-            objective.checkpoints.flush()  # the retry resumes from the checkpoint being written, if one is
+            objective.checkpoints.flush(
+                raise_error=False
+            )  # the retry resumes from the checkpoint being written, if one is
         _requeue(study, objective, settings.max_retry, log)  # before any output, which may have no reader
         if flag.flag is not None and not stop_requested():
             log(f"stopped by {flag.describe()}")
