@@ -41,10 +41,9 @@ import optuna
 import sqlalchemy
 from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
 from optuna.storages import RDBStorage
-from optuna.storages._rdb import models
-from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 
+from storage import optuna_private
 from storage.optuna_private import cached_frozen_trial, rdb_backend, trial_id
 from storage.sqlite import reading
 
@@ -335,6 +334,8 @@ class SteadyRDBStorage(RDBStorage):
                 "alexsearch: heartbeat of trial id %d missed (%s); the next beat retries", trial_id, first_line(cause)
             )
 
+    # One-transaction writes and cheap reads, whose SQL on Optuna's tables is in storage.optuna_private.
+
     def record_trial(
         self,
         trial_id: int,
@@ -345,57 +346,21 @@ class SteadyRDBStorage(RDBStorage):
         """Set user attrs of a running trial, and its intermediate value at step if given, in ONE transaction.
 
         What set_trial_user_attr and set_trial_intermediate_value do, one commit instead of one per call
-        (each commit of a WAL database is an fsync, and on SQLite holds the one write lock).
+        (on SQLite each commit holds the one write lock).
         """
-        with _create_scoped_session(self.scoped_session, True) as session:
-            if step is not None:
-                assert intermediate_value is not None, "a reported step needs its value"
-                self._set_trial_intermediate_value_without_commit(session, trial_id, step, intermediate_value)
-            for key, value in user_attrs.items():
-                self._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial_id, key, value)
-
-    # Reads that stay cheap on a study of 10,000 trials, where get_all_trials takes seconds (it builds every trial
-    # with its params, values, attrs and intermediate values).
+        optuna_private.record_trial(self, trial_id, user_attrs, step, intermediate_value)
 
     def count_trials(self, study_id: int, states: tuple[TrialState, ...], without_user_attr: str | None = None) -> int:
-        """How many of the study's trials are in states, leaving out those with the user attr without_user_attr."""
-        with _create_scoped_session(self.scoped_session) as session:
-            query = session.query(sqlalchemy.func.count(models.TrialModel.trial_id)).filter(
-                models.TrialModel.study_id == study_id, models.TrialModel.state.in_(states)
-            )
-            if without_user_attr is not None:
-                marked = session.query(models.TrialUserAttributeModel.trial_id).filter(
-                    models.TrialUserAttributeModel.key == without_user_attr
-                )
-                query = query.filter(~models.TrialModel.trial_id.in_(marked))
-            return int(query.scalar())
+        """How many of the study's trials are in states, leaving out those with the user attr without_user_attr:
+        one count query, where get_all_trials takes seconds on a study of 10,000 trials."""
+        return optuna_private.count_trials(self, study_id, states, without_user_attr)
 
     def state_counts(self, study_id: int) -> dict[TrialState, int]:
-        with _create_scoped_session(self.scoped_session) as session:
-            rows = (
-                session.query(models.TrialModel.state, sqlalchemy.func.count(models.TrialModel.trial_id))
-                .filter(models.TrialModel.study_id == study_id)
-                .group_by(models.TrialModel.state)
-                .all()
-            )
-            return {state: int(n) for state, n in rows}
+        return optuna_private.state_counts(self, study_id)
 
     def last_trials(self, study_id: int, n: int) -> list[FrozenTrial]:
         """The n trials with the highest numbers, in number order."""
-        with _create_scoped_session(self.scoped_session) as session:
-            ids = [
-                row[0]
-                for row in session.query(models.TrialModel.trial_id)
-                .filter(models.TrialModel.study_id == study_id)
-                .order_by(models.TrialModel.number.desc())
-                .limit(n)
-                .all()
-            ]
-        if not ids:
-            return []
-        # Optuna's own loader, limited to those ids: trial ids grow with trial numbers within a study.
-        trials = self._get_trials(study_id, None, set(ids), min(ids) - 1)
-        return sorted((t for t in trials if t._trial_id in set(ids)), key=lambda t: t.number)
+        return optuna_private.last_trials(self, study_id, n)
 
 
 for _name in READ_METHODS:
