@@ -18,7 +18,8 @@ PYTEST_ARGS ?=
 EXTRAS ?= dev,postgres
 PIP_ARGS ?=
 
-.PHONY: install search test test-fast status dashboard bench gpu-check lint clean
+.PHONY: install search test test-fast status dashboard bench bench-overhead bench-lock-wait bench-checkpoint bench-study-scale \
+	bench-service gpu-check lint clean
 
 install: $(VENV)/.installed
 
@@ -53,6 +54,26 @@ test-fast: install
 BENCH_ARGS ?=
 bench: install
 	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
+
+# The service's own cost, each printed as a ratio or share measured side by side in one run (bench/*.py say how):
+# bench-overhead: alexsearch against a plain Optuna script on identical studies (mlp-synth 20 x 5, then AlexNet
+#   500/200 images 4 x 2 from $(DATA)); bench-lock-wait: 8 workers' SQLite write-lock wait; bench-checkpoint:
+#   checkpoint cost per epoch; bench-study-scale: poll/status/report/dashboard at 1,000 and 10,000 trials.
+bench-overhead: install
+	$(BIN)/python -m bench.overhead $(BENCH_ARGS)
+	$(BIN)/python -m bench.overhead --task alexnet-cifar10 --data $(DATA) --train-size 500 --val-size 200 \
+		--trials 4 --epochs 2 $(BENCH_ARGS)
+
+bench-lock-wait: install
+	$(BIN)/python -m bench.lock_wait $(BENCH_ARGS)
+
+bench-checkpoint: install
+	$(BIN)/python -m bench.checkpoint_cost $(BENCH_ARGS)
+
+bench-study-scale: install
+	$(BIN)/python -m bench.study_scale $(BENCH_ARGS)
+
+bench-service: bench-overhead bench-lock-wait bench-checkpoint bench-study-scale
 
 # make gpu-check: every GPU figure in one run (under 8 minutes on an H100/H200), results in bench/results/;
 # without CUDA the same steps at toy scale. GPU_CHECK_ARGS passes options, e.g. "--out DIR --grid-budget 240".

@@ -11,6 +11,7 @@ from search.errors import UsageError
 from storage.defaults import DEFAULT_STORAGE, GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, MAX_RETRY, OUTAGE_TIMEOUT_S
 
 DEFAULT_STUDY = "alexnet-cifar10"
+CHECKPOINT_EVERY_S = 60.0  # a kill or power cut loses at most about this much of a trial's training
 MAX_STUDY_NAME = 200  # characters; Optuna stores up to 512, and a name is also shown in every line and folder
 
 
@@ -46,6 +47,7 @@ class SearchConfig(JsonConfig):
     max_retry: int = MAX_RETRY  # retries of a dead trial; each resumes from the last checkpoint
     db_outage_timeout: int = int(OUTAGE_TIMEOUT_S)  # seconds a worker waits for an unreachable database
     artifacts: str | None = None  # artifacts + checkpoints folder; None = next to the SQLite database
+    checkpoint_every: float = CHECKPOINT_EVERY_S  # seconds between a trial's checkpoints; 0 = every epoch
 
     # What a study's trials must share to be comparable: resuming with another value is refused.
     # (trials, device, precision, storage paths and heartbeat timing may change between runs.)
@@ -97,6 +99,8 @@ class SearchConfig(JsonConfig):
                 f"--grace-period: must be longer than --heartbeat-interval "
                 f"({self.heartbeat_interval} s), got {self.grace_period}"
             )
+        if not self.checkpoint_every >= 0:
+            raise UsageError(f"--checkpoint-every: must be >= 0 seconds, got {self.checkpoint_every}")
         for name in ("patience", "warmup_epochs", "startup_trials", "max_retry", "db_outage_timeout"):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{name.replace('_', '-')}: must be >= 0, got {getattr(self, name)}")

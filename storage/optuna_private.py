@@ -2,21 +2,25 @@
 
 Checked against Optuna 5.0.0. Optuna does not promise these names, so when Optuna is upgraded, read its
 source for each function here (optuna/study/study.py, optuna/trial/_trial.py, optuna/storages/_rdb/models.py,
-optuna/study/study.py:enqueue_trial) and run the tests. Public helpers are used where Optuna has them
-(RetryHeartbeatStaleTrialCallback.retried_trial_number).
+optuna/storages/_rdb/storage.py, optuna/study/study.py:enqueue_trial) and run the tests. Public helpers are used
+where Optuna has them (RetryHeartbeatStaleTrialCallback.retried_trial_number). Beside this module, storage/rdb.py
+subclasses RDBStorage and wraps some of its methods by name (its READ_METHODS and _RIDDEN lists, private ones
+such as _get_trials included): check those names too.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
+from typing import Any, cast
 
 import optuna
 import sqlalchemy
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._rdb import models
+from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.dialects import postgresql, sqlite
 
 # The system attr in which Study.enqueue_trial stores the params a WAITING trial will take.
 FIXED_PARAMS = "fixed_params"
@@ -35,6 +39,12 @@ def study_id(study: optuna.Study) -> int:
 def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
     """The storage's id of a trial (Trial._trial_id), which storage calls take instead of its number."""
     return trial._trial_id
+
+
+def cached_frozen_trial(trial: optuna.Trial) -> FrozenTrial:
+    """The trial's own cached FrozenTrial (Trial._cached_frozen_trial), which Trial.set_user_attr and
+    Trial.report keep in step with what they write; a writer that goes past them must update it too."""
+    return trial._cached_frozen_trial
 
 
 def frozen(trial: optuna.Trial) -> FrozenTrial:
@@ -89,6 +99,14 @@ def study_system_attrs(study: optuna.Study) -> dict[str, Any]:
     return study._storage.get_study_system_attrs(study._study_id)
 
 
+def cached(storage: RDBStorage) -> BaseStorage:
+    """storage behind Optuna's _CachedStorage (what optuna.load_study wraps it in): finished trials are read once
+    and kept; each later read of the study fetches only the trials that were running or are new."""
+    from optuna.storages._cached_storage import _CachedStorage
+
+    return _CachedStorage(storage)
+
+
 # Conditional writes that Optuna's public API cannot express, each in one transaction, on the RDB models
 # (optuna/storages/_rdb/models.py).
 #
@@ -141,3 +159,84 @@ def close_waiting_trial(storage: RDBStorage, tid: int, key: str, reason: str) ->
         raise
     finally:
         session.close()
+
+
+# A trial's epoch in one transaction, and reads that stay cheap on a study of 10,000 trials (storage/rdb.py's
+# SteadyRDBStorage calls these, inside its outage ride-out).
+
+
+def record_trial(
+    storage: RDBStorage, tid: int, user_attrs: dict[str, Any], step: int | None, value: float | None
+) -> None:
+    """What set_trial_intermediate_value(tid, step, value) and set_trial_user_attr for each of user_attrs do, in
+    ONE transaction, with the trial's state checked once and the attrs written by one upsert statement (Optuna
+    reads the trial and upserts once per attr: 2 statements each, 12 for an epoch's curves)."""
+    with _create_scoped_session(storage.scoped_session, True) as session:
+        trial = models.TrialModel.find_or_raise_by_id(tid, session)
+        storage.check_trial_is_updatable(tid, cast(TrialState, trial.state))
+        if step is not None:
+            assert value is not None, "a reported step needs its value"
+            storage._set_trial_intermediate_value_without_commit(session, tid, step, value)
+        if not user_attrs:
+            return
+        dialect = {"sqlite": sqlite, "postgresql": postgresql}.get(storage.engine.name)
+        if dialect is None:  # MySQL and others: Optuna's own upsert, one per attr
+            for key, v in user_attrs.items():
+                storage._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, tid, key, v)
+            return
+        table = models.TrialUserAttributeModel
+        insert = dialect.insert(table).values(
+            [{"trial_id": tid, "key": key, "value_json": json.dumps(v)} for key, v in user_attrs.items()]
+        )
+        session.execute(
+            insert.on_conflict_do_update(
+                index_elements=[table.trial_id, table.key], set_={"value_json": insert.excluded.value_json}
+            )
+        )
+
+
+def count_trials(
+    storage: RDBStorage, sid: int, states: tuple[TrialState, ...], without_user_attr: str | None = None
+) -> int:
+    """How many of study sid's trials are in states, leaving out those with the user attr without_user_attr."""
+    with _create_scoped_session(storage.scoped_session) as session:
+        query = session.query(sqlalchemy.func.count(models.TrialModel.trial_id)).filter(
+            models.TrialModel.study_id == sid, models.TrialModel.state.in_(states)
+        )
+        if without_user_attr is not None:
+            marked = session.query(models.TrialUserAttributeModel.trial_id).filter(
+                models.TrialUserAttributeModel.key == without_user_attr
+            )
+            query = query.filter(~models.TrialModel.trial_id.in_(marked))
+        return int(query.scalar())
+
+
+def state_counts(storage: RDBStorage, sid: int) -> dict[TrialState, int]:
+    """Study sid's trials counted by state, in one query."""
+    with _create_scoped_session(storage.scoped_session) as session:
+        rows = (
+            session.query(models.TrialModel.state, sqlalchemy.func.count(models.TrialModel.trial_id))
+            .filter(models.TrialModel.study_id == sid)
+            .group_by(models.TrialModel.state)
+            .all()
+        )
+        return {state: int(n) for state, n in rows}
+
+
+def last_trials(storage: RDBStorage, sid: int, n: int) -> list[FrozenTrial]:
+    """The n trials of study sid with the highest numbers, in number order."""
+    with _create_scoped_session(storage.scoped_session) as session:
+        ids = {
+            row[0]
+            for row in session.query(models.TrialModel.trial_id)
+            .filter(models.TrialModel.study_id == sid)
+            .order_by(models.TrialModel.number.desc())
+            .limit(n)
+            .all()
+        }
+    if not ids:
+        return []
+    # Optuna's own loader (RDBStorage._get_trials) from the lowest of those ids on: trial ids grow with trial
+    # numbers within a study.
+    trials = storage._get_trials(sid, None, ids, min(ids) - 1)
+    return sorted((t for t in trials if t._trial_id in ids), key=lambda t: t.number)

@@ -30,8 +30,8 @@ class Heartbeat:
 
 def open_storage(
     url: str, *, create: bool, heartbeat: Heartbeat | None = None, outage_timeout_s: float = 0.0
-) -> RDBStorage:
-    """An RDBStorage for url.
+) -> SteadyRDBStorage:
+    """A SteadyRDBStorage (an RDBStorage) for url.
 
     create=False is for read-only commands: the database must already exist and hold Optuna's
     tables, and nothing is created or written by opening it. outage_timeout_s > 0: storage calls
@@ -96,7 +96,7 @@ def _first_line(e: BaseException, url: str) -> str:
     return redact_text(text.splitlines()[0] if text else type(e).__name__, url)
 
 
-def _create_rdb_storage(url: str, engine_kwargs: dict, **kwargs) -> RDBStorage:
+def _create_rdb_storage(url: str, engine_kwargs: dict, **kwargs) -> SteadyRDBStorage:
     """SteadyRDBStorage: a beat that fails on a dropped connection is skipped instead of ending the beats.
 
     Workers that start together on a new database all create Optuna's tables at once; the losers of

@@ -104,7 +104,7 @@ def test_a_resumed_trial_keeps_its_best_epoch_from_before_the_crash(tmp_path):
     from search.settings import SearchConfig
     from search.space.space import load_space
     from search.trials.objective import Objective
-    from storage.checkpoints import CheckpointStore
+    from storage.checkpoints import CheckpointStore, CheckpointWriter
 
     space_file = tmp_path / "space.toml"
     space_file.write_text(SPACE)
@@ -137,8 +137,10 @@ def test_a_resumed_trial_keeps_its_best_epoch_from_before_the_crash(tmp_path):
     study = optuna.create_study(
         study_name="r", direction="maximize", storage=open_storage(f"sqlite:///{tmp_path / 'r.db'}", create=True)
     )
-    objective = Objective(space, settings, data, torch.device("cpu"), log=crash_after(6), checkpoints=store)
+    writer = CheckpointWriter(store, every_s=0)  # a checkpoint after every epoch
+    objective = Objective(space, settings, data, torch.device("cpu"), log=crash_after(6), checkpoints=writer)
     study.optimize(objective, n_trials=1, catch=(Crash,))
+    writer.flush()  # the background write of the last epoch
     saved = torch.load(store.path(0), weights_only=True)
     first = study.trials[0]
     from storage.heartbeat import retry
@@ -150,7 +152,7 @@ def test_a_resumed_trial_keeps_its_best_epoch_from_before_the_crash(tmp_path):
         data,
         torch.device("cpu"),
         log=lambda line: None,
-        checkpoints=store,
+        checkpoints=writer,
         on_complete=lambda trial, value, weights, curves: got.update(value=value, weights=weights),
     )
     study.optimize(objective, n_trials=1)

@@ -17,7 +17,7 @@ from search.space.space import parse_space
 from search.study.create import create_study
 from search.trials.objective import Objective
 from search.workers.loop import run_trials
-from storage.checkpoints import CheckpointError, CheckpointStore, check_resumable
+from storage.checkpoints import CheckpointError, CheckpointStore, CheckpointWriter, check_resumable
 from storage.heartbeat import retry
 
 EPOCHS = 3
@@ -42,7 +42,9 @@ def setup(db_url, tmp_path):
     study = create_study(settings, space, settings.seed)
     lines: list[str] = []
     store = CheckpointStore(tmp_path / "ck")
-    objective = Objective(space, settings, data, torch.device("cpu"), log=lines.append, checkpoints=store)
+    objective = Objective(
+        space, settings, data, torch.device("cpu"), log=lines.append, checkpoints=CheckpointWriter(store, every_s=0)
+    )
     trial = study.ask()
     config = objective.config_for(trial)
     study.tell(trial, state=TrialState.FAIL)

@@ -76,6 +76,8 @@ def worker(url: str, art: Path, *extra: str) -> subprocess.CompletedProcess:
             "1",
             "--grace-period",
             "3",
+            "--checkpoint-every",  # every epoch: the test needs a checkpoint to kill or resume from
+            "0",
             "--device",
             "cpu",
             "--artifacts",

@@ -55,6 +55,8 @@ def worker_cmd(url: str, art: Path, trials: int, epochs: int, index: int, train_
         "1",
         "--grace-period",
         str(GRACE_S),
+        "--checkpoint-every",  # every epoch: the test needs a checkpoint to kill or resume from
+        "0",
         "--artifacts",
         str(art),
         "--worker-index",

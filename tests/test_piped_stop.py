@@ -54,6 +54,8 @@ def search_cmd(url: str, art: Path, workers: int, trials: int) -> list[str]:
         "1",
         "--grace-period",
         "3",
+        "--checkpoint-every",  # every epoch: the test needs a checkpoint to kill or resume from
+        "0",
         "--artifacts",
         str(art),
         "--workers",

@@ -172,6 +172,8 @@ def test_second_ctrl_c_stops_two_workers_at_once(db_url, tmp_path):
             "300",
             "--val-size",
             "6000000",
+            "--checkpoint-every",  # every epoch: the test waits for a checkpoint
+            "0",
         )
     )
     folder = art / "checkpoints"
@@ -222,6 +224,8 @@ def test_worker_paused_past_the_grace_period_goes_on_when_continued(db_url, tmp_
             "1",
             "--grace-period",
             "6",
+            "--checkpoint-every",  # every epoch: the test needs a checkpoint to kill or resume from
+            "0",
         )
     )
     # Pause w0 just after it reported an epoch: it is training then (seconds of 60,000 points), not inside a

@@ -46,6 +46,8 @@ QUICK = [
     "1",
     "--grace-period",
     "3",
+    "--checkpoint-every",  # every epoch: the test needs a checkpoint to kill or resume from
+    "0",
 ]
 SLOW_EPOCHS = ["--epochs", "6", "--train-size", "40000"]
 

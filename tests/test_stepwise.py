@@ -42,7 +42,8 @@ def fake_objective(space, pause_s: float = 0.0):
     def objective(trial: optuna.Trial) -> float:
         values = space.sample(trial)
         for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
-            if t.number < trial.number and t.params == trial.params and "duplicate_of" not in t.user_attrs:
+            # as the real objective: a just-claimed enqueued trial may not have written its params yet
+            if t.number < trial.number and trial_values(t) == trial.params and "duplicate_of" not in t.user_attrs:
                 trial.set_user_attr("duplicate_of", t.number)
                 raise optuna.TrialPruned("duplicate")
         score = 0.5 + sum(SCORE.get((k, v), 0.0) for k, v in values.items())

@@ -150,6 +150,8 @@ def _worker_cmd(url: str, art: Path, *extra: str) -> list[str]:
         "3",
         "--artifacts",
         str(art),
+        "--checkpoint-every",
+        "0",
     ]
 
 

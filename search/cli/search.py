@@ -11,12 +11,13 @@ from search.cli.args import (
     add_storage_args,
     duration_s,
     literal_choices,
+    non_negative_float,
     non_negative_int,
     positive_int,
     seed_int,
 )
 from search.errors import UsageError
-from search.settings import SearchConfig
+from search.settings import CHECKPOINT_EVERY_S, SearchConfig
 from search.workers.launchers.sbatch import SlurmConfig
 from search.workers.placement import measured_workers
 
@@ -156,6 +157,15 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
         type=non_negative_int,
         default=D.max_retry,
         help=f"retries of a dead trial, each resuming from its last checkpoint (default: {D.max_retry})",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=non_negative_float,
+        default=CHECKPOINT_EVERY_S,
+        metavar="SECONDS",
+        help=f"checkpoint a running trial at most this often, from a background thread, so a retry "
+        f"resumes there; every epoch when epochs are longer; 0 = every epoch "
+        f"(default: {CHECKPOINT_EVERY_S:g})",
     )
     p.add_argument(
         "--db-outage-timeout",
@@ -340,6 +350,7 @@ def settings_from_args(args: argparse.Namespace, check_device: bool = True):  # 
         max_retry=args.max_retry,
         db_outage_timeout=args.db_outage_timeout,
         artifacts=args.artifacts,
+        checkpoint_every=args.checkpoint_every,
     )
     if check_device:  # a Slurm array's workers run elsewhere: their node checks its device
         device = resolve_device(settings.device)  # fails here, before the database is touched

@@ -13,6 +13,7 @@ from search.errors import UsageError
 from search.report.curves import draw_param_curves, trials_for
 from search.report.figures import DEFAULT_OUTPUT, FORMATS, FigureOutput, NeedsMoreTrials, figure_output
 from search.report.optuna_plots import draw_history, draw_importance, importances, plotly_figures, write_html
+from search.report.snapshot import StudySnapshot
 from search.report.summary import Output, Summary, write_index, write_markdown
 from search.report.trials import best_trial, data_caption, final_line, searched_params, state_counts, total_epochs
 from search.trials import record
@@ -46,7 +47,8 @@ def write_report(study: optuna.Study, out: Path, source: str = "", output: Figur
         raise UsageError(f"--out: {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
     _remove_old(out)
-    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)  # one snapshot for every file
+    study = StudySnapshot(study)  # the one read of the study: every file below draws from it
+    trials = study.get_trials()
     attrs = study.user_attrs
     context = data_caption(study.study_name, attrs)
     ext = output.main

@@ -15,9 +15,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from matplotlib import colormaps
 from matplotlib.cm import ScalarMappable
-from matplotlib.colors import LogNorm, Normalize
+from matplotlib.collections import LineCollection
+from matplotlib.colors import LogNorm, Normalize, to_rgba
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.typing import LineStyleType
@@ -27,8 +29,8 @@ from optuna.trial import FrozenTrial, TrialState
 from search.report.figures import NeedsMoreTrials, integer_ticks, new_figure, save
 from search.report.trials import fmt, fmt_params
 from search.trials.record import STEPWISE_PLAN, curves, is_duplicate
-from search.trials.stepwise import Plan, replay
 
+MAX_DOTTED_CURVES = 500  # curves drawn with a dot per epoch; more are drawn as lines only
 MAX_LEGEND_VALUES = 5  # more distinct values than this: a colour bar instead of a legend
 STYLES: tuple[LineStyleType, ...] = ("-", "--", "-.")  # ":" is kept for failed trials
 END_MARKERS = {
@@ -45,6 +47,9 @@ def trials_for(param: str, trials: list[FrozenTrial], study_attrs: dict[str, Any
     plan = study_attrs.get(STEPWISE_PLAN)
     if plan is None:
         return drawable, f"all {len(drawable)} trials with curves (the other parameters vary)"
+    # only for a stepwise study: search.trials.stepwise loads the search space, and with it torch
+    from search.trials.stepwise import Plan, replay
+
     views = replay(Plan.from_dict(plan), trials)
     for number, view in enumerate(views, 1):
         if view.step.name == param:
@@ -89,27 +94,39 @@ def param_curves_figure(param: str, trials: list[FrozenTrial], caption: str, con
         log = isinstance(dist, (FloatDistribution, IntDistribution)) and dist.log
         norm = (LogNorm if log else Normalize)(vmin=min(values), vmax=max(values))
         cmap = colormaps["viridis"]
-    ends = set()
-    for t, v in zip(trials, values, strict=True):
-        color, ls = style[v] if discrete else (cmap(norm(v)), "-")
+    # Each axis draws all its curves as ONE LineCollection, its epoch dots as one scatter and its end markers as
+    # one scatter per kind: a Line2D per curve took 139 s for a 10,000-trial study's figures.
+    axes = (ax_train, ax_val)
+    lines: dict[Any, list[list[tuple[float, float]]]] = {ax: [] for ax in axes}
+    colors, styles, widths, dot_colors, dot_sizes = [], [], [], [], []
+    ends: dict[tuple[str, str], dict[Any, list]] = {}
+    # one colour map call for all trials: a call per trial took 8 s of a 10,000-trial report
+    mapped = None if discrete else cmap(norm(np.asarray(values, dtype=float)))
+    for i, (t, v) in enumerate(zip(trials, values, strict=True)):
+        color, ls = style[v] if mapped is None else (tuple(mapped[i]), "-")
         marker = END_MARKERS.get(t.state)
         failed = t.state == TrialState.FAIL
-        for ax, acc in zip((ax_train, ax_val), _curves(t), strict=True):
-            epochs = range(1, len(acc) + 1)
-            ax.plot(
-                epochs,
-                acc,
-                color=color,
-                linestyle=":" if failed else ls,
-                linewidth=1.0 if failed else 1.4,
-                marker="o",
-                markersize=2 if failed else 3,
-                alpha=FAILED_ALPHA if failed else 0.9,
-            )
+        rgba = to_rgba(color, FAILED_ALPHA if failed else 0.9)
+        colors.append(rgba)
+        styles.append(":" if failed else ls)
+        widths.append(1.0 if failed else 1.4)
+        accs = _curves(t)
+        dot_colors += [rgba] * len(accs[0])
+        dot_sizes += [4 if failed else 9] * len(accs[0])
+        for ax, acc in zip(axes, accs, strict=True):
+            lines[ax].append(list(enumerate(acc, start=1)))
             if marker:
-                ax.plot(epochs[-1], acc[-1], marker=marker[0], color=color, markersize=7, linestyle="none")
-        if marker:
-            ends.add(marker)
+                ends.setdefault(marker, {a: [] for a in axes})[ax].append((len(acc), acc[-1], rgba))
+    for ax in axes:
+        ax.add_collection(LineCollection(lines[ax], colors=colors, linestyles=styles, linewidths=widths))
+        if len(trials) <= MAX_DOTTED_CURVES:  # beyond that the dots hide under the lines and cost seconds
+            points = [p for line in lines[ax] for p in line]
+            ax.scatter([p[0] for p in points], [p[1] for p in points], s=dot_sizes, c=dot_colors, linewidths=0)
+        for (m, _label), per_ax in ends.items():
+            if per_ax[ax]:
+                xs, ys, cs = zip(*per_ax[ax], strict=True)
+                ax.scatter(xs, ys, marker=m, s=49, c=list(cs))
+        ax.autoscale_view()
     handles += [Line2D([], [], color="grey", marker=m, linestyle="none", label=label) for m, label in sorted(ends)]
     longest = max(len(_curves(t)[0]) for t in trials)
     for ax, title in ((ax_train, "training accuracy"), (ax_val, "validation accuracy")):

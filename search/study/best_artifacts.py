@@ -22,8 +22,6 @@ from typing import Any
 
 import optuna
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import TrialState
 
@@ -47,6 +45,9 @@ def beats_complete_trials(study: optuna.Study, trial_number: int, value: float) 
 
 def save_curve_png(curves: dict[str, list[float]], path: Path, title: str) -> Path:
     """Train and validation accuracy per epoch (1-based), the best validation epoch marked."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # ~1 s to import: only when a best is published
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(6.4, 4.0), dpi=100)
     FigureCanvasAgg(fig)  # Agg canvas without pyplot: no global state, safe in any thread or process
     ax = fig.add_subplot()

@@ -1,7 +1,8 @@
 """The objective: train the sampled config, report validation accuracy each epoch, prune, return the best.
 
-Around that thin core: a checkpoint after every epoch, resume of a retried trial from its original's
-last checkpoint, and no second training of a config that has already been trained.
+Around that thin core: a checkpoint from a background thread at most every --checkpoint-every seconds, resume
+of a retried trial from its original's last checkpoint, and no second training of a config that has already
+been trained. Each epoch is ONE database write: its intermediate value and its numbers in one transaction.
 """
 
 from __future__ import annotations
@@ -25,11 +26,14 @@ from search.space.pruning import Patience
 from search.space.space import Space
 from search.trials import record
 from search.trials.record import is_duplicate
+from search.trials.stepwise import trial_values
 from search.trials.trial_config import TrialConfig, versions
 from search.workers import events
 from search.workers.signals import stop_requested
-from storage.checkpoints import CheckpointError, CheckpointStore
+from storage import rdb
+from storage.checkpoints import CheckpointError, CheckpointWriter
 from storage.optuna_private import frozen, trial_id
+from storage.sqlite import deciding
 
 Log = Callable[[str], None]
 # Asked before each training step (force=False: may answer from memory) and after each epoch (force=True:
@@ -60,11 +64,17 @@ def best_so_far(study: optuna.Study) -> tuple[int, float] | None:
 
 
 def duplicate_of(trial: optuna.Trial) -> int | None:
-    """An earlier trial with the same params that finished or is running, if any."""
-    for t in trial.study.get_trials(
-        deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-    ):
-        if t.number < trial.number and t.params == trial.params and not is_duplicate(t):
+    """An earlier trial with the same params that finished or is running, if any.
+
+    An enqueued trial that another worker has just claimed may not have written its params yet (its claim and
+    each param are separate transactions): its enqueued values (fixed_params) stand in for them.
+    """
+    with deciding():  # decides whether this trial trains: sees the other workers' writes in flight
+        trials = trial.study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        )
+    for t in trials:
+        if t.number < trial.number and trial_values(t) == trial.params and not is_duplicate(t):
             return t.number
     return None
 
@@ -77,7 +87,7 @@ class Objective:
         data: TaskData,
         device: torch.device,
         log: Log = print,
-        checkpoints: CheckpointStore | None = None,
+        checkpoints: CheckpointWriter | None = None,
         on_complete: FinishHook | None = None,
         place: Mapping[str, str] | None = None,
         should_stop: StopCheck = _signal_stop,
@@ -105,18 +115,24 @@ class Objective:
         earlier = duplicate_of(trial)
         if earlier is not None:
             reason = f"duplicate of trial {earlier}: this config was already trained"
-            trial.set_user_attr(record.DUPLICATE_OF, earlier)
-            trial.set_user_attr(record.PRUNED_REASON, reason)
+            rdb.record(trial, {record.DUPLICATE_OF: earlier, record.PRUNED_REASON: reason})
             self.log(f"trial {trial.number} skipped: {reason}")
             raise optuna.TrialPruned(reason)
         self.log(events.started(trial.number, trial.params, self.worker))
-        trial.set_user_attr(record.CONFIG, config.to_dict())
-        trial.set_user_attr(record.SEED, config.train.seed)
-        trial.set_user_attr(record.DEVICE, device_name(self.device))
-        trial.set_user_attr(record.VERSIONS, self.versions)
-        for key, where in self.place.items():  # where it ran: record.HOST, record.SLURM_JOB_ID, ...
-            trial.set_user_attr(key, where)
+        # one transaction; self.place: where it ran (record.HOST, record.SLURM_JOB_ID, ...)
+        rdb.record(
+            trial,
+            {
+                record.CONFIG: config.to_dict(),
+                record.SEED: config.train.seed,
+                record.DEVICE: device_name(self.device),
+                record.VERSIONS: self.versions,
+                **self.place,
+            },
+        )
         root = record.retry_root(frozen(trial))
+        if self.checkpoints is not None:
+            self.checkpoints.start_trial()
         epochs = config.train.epochs
 
         def progress(p: StepProgress) -> None:
@@ -189,13 +205,13 @@ class Objective:
         return list(state["history"])
 
     def _checkpoint(self, root: int, trainer: Trainer, config: TrialConfig, best: WeightSnapshot) -> None:
-        if self.checkpoints is not None:
+        if self.checkpoints is not None:  # a background write, when one is due
             # The best epoch's weights only when they are not the model's own (most epochs improve while
             # a trial is worth running on), so a checkpoint is mostly one copy of the weights, not two.
             best_model = best.tensors() if best.epoch != trainer.epoch else None
-            self.checkpoints.save(
+            self.checkpoints.after_epoch(
                 root,
-                {
+                lambda: {
                     **trainer.state_dict(),
                     "config": config.to_dict(),
                     "best": {"epoch": best.epoch, "model": best_model},
@@ -211,10 +227,9 @@ class Objective:
     ) -> None:
         for key in record.CURVES:
             curves[key].append(stats[_STAT_OF_CURVE.get(key, key)])
-            trial.set_user_attr(key, curves[key])
         patience.update(stats["epoch"], stats["val_acc"])
-        trial.set_user_attr(record.BEST_EPOCH, patience.best_epoch)
-        trial.report(stats["val_acc"], stats["epoch"])
+        attrs = {**{k: list(v) for k, v in curves.items()}, record.BEST_EPOCH: patience.best_epoch}
+        rdb.record(trial, attrs, step=stats["epoch"], value=stats["val_acc"])  # the epoch's one database write
 
     def _train(
         self,

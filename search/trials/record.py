@@ -8,11 +8,14 @@ storage/optuna_private.py.
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
+
+if TYPE_CHECKING:
+    from storage.rdb import SteadyRDBStorage
 
 # Trial user attrs, written by the objective.
 CONFIG = "config"  # the TrialConfig as a dict: what `export` turns into a final-run config
@@ -103,8 +106,22 @@ def retry_root(t: FrozenTrial) -> int:
 
 
 def finished_count(study: optuna.Study) -> int:
-    """Trials that count towards the budget: the study's, not this process's. Skipped duplicates don't."""
+    """Trials that count towards the budget: the study's, not this process's. Skipped duplicates don't.
+
+    One count query on our storage (milliseconds at 10,000 trials); other storages load the trials.
+    """
+    from storage.optuna_private import rdb_backend, study_id, study_storage
+    from storage.rdb import SteadyRDBStorage
+
+    backend = rdb_backend(study_storage(study))  # Optuna's _CachedStorage wraps ours
+    if isinstance(backend, SteadyRDBStorage):
+        return finished_count_in(backend, study_id(study))
     return sum(not is_duplicate(t) for t in study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def finished_count_in(storage: SteadyRDBStorage, study_id: int) -> int:
+    """finished_count for a storage and study id, without loading the study (the parent's progress poll)."""
+    return storage.count_trials(study_id, FINISHED, without_user_attr=DUPLICATE_OF)
 
 
 def best_line(study: optuna.Study) -> str:

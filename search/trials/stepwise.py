@@ -31,6 +31,7 @@ from search.workers.loop import Strategy
 from search.workers.signals import stop_requested
 from storage.heartbeat import reap_stale_trials
 from storage.optuna_private import fixed_params
+from storage.sqlite import deciding
 from storage.study import GRACE_PERIOD_S, MAX_RETRY
 
 STRATEGIES = ("optuna", "stepwise")
@@ -269,7 +270,8 @@ class Stepwise:
         while True:
             if stop_requested():  # SIGTERM or Ctrl-C: enqueue nothing that no one would take
                 return False
-            trials = study.get_trials(deepcopy=False)
+            with deciding():  # this read decides an enqueue: serialised with the other workers' enqueues
+                trials = study.get_trials(deepcopy=False)
             views = replay(self.plan, trials)
             view = views[-1] if views else None
             if view is None or view.best is not None:

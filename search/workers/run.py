@@ -32,7 +32,7 @@ from search.workers.placement import run_place
 from search.workers.safe_output import survive_closed_pipes
 from search.workers.signals import exit_code, install_stop_handlers, requested_signal, stop_requested
 from storage.artifacts import artifact_dir, checkpoint_dir
-from storage.checkpoints import CheckpointStore
+from storage.checkpoints import CheckpointStore, CheckpointWriter
 from storage.heartbeat import reap_stale_trials, retry
 from storage.optuna_private import rdb_backend, study_storage, trial_id
 from storage.rdb import SteadyRDBStorage
@@ -167,7 +167,7 @@ def _run(
         data,
         device,
         log=log,
-        checkpoints=checkpoints,
+        checkpoints=CheckpointWriter(checkpoints, settings.checkpoint_every),
         on_complete=publish_best,
         place=run_place(),
         should_stop=should_stop,
@@ -185,6 +185,10 @@ def _run(
             log=log,
         )
     except KeyboardInterrupt:  # a stop signal or flag, raised by the trainer at a step boundary (or a 2nd signal)
+        if objective.checkpoints is not None:
+            objective.checkpoints.flush(
+                raise_error=False
+            )  # the retry resumes from the checkpoint being written, if one is
         _requeue(study, objective, settings.max_retry, log)  # before any output, which may have no reader
         if flag.flag is not None and not stop_requested():
             log(f"stopped by {flag.describe()}")

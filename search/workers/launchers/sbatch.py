@@ -191,6 +191,8 @@ def worker_args(settings: SearchConfig, storage: str | None = None) -> list[str]
         str(settings.grace_period),
         "--max-retry",
         str(settings.max_retry),
+        "--checkpoint-every",
+        repr(settings.checkpoint_every),
     ]
     if settings.artifacts is not None:
         args += ["--artifacts", settings.artifacts]

@@ -23,14 +23,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
 from search.errors import UsageError
 from search.settings import SearchConfig
-from search.space.space import Space
-from search.study.create import create_study
 from search.trials import record
 from search.trials.record import best_line, finished_count
 from search.workers.display import Display
@@ -46,6 +44,9 @@ from search.workers.log_tail import LogTail, array_task_label
 from search.workers.study_count import StudyCount
 from storage.artifacts import artifact_dir, safe_name
 from storage.study import load_study, open_storage, study_names
+
+if TYPE_CHECKING:  # torch: `alexsearch status` reads job_status_line from here and must start without it
+    from search.space.space import Space
 from storage.url import parse_url, redact, sqlite_path
 
 SLURM_TIMEOUT_S = 60  # for one sbatch / squeue / sacct call
@@ -223,6 +224,8 @@ def launch_slurm(
     if warning:
         print(warning, file=sys.stderr)
     per_task = workers_per_task(slurm, workers_per_gpu)
+    from search.study.create import create_study
+
     study = create_study(
         settings,
         space,

@@ -1,0 +1,155 @@
+"""alexsearch against a plain Optuna script (bench/plain_optuna.py) on identical studies, side by side in one run.
+
+    python -m bench.overhead                                  # mlp-synth, 20 trials x 5 epochs
+    python -m bench.overhead --task alexnet-cifar10 --data DATA --train-size 500 --val-size 200 --trials 4 --epochs 2
+    python -m bench.overhead --trials 6 --epochs 2 --train-size 5000 --rounds 1   # smaller, for a quick look
+
+Each round runs both commands as fresh processes on fresh SQLite files, in alternating order (plain first in
+odd rounds, alexsearch first in even ones), so load that drifts during the run falls on both: the ratio of
+the two wall times in one round survives a busy machine much better than either time alone. Wall time is the
+whole command, interpreter start and imports included, as a user sees it. Both use the same torch threads
+(--threads, set through OMP_NUM_THREADS) and the CPU. After the runs the two studies of the first round are
+compared trial by trial (params, state, intermediate values, value): the ratio means something only if they
+are the same study.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+
+PY = sys.executable
+
+
+def commands(args: argparse.Namespace, folder: Path) -> dict[str, list[str]]:
+    common = ["--task", args.task, "--trials", str(args.trials), "--epochs", str(args.epochs), "--seed", str(args.seed)]
+    if args.train_size:
+        common += ["--train-size", str(args.train_size)]
+    if args.val_size:
+        common += ["--val-size", str(args.val_size)]
+    data = ["--data", args.data]
+    return {
+        "plain": [
+            PY,
+            "-m",
+            "bench.plain_optuna",
+            "--storage",
+            f"sqlite:///{folder / 'plain.db'}",
+            "--study",
+            "s",
+            *common,
+            *data,
+        ],
+        "alexsearch": [
+            PY,
+            "-m",
+            "search.cli",
+            "search",
+            "--storage",
+            f"sqlite:///{folder / 'alexsearch.db'}",
+            "--study",
+            "s",
+            "--device",
+            "cpu",
+            "--workers",
+            "1",
+            *common,
+            *data,
+            *args.alexsearch_args.split(),
+        ],
+    }
+
+
+def run_timed(cmd: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:4])} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    return seconds
+
+
+def study_difference(a_url: str, b_url: str) -> str | None:
+    """None when the two studies hold the same trials; else the first difference."""
+    a = optuna.load_study(study_name="s", storage=a_url).get_trials(deepcopy=False)
+    b = optuna.load_study(study_name="s", storage=b_url).get_trials(deepcopy=False)
+    if len(a) != len(b):
+        return f"{len(a)} trials vs {len(b)}"
+    for x, y in zip(a, b, strict=True):
+        for what in ("params", "state", "intermediate_values", "value"):
+            if getattr(x, what) != getattr(y, what):
+                return f"trial {x.number} {what}: {getattr(x, what)} vs {getattr(y, what)}"
+    return None
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.overhead", description=__doc__.splitlines()[0])
+    p.add_argument("--task", default="mlp-synth")
+    p.add_argument("--data", default="data", help="folder holding cifar-10-batches-py/ (alexnet-cifar10 only)")
+    p.add_argument("--trials", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-size", type=int, default=None)
+    p.add_argument("--val-size", type=int, default=None)
+    p.add_argument("--rounds", type=int, default=2, help="side-by-side rounds (default: 2)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads of both (default: 1)")
+    p.add_argument(
+        "--alexsearch-args", default="", help="extra options for alexsearch search, e.g. '--checkpoint-every 0'"
+    )
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONWARNINGS": "ignore"}
+    times: dict[str, list[float]] = {"plain": [], "alexsearch": []}
+    difference = None
+    with tempfile.TemporaryDirectory(prefix="overhead-") as tmp:
+        for r in range(args.rounds):
+            folder = Path(tmp) / f"round-{r}"
+            folder.mkdir()
+            cmds = commands(args, folder)
+            order = ["plain", "alexsearch"] if r % 2 == 0 else ["alexsearch", "plain"]
+            for name in order:
+                times[name].append(run_timed(cmds[name], env))
+            ratio = times["alexsearch"][-1] / times["plain"][-1]
+            print(
+                f"round {r + 1}: plain {times['plain'][-1]:.1f} s, alexsearch {times['alexsearch'][-1]:.1f} s, "
+                f"ratio {ratio:.3f}",
+                file=sys.stderr,
+                flush=True,
+            )
+            if r == 0:
+                difference = study_difference(
+                    f"sqlite:///{folder / 'plain.db'}", f"sqlite:///{folder / 'alexsearch.db'}"
+                )
+    ratios = [a / p for a, p in zip(times["alexsearch"], times["plain"], strict=True)]
+    size = f"{args.train_size or 'all'}/{args.val_size or 'default'} items"
+    print(
+        f"{args.task}, {args.trials} trials x {args.epochs} epochs, {size}, {args.threads} thread(s), "
+        f"{args.rounds} round(s)"
+    )
+    print(f"plain Optuna script  s: {', '.join(f'{t:.1f}' for t in times['plain'])}")
+    print(f"alexsearch           s: {', '.join(f'{t:.1f}' for t in times['alexsearch'])}")
+    print(
+        f"ratio alexsearch/plain per round: {', '.join(f'{x:.3f}' for x in ratios)}; "
+        f"median {statistics.median(ratios):.3f}"
+    )
+    print(
+        "studies match (params, states, intermediate values, values)"
+        if difference is None
+        else f"STUDIES DIFFER: {difference}"
+    )
+    return 0 if difference is None else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
