@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             if val_acc > best:
                 best, best_epoch = val_acc, epoch
             trial.report(val_acc, epoch)
-            if trial.should_prune():
+            if epoch < args.epochs and trial.should_prune():  # as alexsearch: never at the last epoch
                 raise optuna.TrialPruned()
             if epoch < args.epochs and args.patience > 0 and epoch - best_epoch >= args.patience:
                 break
@@ -96,7 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         study_name=args.study,
         storage=args.storage,
         direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=args.seed, constant_liar=True),
+        # as alexsearch: random trials for a third of the budget (at least 3) before TPE models the results
+        sampler=optuna.samplers.TPESampler(
+            seed=args.seed, constant_liar=True, n_startup_trials=max(3, round(args.trials / 3))
+        ),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=args.startup_trials, n_warmup_steps=args.warmup_epochs + 1),
     )
     start = time.perf_counter()
