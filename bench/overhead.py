@@ -4,9 +4,12 @@
     python -m bench.overhead --task alexnet-cifar10 --data DATA --train-size 500 --val-size 200 --trials 4 --epochs 2
     python -m bench.overhead --trials 6 --epochs 2 --train-size 5000 --rounds 1   # smaller, for a quick look
 
-Each round runs both commands as fresh processes on fresh SQLite files, in alternating order (plain first in
-odd rounds, alexsearch first in even ones), so load that drifts during the run falls on both: the ratio of
-the two wall times in one round survives a busy machine much better than either time alone. Wall time is the
+Each round runs the commands as fresh processes on fresh SQLite files, in an order that turns round by round, so
+load that drifts during the run falls on all: the ratio of two wall times in one round survives a busy machine
+much better than either time alone. alexsearch runs twice: as a user starts it, and with --no-estimate, which
+skips the cost estimate printed before a search (a few timed training steps per batch size of the space: a
+fixed start-up cost, ~10 s for AlexNet on a 2-core CPU, ~1 s on a GPU), so the second ratio is the service's
+cost that grows with the search. Wall time is the
 whole command, interpreter start and imports included, as a user sees it. Both use the same torch threads
 (--threads, set through OMP_NUM_THREADS) and the CPU. After the runs the two studies of the first round are
 compared trial by trial (params, state, intermediate values, value): the ratio means something only if they
@@ -48,7 +51,7 @@ def commands(args: argparse.Namespace, folder: Path) -> dict[str, list[str]]:
             *common,
             *data,
         ],
-        "alexsearch": [
+        ALEX: [
             PY,
             "-m",
             "search.cli",
@@ -66,6 +69,15 @@ def commands(args: argparse.Namespace, folder: Path) -> dict[str, list[str]]:
             *args.alexsearch_args.split(),
         ],
     }
+
+
+ALEX, NO_ESTIMATE = "alexsearch", "alexsearch --no-estimate"
+
+
+def all_commands(args: argparse.Namespace, folder: Path) -> dict[str, list[str]]:
+    cmds = commands(args, folder)
+    no_estimate = [a.replace("alexsearch.db", "alexsearch-no-estimate.db") for a in cmds[ALEX]]
+    return {**cmds, NO_ESTIMATE: [*no_estimate, "--no-estimate"]}
 
 
 def run_timed(cmd: list[str], env: dict[str, str]) -> float:
@@ -99,7 +111,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-size", type=int, default=None)
     p.add_argument("--val-size", type=int, default=None)
-    p.add_argument("--rounds", type=int, default=2, help="side-by-side rounds (default: 2)")
+    p.add_argument("--rounds", type=int, default=3, help="side-by-side rounds (default: 3)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads of both (default: 1)")
     p.add_argument(
         "--alexsearch-args", default="", help="extra options for alexsearch search, e.g. '--checkpoint-every 0'"
@@ -110,39 +122,42 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONWARNINGS": "ignore"}
-    times: dict[str, list[float]] = {"plain": [], "alexsearch": []}
+    names = ["plain", ALEX, NO_ESTIMATE]
+    times: dict[str, list[float]] = {name: [] for name in names}
     difference = None
     with tempfile.TemporaryDirectory(prefix="overhead-") as tmp:
         for r in range(args.rounds):
             folder = Path(tmp) / f"round-{r}"
             folder.mkdir()
-            cmds = commands(args, folder)
-            order = ["plain", "alexsearch"] if r % 2 == 0 else ["alexsearch", "plain"]
-            for name in order:
+            cmds = all_commands(args, folder)
+            for name in names[r % 3 :] + names[: r % 3]:
                 times[name].append(run_timed(cmds[name], env))
-            ratio = times["alexsearch"][-1] / times["plain"][-1]
             print(
-                f"round {r + 1}: plain {times['plain'][-1]:.1f} s, alexsearch {times['alexsearch'][-1]:.1f} s, "
-                f"ratio {ratio:.3f}",
+                f"round {r + 1}: "
+                + ", ".join(f"{name} {times[name][-1]:.1f} s" for name in names)
+                + f"; ratios {times[ALEX][-1] / times['plain'][-1]:.3f}, "
+                f"{times[NO_ESTIMATE][-1] / times['plain'][-1]:.3f}",
                 file=sys.stderr,
                 flush=True,
             )
             if r == 0:
-                difference = study_difference(
-                    f"sqlite:///{folder / 'plain.db'}", f"sqlite:///{folder / 'alexsearch.db'}"
+                plain = f"sqlite:///{folder / 'plain.db'}"
+                difference = study_difference(plain, f"sqlite:///{folder / 'alexsearch.db'}") or study_difference(
+                    plain, f"sqlite:///{folder / 'alexsearch-no-estimate.db'}"
                 )
-    ratios = [a / p for a, p in zip(times["alexsearch"], times["plain"], strict=True)]
     size = f"{args.train_size or 'all'}/{args.val_size or 'default'} items"
     print(
         f"{args.task}, {args.trials} trials x {args.epochs} epochs, {size}, {args.threads} thread(s), "
         f"{args.rounds} round(s)"
     )
-    print(f"plain Optuna script  s: {', '.join(f'{t:.1f}' for t in times['plain'])}")
-    print(f"alexsearch           s: {', '.join(f'{t:.1f}' for t in times['alexsearch'])}")
-    print(
-        f"ratio alexsearch/plain per round: {', '.join(f'{x:.3f}' for x in ratios)}; "
-        f"median {statistics.median(ratios):.3f}"
-    )
+    for name in names:
+        print(f"{name + ' s:':32} {', '.join(f'{t:.1f}' for t in times[name])}")
+    for name in (ALEX, NO_ESTIMATE):
+        ratios = [a / p for a, p in zip(times[name], times["plain"], strict=True)]
+        print(
+            f"ratio {name}/plain per round: {', '.join(f'{x:.3f}' for x in ratios)}; "
+            f"median {statistics.median(ratios):.3f}"
+        )
     print(
         "studies match (params, states, intermediate values, values)"
         if difference is None
