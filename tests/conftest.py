@@ -8,8 +8,9 @@ import torch
 
 from tests.tiny_cifar import write_tiny_cifar
 
-# fixtures pg_server (one PostgreSQL per session), pg_url (a fresh database), slurm_cluster (one Slurm per session)
-pytest_plugins = ["tests.pg_server", "tests.slurm_cluster"]
+# tests.cpu_time prints the run's CPU time (--cpu-top N: the costliest tests); fixtures pg_server (one PostgreSQL
+# per session), pg_url (a fresh database), slurm_cluster (one Slurm per session)
+pytest_plugins = ["tests.pg_server", "tests.slurm_cluster", "tests.cpu_time"]
 
 # Two cores on CI: one thread per test process keeps multi-process tests from oversubscribing.
 torch.set_num_threads(int(os.environ.get("ALEXSEARCH_TEST_THREADS", "1")))
