@@ -16,7 +16,7 @@ import pytest
 
 from model.errors import ConfigError
 from search.settings import SearchConfig
-from search.space.space import load_space
+from search.space.space import Space, load_space
 from search.study.create import create_study
 from storage.study import open_storage, quiet_optuna
 
@@ -29,10 +29,10 @@ def settings(url: str, study: str, epochs: int) -> SearchConfig:
     return SearchConfig(study=study, storage=url, task="mlp-synth", epochs=epochs)
 
 
-def race(url: str, epochs: int, barrier, results) -> None:
-    """One of two processes: for each round, wait for the other one, then create the round's study."""
+def race(url: str, epochs: int, space: Space, barrier, results) -> None:
+    """One of two processes: for each round, wait for the other one, then create the round's study. The space
+    comes parsed from the test: parsing builds its models, which imports torch's compiler (a second a process)."""
     quiet_optuna()
-    space = load_space(None, "mlp-synth")
     for round_ in range(ROUNDS):
         barrier.wait(timeout=120)
         try:
@@ -46,7 +46,8 @@ def race(url: str, epochs: int, barrier, results) -> None:
 def test_of_two_creations_started_together_exactly_one_sets_the_settings(storage_url):
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=race, args=(storage_url, epochs, barrier, results)) for epochs in (2, 3)]
+    space = load_space(None, "mlp-synth")
+    procs = [ctx.Process(target=race, args=(storage_url, epochs, space, barrier, results)) for epochs in (2, 3)]
     for p in procs:
         p.start()
     for p in procs:
