@@ -5,11 +5,8 @@ by a kill is completed by the next command, not refused for ever."""
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
 
 import optuna
 import pytest
@@ -19,9 +16,8 @@ from search.settings import SearchConfig
 from search.space.space import Space, load_space
 from search.study.create import create_study
 from storage.study import open_storage, quiet_optuna
+from tests.helpers import ALEXSEARCH, ENV, mlp_args
 
-ALEXSEARCH = str(Path(sys.executable).parent / "alexsearch")
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 ROUNDS = 6
 
 
@@ -114,28 +110,7 @@ def test_two_search_commands_started_together_one_is_refused_in_one_line(tmp_pat
     url = f"sqlite:///{tmp_path / 'race.db'}"
     procs = [
         subprocess.Popen(
-            [
-                ALEXSEARCH,
-                "search",
-                "--task",
-                "mlp-synth",
-                "--storage",
-                url,
-                "--study",
-                "race",
-                "--trials",
-                "2",
-                "--epochs",
-                str(epochs),
-                "--train-size",
-                "300",
-                "--val-size",
-                "200",
-                "--device",
-                "cpu",
-                "--artifacts",
-                str(tmp_path / "art"),
-            ],
+            [ALEXSEARCH, *mlp_args("search", url, "race", tmp_path / "art", trials=2, epochs=epochs)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
