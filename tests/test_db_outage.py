@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -21,10 +20,9 @@ import pytest
 from optuna.trial import TrialState
 
 from storage.study import open_storage
+from tests.helpers import ALEXSEARCH, ENV, NO_EARLY_STOP, mlp_args
 from tests.pg_server import PgServer, find_pg_bin, missing_reason
 
-ALEXSEARCH = str(Path(sys.executable).parent / "alexsearch")
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 TRIALS = 10
 
 
@@ -49,39 +47,21 @@ def finished(server: PgServer, database: str) -> int:
 
 
 def search(url: str, tmp_path: Path) -> subprocess.Popen:
+    args = mlp_args(
+        "search",
+        url,
+        "outage",
+        tmp_path / "art",
+        *("--workers", "2"),
+        *NO_EARLY_STOP,
+        *("--heartbeat-interval", "2", "--grace-period", "60"),
+        trials=TRIALS,
+        epochs=3,
+        train_size=1500,
+        val_size=300,
+    )
     return subprocess.Popen(
-        [
-            ALEXSEARCH,
-            "search",
-            "--task",
-            "mlp-synth",
-            "--storage",
-            url,
-            "--study",
-            "outage",
-            "--workers",
-            "2",
-            "--trials",
-            str(TRIALS),
-            "--epochs",
-            "3",
-            "--train-size",
-            "1500",
-            "--val-size",
-            "300",
-            "--device",
-            "cpu",
-            "--pruner",
-            "none",
-            "--patience",
-            "0",
-            "--heartbeat-interval",
-            "2",
-            "--grace-period",
-            "60",
-            "--artifacts",
-            str(tmp_path / "art"),
-        ],
+        [ALEXSEARCH, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

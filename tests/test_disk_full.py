@@ -24,6 +24,7 @@ from search.settings import SearchConfig
 from search.space.space import load_space
 from search.study.create import create_study
 from storage.study import open_storage, quiet_optuna
+from tests.helpers import run_cli
 
 ALEXSEARCH = str(Path(sys.executable).parent / "alexsearch")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -53,43 +54,50 @@ def fill(fs: Path, leave_bytes: int) -> Path:
     return filler
 
 
+def worker_argv(url: str, art: Path, *extra: str) -> list[str]:
+    return [
+        ALEXSEARCH,
+        "worker",
+        "--task",
+        "mlp-synth",
+        "--storage",
+        url,
+        "--study",
+        "full",
+        "--worker-index",
+        "0",
+        "--trials",
+        "3",
+        "--epochs",
+        "2",
+        "--max-retry",
+        "5",
+        "--heartbeat-interval",
+        "1",
+        "--grace-period",
+        "3",
+        "--checkpoint-every",  # every epoch: the test needs a checkpoint to kill or resume from
+        "0",
+        "--device",
+        "cpu",
+        "--artifacts",
+        str(art),
+        *DATA,
+        *extra,
+    ]
+
+
 def worker(url: str, art: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            ALEXSEARCH,
-            "worker",
-            "--task",
-            "mlp-synth",
-            "--storage",
-            url,
-            "--study",
-            "full",
-            "--worker-index",
-            "0",
-            "--trials",
-            "3",
-            "--epochs",
-            "2",
-            "--max-retry",
-            "5",
-            "--heartbeat-interval",
-            "1",
-            "--grace-period",
-            "3",
-            "--checkpoint-every",  # every epoch: the test needs a checkpoint to kill or resume from
-            "0",
-            "--device",
-            "cpu",
-            "--artifacts",
-            str(art),
-            *DATA,
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env=ENV,
-    )
+    """A worker process: its whole output is checked for tracebacks, including a background thread's."""
+    return subprocess.run(worker_argv(url, art, *extra), capture_output=True, text=True, timeout=240, env=ENV)
+
+
+def worker_here(url: str, art: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """The worker that finishes the study once there is space again, in this process: (exit code, output)."""
+    capsys.readouterr()
+    code = run_cli(worker_argv(url, art)[1:])
+    out, err = capsys.readouterr()
+    return code, out + err
 
 
 def trials(url: str) -> list[optuna.trial.FrozenTrial]:
@@ -101,7 +109,7 @@ def trials(url: str) -> list[optuna.trial.FrozenTrial]:
 
 
 @pytest.mark.slow
-def test_checkpoint_that_does_not_fit_fails_the_trial_for_retry_and_stops_the_worker(small_fs, tmp_path):
+def test_checkpoint_that_does_not_fit_fails_the_trial_for_retry_and_stops_the_worker(small_fs, tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'study.db'}"  # the database has room; the checkpoints' disk has not
     filler = fill(small_fs, 8_000)  # an mlp-synth checkpoint with Adam is > 50 kB
     r = worker(url, small_fs)
@@ -121,8 +129,8 @@ def test_checkpoint_that_does_not_fit_fails_the_trial_for_retry_and_stops_the_wo
     assert list(folder.iterdir()) == []  # no temp file left behind
 
     filler.unlink()  # space again: the queued retry and the rest of the budget run
-    r = worker(url, small_fs)
-    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    code, out = worker_here(url, small_fs, capsys)
+    assert code == 0, out[-3000:]
     after = trials(url)
     assert not [t for t in after if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in after) == 3
@@ -132,7 +140,7 @@ def test_checkpoint_that_does_not_fit_fails_the_trial_for_retry_and_stops_the_wo
 
 
 @pytest.mark.slow
-def test_database_that_cannot_grow_stops_the_worker_in_one_line_and_stays_intact(small_fs, tmp_path):
+def test_database_that_cannot_grow_stops_the_worker_in_one_line_and_stays_intact(small_fs, tmp_path, capsys):
     quiet_optuna()
     db = small_fs / "study.db"
     url = f"sqlite:///{db}"
@@ -163,7 +171,7 @@ def test_database_that_cannot_grow_stops_the_worker_in_one_line_and_stays_intact
     assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
     filler.unlink()
-    r = worker(url, tmp_path / "art")
-    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    code, out = worker_here(url, tmp_path / "art", capsys)
+    assert code == 0, out[-3000:]
     assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials(url)) == 3
     assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -43,7 +43,8 @@ QUICK = [
     "--device",
     "cpu",
 ]
-ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+# one torch thread a process, as in the other tests: CI has 2 cores
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 
 
 def assert_one_line(rc: int, err: str, *fragments: str) -> None:

@@ -6,9 +6,7 @@ period so a trial outlives the grace period within seconds.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -20,47 +18,28 @@ from optuna.trial import TrialState
 from storage.errors import StorageError
 from storage.heartbeat import reap_stale_trials, retry
 from storage.study import Heartbeat, open_storage
-from tests.helpers import wait_for
+from tests.helpers import ALEXSEARCH, CHECKPOINT_EVERY_EPOCH, ENV, NO_EARLY_STOP, mlp_args, wait_for
 
-ALEXSEARCH = str(Path(sys.executable).parent / "alexsearch")
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 GRACE_S = 3
 
 
 def worker_cmd(url: str, art: Path, trials: int, epochs: int, index: int, train_size: int = 20000) -> list[str]:
     return [
         ALEXSEARCH,
-        "worker",
-        "--task",
-        "mlp-synth",
-        "--storage",
-        url,
-        "--study",
-        "live",
-        "--trials",
-        str(trials),
-        "--epochs",
-        str(epochs),
-        "--train-size",
-        str(train_size),
-        "--val-size",
-        "2000",
-        "--device",
-        "cpu",
-        "--pruner",
-        "none",
-        "--patience",
-        "0",
-        "--heartbeat-interval",
-        "1",
-        "--grace-period",
-        str(GRACE_S),
-        "--checkpoint-every",  # every epoch: the test needs a checkpoint to kill or resume from
-        "0",
-        "--artifacts",
-        str(art),
-        "--worker-index",
-        str(index),
+        *mlp_args(
+            "worker",
+            url,
+            "live",
+            art,
+            *NO_EARLY_STOP,
+            *("--heartbeat-interval", "1", "--grace-period", str(GRACE_S)),
+            *CHECKPOINT_EVERY_EPOCH,  # the test needs a checkpoint to kill or resume from
+            *("--worker-index", str(index)),
+            trials=trials,
+            epochs=epochs,
+            train_size=train_size,
+            val_size=2000,
+        ),
     ]
 
 

@@ -18,10 +18,17 @@ from optuna.trial import TrialState
 
 from storage.artifacts import checkpoint_dir
 from storage.study import open_storage
-from tests.helpers import wait_for
+from tests.helpers import (
+    ALEXSEARCH,
+    CHECKPOINT_EVERY_EPOCH,
+    ENV,
+    FAST_HEARTBEAT,
+    NO_EARLY_STOP,
+    mlp_args,
+    run_cli,
+    wait_for,
+)
 
-ALEXSEARCH = str(Path(sys.executable).parent / "alexsearch")
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 # Copies its input to its output, line by line, until Ctrl-C (KeyboardInterrupt) ends it, as tee would.
 READER = "import sys\nfor line in sys.stdin:\n    sys.stdout.write(line)\n    sys.stdout.flush()\n"
 
@@ -29,37 +36,20 @@ READER = "import sys\nfor line in sys.stdin:\n    sys.stdout.write(line)\n    sy
 def search_cmd(url: str, art: Path, workers: int, trials: int) -> list[str]:
     return [
         ALEXSEARCH,
-        "search",
-        "--task",
-        "mlp-synth",
-        "--storage",
-        url,
-        "--study",
-        "piped",
-        "--trials",
-        str(trials),
-        "--epochs",
-        "30",
-        "--train-size",
-        "20000",
-        "--val-size",
-        "2000",
-        "--device",
-        "cpu",
-        "--pruner",
-        "none",
-        "--patience",
-        "0",
-        "--heartbeat-interval",
-        "1",
-        "--grace-period",
-        "3",
-        "--checkpoint-every",  # every epoch: the test needs a checkpoint to kill or resume from
-        "0",
-        "--artifacts",
-        str(art),
-        "--workers",
-        str(workers),
+        *mlp_args(
+            "search",
+            url,
+            "piped",
+            art,
+            *NO_EARLY_STOP,
+            *FAST_HEARTBEAT,
+            *CHECKPOINT_EVERY_EPOCH,  # the test needs a checkpoint to resume from
+            *("--workers", str(workers)),
+            trials=trials,
+            epochs=30,
+            train_size=20000,
+            val_size=2000,
+        ),
     ]
 
 
@@ -73,7 +63,7 @@ def group_is_gone(pgid: int) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
-def test_ctrl_c_on_a_piped_search_queues_the_retries_and_the_rerun_finishes_them(workers, db_url, tmp_path):
+def test_ctrl_c_on_a_piped_search_queues_the_retries_and_the_rerun_finishes_them(workers, db_url, tmp_path, capsys):
     art = tmp_path / "art"
     folder = checkpoint_dir(art, "piped")  # a readable slug plus a hash of the name
     log = tmp_path / "run.log"
@@ -117,10 +107,9 @@ def test_ctrl_c_on_a_piped_search_queues_the_retries_and_the_rerun_finishes_them
     )  # each interrupted trial has its retry queued
     saved = {t.number: torch_epoch(folder / f"trial-{t.number}.pt") for t in failed}
 
-    again = subprocess.run(
-        search_cmd(db_url, art, 1, trials=workers), capture_output=True, text=True, timeout=300, env=ENV
-    )
-    assert again.returncode == 0, again.stderr[-3000:]
+    capsys.readouterr()
+    code = run_cli(search_cmd(db_url, art, 1, trials=workers)[1:])  # the rerun: in this process
+    assert code == 0, capsys.readouterr().err[-3000:]
     trials = optuna.load_study(study_name="piped", storage=storage).get_trials()
     retried = {t.system_attrs["failed_trial"]: t for t in trials if "failed_trial" in t.system_attrs}
     assert sorted(retried) == sorted(saved)

@@ -5,6 +5,8 @@ re-attach; a bad partition is one line, exit 2, nothing queued, the study unchan
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import signal
@@ -20,7 +22,7 @@ from optuna.trial import TrialState
 from search.workers.launchers.slurm import JOB_ATTR, is_active, task_states
 from storage.artifacts import checkpoint_dir, safe_name
 from storage.study import open_storage
-from tests.helpers import digest
+from tests.helpers import digest, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -81,6 +83,18 @@ def search(tmp_path: Path, storage: str, *extra: str, timeout: float = 120) -> s
     )
 
 
+def search_here(tmp_path: Path, storage: str, *extra: str) -> subprocess.CompletedProcess:
+    """search(...) run in this process, for the commands that return at once (a refused or a --detach
+    submission): what they print and do, without a second interpreter importing torch. The Slurm tasks they
+    submit are real processes all the same."""
+    out, err = io.StringIO(), io.StringIO()
+    args = ["search", "--launcher", "slurm", "--storage", storage, "--study", "arr", *QUICK]
+    args += ["--artifacts", str(tmp_path / "art"), *extra]
+    with contextlib.chdir(tmp_path), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = run_cli(args)
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
 def load(url: str) -> optuna.Study:
     return optuna.load_study(study_name="arr", storage=open_storage(url, create=False))
 
@@ -120,7 +134,7 @@ def arrays(cluster) -> set[str]:
 def test_bad_partition_is_one_line_exit_2_nothing_queued_study_unchanged(slurm_cluster, tmp_path):
     db = tmp_path / "study.db"
     url = f"sqlite:///{db}"
-    r = search(tmp_path, url, "--slurm-partition", "nope")
+    r = search_here(tmp_path, url, "--slurm-partition", "nope")
     assert r.returncode == 2 and r.stderr == (
         "alexsearch search: error: --launcher slurm: sbatch rejected the job: invalid partition specified: nope; "
         "allocation failure: Invalid partition name specified\n"
@@ -128,7 +142,7 @@ def test_bad_partition_is_one_line_exit_2_nothing_queued_study_unchanged(slurm_c
     assert not db.exists()  # nothing created
     optuna.create_study(study_name="arr", storage=open_storage(url, create=True))
     before = digest(db)
-    r = search(tmp_path, url, "--slurm-partition", "nope", "--detach")
+    r = search_here(tmp_path, url, "--slurm-partition", "nope", "--detach")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Invalid partition name" in r.stderr
     assert digest(db) == before  # an existing study is left as it was
     assert slurm_cluster.jobs() == []  # sbatch --test-only queues nothing and keeps no record
@@ -155,7 +169,7 @@ def assert_workers_lines_shown(out: str, tmp_path: Path, budget: int) -> None:
     assert not re.search(r"^(\[task \d+\] )?\[[IWE] \d{4}-", out, re.M), out  # Optuna's log format
 
 
-def test_two_task_array_fills_the_study_and_each_trial_names_its_job(slurm_cluster, tmp_path, storage_url):
+def test_two_task_array_fills_the_study_and_each_trial_names_its_job(slurm_cluster, tmp_path, storage_url, capsys):
     started = time.monotonic()
     r = search(tmp_path, storage_url, "--workers", "2", "--trials", "4")
     took = time.monotonic() - started
@@ -176,15 +190,9 @@ def test_two_task_array_fills_the_study_and_each_trial_names_its_job(slurm_clust
     wait_ended(slurm_cluster, job_id, tmp_path)
     assert not [t for t in load(storage_url).get_trials() if t.state == TrialState.RUNNING]
     assert set(task_states(job_id).values()) == {"COMPLETED"}
-    status = subprocess.run(
-        [ALEXSEARCH, "status", "--storage", storage_url, "--study", "arr"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env(),
-    )
-    assert f"slurm: job {job_id}, 2 array tasks: COMPLETED 2; script {script}" in status.stdout
+    capsys.readouterr()
+    assert run_cli(["status", "--storage", storage_url, "--study", "arr"]) == 0
+    assert f"slurm: job {job_id}, 2 array tasks: COMPLETED 2; script {script}" in capsys.readouterr().out
     print(
         f"2-task array on {storage_url.split(':')[0]}: `search --launcher slurm --workers 2 --trials 4` "
         f"took {took:.1f} s"
@@ -194,7 +202,7 @@ def test_two_task_array_fills_the_study_and_each_trial_names_its_job(slurm_clust
 def test_requeue_mid_trial_resumes_from_the_checkpoint(slurm_cluster, tmp_path):
     url = f"sqlite:///{tmp_path / 'study.db'}"
     started = time.monotonic()
-    r = search(tmp_path, url, "--workers", "1", "--trials", "1", *SLOW_EPOCHS, "--detach")
+    r = search_here(tmp_path, url, "--workers", "1", "--trials", "1", *SLOW_EPOCHS, "--detach")
     assert r.returncode == 0, r.stderr
     job_id = job_of(url)
     assert "detached: run the same command again to watch it" in r.stdout
@@ -229,7 +237,7 @@ def test_requeue_mid_trial_resumes_from_the_checkpoint(slurm_cluster, tmp_path):
 def test_scancel_of_the_array_queues_the_stopped_trials_and_the_next_submission_finishes_them(slurm_cluster, tmp_path):
     url = f"sqlite:///{tmp_path / 'study.db'}"
     args = ["--workers", "2", "--trials", "2", *SLOW_EPOCHS, "--max-retry", "3"]
-    r = search(tmp_path, url, *args, "--detach")
+    r = search_here(tmp_path, url, *args, "--detach")
     assert r.returncode == 0, r.stderr
     first_job = job_of(url)
     folder = checkpoint_dir(tmp_path / "art", "arr")
@@ -292,7 +300,7 @@ def test_ctrl_c_leaves_the_array_running_and_the_same_command_reattaches(slurm_c
     slurm_cluster.wait_for(lambda: task_states(job_id).get(task) == "RUNNING", 60, "the task to run")
     slurm_cluster.run("scontrol", "suspend", task)
 
-    r = search(tmp_path, url, *args, "--detach")  # a second submission while the first runs? never
+    r = search_here(tmp_path, url, *args, "--detach")  # a second submission while the first runs? never
     assert r.returncode == 0, r.stderr
     assert f"already has Slurm job {job_id} queued or running (SUSPENDED 1); not submitting another" in r.stdout
     assert "submitted" not in r.stdout

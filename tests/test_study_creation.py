@@ -5,23 +5,19 @@ by a kill is completed by the next command, not refused for ever."""
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
 
 import optuna
 import pytest
 
 from model.errors import ConfigError
 from search.settings import SearchConfig
-from search.space.space import load_space
+from search.space.space import Space, load_space
 from search.study.create import create_study
 from storage.study import open_storage, quiet_optuna
+from tests.helpers import ALEXSEARCH, ENV, mlp_args
 
-ALEXSEARCH = str(Path(sys.executable).parent / "alexsearch")
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 ROUNDS = 6
 
 
@@ -29,10 +25,10 @@ def settings(url: str, study: str, epochs: int) -> SearchConfig:
     return SearchConfig(study=study, storage=url, task="mlp-synth", epochs=epochs)
 
 
-def race(url: str, epochs: int, barrier, results) -> None:
-    """One of two processes: for each round, wait for the other one, then create the round's study."""
+def race(url: str, epochs: int, space: Space, barrier, results) -> None:
+    """One of two processes: for each round, wait for the other one, then create the round's study. The space
+    comes parsed from the test: parsing builds its models, which imports torch's compiler (a second a process)."""
     quiet_optuna()
-    space = load_space(None, "mlp-synth")
     for round_ in range(ROUNDS):
         barrier.wait(timeout=120)
         try:
@@ -46,7 +42,8 @@ def race(url: str, epochs: int, barrier, results) -> None:
 def test_of_two_creations_started_together_exactly_one_sets_the_settings(storage_url):
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=race, args=(storage_url, epochs, barrier, results)) for epochs in (2, 3)]
+    space = load_space(None, "mlp-synth")
+    procs = [ctx.Process(target=race, args=(storage_url, epochs, space, barrier, results)) for epochs in (2, 3)]
     for p in procs:
         p.start()
     for p in procs:
@@ -113,28 +110,7 @@ def test_two_search_commands_started_together_one_is_refused_in_one_line(tmp_pat
     url = f"sqlite:///{tmp_path / 'race.db'}"
     procs = [
         subprocess.Popen(
-            [
-                ALEXSEARCH,
-                "search",
-                "--task",
-                "mlp-synth",
-                "--storage",
-                url,
-                "--study",
-                "race",
-                "--trials",
-                "2",
-                "--epochs",
-                str(epochs),
-                "--train-size",
-                "300",
-                "--val-size",
-                "200",
-                "--device",
-                "cpu",
-                "--artifacts",
-                str(tmp_path / "art"),
-            ],
+            [ALEXSEARCH, *mlp_args("search", url, "race", tmp_path / "art", trials=2, epochs=epochs)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -13,6 +13,12 @@ def data(tiny_data):
     return TASK.load_search_data(DataConfig(root=str(tiny_data), val_size=100, train_size=200))
 
 
+@pytest.fixture(scope="module")
+def few(tiny_data):
+    """Enough for three steps of batch 20 an epoch: for the tests whose assertions do not depend on the size."""
+    return TASK.load_search_data(DataConfig(root=str(tiny_data), val_size=20, train_size=60))
+
+
 def trainer(data, **kw):
     return Trainer(TASK, TASK.model_config(), TrainConfig(**kw), data, torch.device("cpu"))
 
@@ -25,18 +31,18 @@ def test_reports_every_epoch_and_learns(data):
     assert stats[-1].val_acc > 0.2  # tinted classes are easy; chance is 0.1
 
 
-def test_same_seed_same_run(data):
-    a = [s.train_loss for s in trainer(data, epochs=2, seed=5).epochs()]
-    b = [s.train_loss for s in trainer(data, epochs=2, seed=5).epochs()]
+def test_same_seed_same_run(few):
+    a = [s.train_loss for s in trainer(few, epochs=2, seed=5, batch_size=20).epochs()]
+    b = [s.train_loss for s in trainer(few, epochs=2, seed=5, batch_size=20).epochs()]
     assert a == b
 
 
-def test_resume_from_state_repeats_the_uninterrupted_run(data):
-    full = [(s.train_loss, s.val_acc) for s in trainer(data, epochs=3, seed=1, augment=True).epochs()]
-    first = trainer(data, epochs=3, seed=1, augment=True)
+def test_resume_from_state_repeats_the_uninterrupted_run(few):
+    full = [(s.train_loss, s.val_acc) for s in trainer(few, epochs=3, seed=1, batch_size=20, augment=True).epochs()]
+    first = trainer(few, epochs=3, seed=1, batch_size=20, augment=True)
     next(first.epochs())
     state = first.state_dict()
-    resumed = trainer(data, epochs=3, seed=1, augment=True)
+    resumed = trainer(few, epochs=3, seed=1, batch_size=20, augment=True)
     resumed.load_state_dict(state)
     rest = [(s.train_loss, s.val_acc) for s in resumed.epochs()]
     assert rest == full[1:]
@@ -79,8 +85,8 @@ def test_optimizer_is_fused_on_cpu(data):
     assert trainer(data, optimizer="sgd").optimizer.defaults["fused"] is True
 
 
-def test_bf16_on_cpu_trains(data):
-    t = trainer(data, epochs=1, batch_size=50, precision="bf16")
+def test_bf16_on_cpu_trains(few):
+    t = trainer(few, epochs=1, batch_size=50, precision="bf16")
     stats = next(t.epochs())
     assert t.bf16 and stats.train_loss == stats.train_loss and 0 <= stats.val_acc <= 1
 

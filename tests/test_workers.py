@@ -9,7 +9,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -24,10 +23,17 @@ from storage.artifacts import checkpoint_dir
 from storage.checkpoints import CheckpointStore
 from storage.heartbeat import reap_stale_trials
 from storage.study import Heartbeat, open_storage
-from tests.helpers import take_enqueued, wait_for
-
-ALEXSEARCH = str(Path(sys.executable).parent / "alexsearch")
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+from tests.helpers import (
+    ALEXSEARCH,
+    CHECKPOINT_EVERY_EPOCH,
+    ENV,
+    FAST_HEARTBEAT,
+    NO_EARLY_STOP,
+    mlp_args,
+    run_cli,
+    take_enqueued,
+    wait_for,
+)
 
 
 def load(url: str, name: str) -> optuna.Study:
@@ -76,31 +82,9 @@ def test_trial_that_died_before_its_first_heartbeat_is_reaped(storage_url):
 
 @pytest.mark.slow
 def test_four_workers_share_one_budget(storage_url, tmp_path):
+    budget = 24
     r = subprocess.run(
-        [
-            ALEXSEARCH,
-            "search",
-            "--task",
-            "mlp-synth",
-            "--storage",
-            storage_url,
-            "--study",
-            "par",
-            "--workers",
-            "4",
-            "--trials",
-            "24",
-            "--epochs",
-            "2",
-            "--train-size",
-            "1000",
-            "--val-size",
-            "300",
-            "--device",
-            "cpu",
-            "--artifacts",
-            str(tmp_path / "art"),
-        ],
+        [ALEXSEARCH, *mlp_args("search", storage_url, "par", tmp_path / "art", "--workers", "4", trials=budget)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -112,7 +96,7 @@ def test_four_workers_share_one_budget(storage_url, tmp_path):
     states = Counter(t.state for t in trials)
     assert set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}, states
     counted = [t for t in trials if "duplicate_of" not in t.user_attrs]
-    assert 24 <= len(counted) <= 24 + 3  # overshoot at most the other workers' running trials
+    assert budget <= len(counted) <= budget + 3  # overshoot at most the other workers' running trials
 
 
 # The MLP task with epochs of 20,000 points (about 0.2 s each): a trial of EPOCHS epochs outlasts the 0.2 s polls
@@ -120,47 +104,29 @@ def test_four_workers_share_one_budget(storage_url, tmp_path):
 EPOCHS = 8
 
 
-def _worker_cmd(url: str, art: Path, *extra: str) -> list[str]:
-    return [
-        ALEXSEARCH,
-        *extra,
-        "--storage",
+def _worker_args(url: str, art: Path, command: str, *extra: str, epochs: int = EPOCHS) -> list[str]:
+    return mlp_args(
+        command,
         url,
-        "--study",
         "crash",
-        "--task",
-        "mlp-synth",
-        "--trials",
-        "2",
-        "--epochs",
-        str(EPOCHS),
-        "--train-size",
-        "20000",
-        "--val-size",
-        "2000",
-        "--device",
-        "cpu",
-        "--pruner",
-        "none",
-        "--patience",
-        "0",
-        "--heartbeat-interval",
-        "1",
-        "--grace-period",
-        "3",
-        "--artifacts",
-        str(art),
-        "--checkpoint-every",
-        "0",
-    ]
+        art,
+        *extra,
+        *NO_EARLY_STOP,
+        *FAST_HEARTBEAT,
+        *CHECKPOINT_EVERY_EPOCH,
+        trials=2,
+        epochs=epochs,
+        train_size=20000,
+        val_size=2000,
+    )
 
 
 @pytest.mark.slow
-def test_sigkill_mid_trial_then_resume_from_checkpoint(storage_url, tmp_path):
+def test_sigkill_mid_trial_then_resume_from_checkpoint(storage_url, tmp_path, capsys):
     art = tmp_path / "art"
     ckpt = checkpoint_dir(art, "crash") / "trial-0.pt"
     worker = subprocess.Popen(
-        _worker_cmd(storage_url, art, "worker", "--worker-index", "0"),
+        [ALEXSEARCH, *_worker_args(storage_url, art, "worker", "--worker-index", "0")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=ENV,
@@ -176,16 +142,18 @@ def test_sigkill_mid_trial_then_resume_from_checkpoint(storage_url, tmp_path):
 
     time.sleep(3.5)  # past the grace period: the dead trial's heartbeat is stale now
     started = time.monotonic()
-    r = subprocess.run(_worker_cmd(storage_url, art, "search"), capture_output=True, text=True, timeout=300, env=ENV)
-    assert r.returncode == 0, r.stderr[-3000:]
+    capsys.readouterr()
+    code = run_cli(_worker_args(storage_url, art, "search"))  # the resume: in this process, a real one was killed
+    out, err = capsys.readouterr()
+    assert code == 0, err[-3000:]
     trials = load(storage_url, "crash").get_trials()
     assert trials[0].state == TrialState.FAIL
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == 0]
     assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
     assert retried[0].user_attrs["resumed_from"] == {"trial": 0, "epoch": saved_epoch}
     assert sorted(retried[0].intermediate_values) == list(range(1, EPOCHS + 1))  # the learning curve carries on
-    assert f"resuming trial 0 after epoch {saved_epoch}" in r.stdout + r.stderr
-    trained = [line for line in (r.stdout + r.stderr).splitlines() if f"trial {retried[0].number} epoch" in line]
+    assert f"resuming trial 0 after epoch {saved_epoch}" in out + err
+    trained = [line for line in (out + err).splitlines() if f"trial {retried[0].number} epoch" in line]
     assert trained[0].split("epoch ")[1].startswith(f"{saved_epoch + 1}/{EPOCHS}")  # only the lost epoch was redone
     assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 2  # the budget
     assert not ckpt.exists()  # finished trials leave no checkpoint
@@ -199,8 +167,7 @@ def test_sigkill_mid_trial_then_resume_from_checkpoint(storage_url, tmp_path):
 @pytest.mark.parametrize("how", ["sigterm-to-search", "ctrl-c-to-process-group"])
 def test_stop_signal_stops_all_workers_and_leaves_nothing_running(how, tmp_path, db_url):
     art = tmp_path / "art"
-    cmd = _worker_cmd(db_url, art, "search", "--workers", "2")
-    cmd[cmd.index("--epochs") + 1] = "50"
+    cmd = [ALEXSEARCH, *_worker_args(db_url, art, "search", "--workers", "2", epochs=50)]
     search = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True
     )  # its own process group, as in a terminal
@@ -238,17 +205,21 @@ def test_stop_signal_stops_all_workers_and_leaves_nothing_running(how, tmp_path,
 @pytest.mark.slow
 def test_each_enqueued_trial_runs_exactly_once(storage_url, tmp_path):
     ctx = mp.get_context("spawn")
-    for round_ in range(3):
-        name, log = f"once-{round_}", tmp_path / f"log-{round_}.txt"
-        study = optuna.create_study(study_name=name, storage=open_storage(storage_url, create=True))
+    names, logs = [f"once-{round_}" for round_ in range(3)], [tmp_path / f"log-{round_}.txt" for round_ in range(3)]
+    studies = [optuna.create_study(study_name=name, storage=open_storage(storage_url, create=True)) for name in names]
+    for study in studies:
         for k in range(20):
             study.enqueue_trial({"k": k})
-        procs = [ctx.Process(target=take_enqueued, args=(storage_url, name, str(log), 0.05)) for _ in range(6)]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(120)
-        assert all(p.exitcode == 0 for p in procs)
+    # Six processes race on each round's queue in turn, starting each round together (a barrier).
+    barrier = ctx.Barrier(6)
+    args = (storage_url, names, [str(log) for log in logs], 0.05, barrier)
+    procs = [ctx.Process(target=take_enqueued, args=args) for _ in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(300)
+    assert all(p.exitcode == 0 for p in procs)
+    for round_, (study, log) in enumerate(zip(studies, logs, strict=True)):
         runs = Counter(int(line.split()[0]) for line in log.read_text().splitlines())
         assert runs == Counter(range(20)), f"round {round_}: {runs}"
         enqueued = [t for t in study.get_trials() if "fixed_params" in t.system_attrs]
