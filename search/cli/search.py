@@ -387,7 +387,9 @@ def run(args: argparse.Namespace) -> int:
     data = space.task.load_search_data(settings.data)  # a missing or bad data folder fails here, once, in one line
     if args.estimate_only or not args.no_estimate:
         study = existing_study(settings.storage, settings.study)
-        estimate = estimate_cost(settings, space, data, device, workers, len(gpu_ids), threads, study)
+        estimate = estimate_cost(
+            settings, space, data, device, workers, len(gpu_ids), threads, study, always_time=args.estimate_only
+        )
         for line in estimate.lines():
             print(line, flush=True)
     if args.estimate_only:

@@ -2,7 +2,9 @@
 
 The speed comes from the study's own finished trials when it has some (their recorded epoch times, on the
 study's data), else from a few timed training steps per batch size of the space, on this device with the
-threads each worker will get. Evaluation is counted as a forward pass over the validation items at three
+threads each worker will get; unless those steps would cost more than MAX_TIMING_SHARE of the training they
+estimate (a small search, where they would be a large part of its time: `--estimate-only` times them anyway).
+Evaluation is counted as a forward pass over the validation items at three
 times the training speed (a forward pass is about a third of a training step's work). Pruning and patience
 end trials early, so the figure is an upper bound.
 """
@@ -28,6 +30,7 @@ TIMED_STEPS = 2  # at least; more for small batches, until MIN_TIMED_IMAGES
 MIN_TIMED_IMAGES = 100  # 2 steps of batch 10 (20 images) read 2x too slow on a loaded CPU: per-step noise
 EVAL_SPEEDUP = 3.0  # evaluation images per second / training images per second
 CPU_HINT_S = 3600.0  # a CPU search over this long gets a quick-run hint
+MAX_TIMING_SHARE = 0.05  # timed steps may train at most this share of the images the search will train
 QUICK = {"train_size": 5000, "val_size": 1000, "epochs": 3}  # the hint's quick run
 
 
@@ -56,6 +59,11 @@ class Estimate:
     def lines(self) -> list[str]:
         if self.trials <= 0:
             return []
+        if math.isnan(self.epoch_s):
+            return [
+                f"cost: {self.trials} trials x {self.epochs} epochs x {self.train_items:,} train + "
+                f"{self.val_items:,} val items; {self.source}"
+            ]
         speeds = ", ".join(f"batch {b}: {s:,.0f} img/s" for b, s in sorted(self.speeds.items()))
         out = [
             f"cost: {self.trials} trials x {self.epochs} epochs x {self.train_items:,} train + {self.val_items:,} "
@@ -81,9 +89,10 @@ def estimate_cost(
     gpus: int,
     threads: int | None,
     study: optuna.Study | None = None,
+    always_time: bool = False,
 ) -> Estimate:
     """The cost of the trials the study still needs. study: the existing study, if any (read for its
-    finished trials' speed and count)."""
+    finished trials' speed and count). always_time: time training steps even for a small search."""
     finished = _finished(study)
     left = max(0, settings.trials - sum(1 for t in finished if "duplicate_of" not in t.user_attrs))
     parallel = min(workers, gpus) if gpus else workers
@@ -104,6 +113,14 @@ def estimate_cost(
         )
     if left == 0:
         return Estimate(epoch_s=0.0, source="nothing left to run", **common)
+    timing, training = timed_images(space, len(data.train)), left * settings.epochs * len(data.train)
+    if not always_time and timing > MAX_TIMING_SHARE * training:
+        return Estimate(
+            epoch_s=math.nan,
+            source=f"not timed: its steps would train {timing:,} images, over {MAX_TIMING_SHARE:.0%} of the "
+            f"search's {training:,} (--estimate-only times them)",
+            **common,
+        )
     speeds = time_batch_sizes(settings, space, data, device, threads)
     epoch_s = sum(len(data.train) / s + len(data.eval) / (EVAL_SPEEDUP * s) for s in speeds.values()) / len(speeds)
     return Estimate(
@@ -146,6 +163,15 @@ def _typical(space: Space) -> dict:
     return values
 
 
+def _steps(batch_size: int) -> int:
+    return WARMUP_STEPS + max(TIMED_STEPS, math.ceil(MIN_TIMED_IMAGES / batch_size))
+
+
+def timed_images(space: Space, train_items: int) -> int:
+    """Images time_batch_sizes trains, all batch sizes together."""
+    return sum(min(train_items, b * _steps(b)) for b in batch_sizes(space))
+
+
 def time_batch_sizes(
     settings: SearchConfig, space: Space, data: TaskData, device: torch.device, threads: int | None
 ) -> dict[int, float]:
@@ -163,8 +189,7 @@ def time_batch_sizes(
                 seed=settings.seed,
                 **({"precision": settings.precision} if settings.precision else {}),
             )
-            steps = WARMUP_STEPS + max(TIMED_STEPS, math.ceil(MIN_TIMED_IMAGES / b))
-            n = min(len(data.train), b * steps)
+            n = min(len(data.train), b * _steps(b))
             # One epoch over n items, timed from the end of the warm-up steps. One eval item: no eval cost.
             sliced = TaskData(
                 Split(data.train.x[:n], data.train.y[:n]), Split(data.eval.x[:1], data.eval.y[:1]), data.eval_name
