@@ -32,52 +32,30 @@ import optuna
 PY = sys.executable
 
 
+ALEX, NO_ESTIMATE = "alexsearch", "alexsearch --no-estimate"
+DB = {"plain": "plain.db", ALEX: "alexsearch.db", NO_ESTIMATE: "alexsearch-no-estimate.db"}  # one study file each
+
+
 def commands(args: argparse.Namespace, folder: Path) -> dict[str, list[str]]:
     common = ["--task", args.task, "--trials", str(args.trials), "--epochs", str(args.epochs), "--seed", str(args.seed)]
     if args.train_size:
         common += ["--train-size", str(args.train_size)]
     if args.val_size:
         common += ["--val-size", str(args.val_size)]
-    data = ["--data", args.data]
+    common += ["--data", args.data]
+
+    def storage(name: str) -> list[str]:
+        return ["--storage", f"sqlite:///{folder / DB[name]}", "--study", "s"]
+
+    def alexsearch(name: str, *extra: str) -> list[str]:
+        search = [PY, "-m", "search.cli", "search", *storage(name), "--device", "cpu", "--workers", "1"]
+        return [*search, *common, *args.alexsearch_args.split(), *extra]
+
     return {
-        "plain": [
-            PY,
-            "-m",
-            "bench.plain_optuna",
-            "--storage",
-            f"sqlite:///{folder / 'plain.db'}",
-            "--study",
-            "s",
-            *common,
-            *data,
-        ],
-        ALEX: [
-            PY,
-            "-m",
-            "search.cli",
-            "search",
-            "--storage",
-            f"sqlite:///{folder / 'alexsearch.db'}",
-            "--study",
-            "s",
-            "--device",
-            "cpu",
-            "--workers",
-            "1",
-            *common,
-            *data,
-            *args.alexsearch_args.split(),
-        ],
+        "plain": [PY, "-m", "bench.plain_optuna", *storage("plain"), *common],
+        ALEX: alexsearch(ALEX),
+        NO_ESTIMATE: alexsearch(NO_ESTIMATE, "--no-estimate"),
     }
-
-
-ALEX, NO_ESTIMATE = "alexsearch", "alexsearch --no-estimate"
-
-
-def all_commands(args: argparse.Namespace, folder: Path) -> dict[str, list[str]]:
-    cmds = commands(args, folder)
-    no_estimate = [a.replace("alexsearch.db", "alexsearch-no-estimate.db") for a in cmds[ALEX]]
-    return {**cmds, NO_ESTIMATE: [*no_estimate, "--no-estimate"]}
 
 
 def run_timed(cmd: list[str], env: dict[str, str]) -> float:
@@ -129,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(args.rounds):
             folder = Path(tmp) / f"round-{r}"
             folder.mkdir()
-            cmds = all_commands(args, folder)
+            cmds = commands(args, folder)
             for name in names[r % 3 :] + names[: r % 3]:
                 times[name].append(run_timed(cmds[name], env))
             print(
@@ -141,9 +119,9 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             if r == 0:
-                plain = f"sqlite:///{folder / 'plain.db'}"
-                difference = study_difference(plain, f"sqlite:///{folder / 'alexsearch.db'}") or study_difference(
-                    plain, f"sqlite:///{folder / 'alexsearch-no-estimate.db'}"
+                url = {name: f"sqlite:///{folder / db}" for name, db in DB.items()}
+                difference = study_difference(url["plain"], url[ALEX]) or study_difference(
+                    url["plain"], url[NO_ESTIMATE]
                 )
     size = f"{args.train_size or 'all'}/{args.val_size or 'default'} items"
     print(
