@@ -17,9 +17,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.errors import UsageError
 from search.report.figures import NeedsMoreTrials, integer_ticks, new_figure, save
-from search.report.trials import data_caption, fmt_params
+from search.report.trials import data_caption
 from search.trials import record
 from search.trials.record import epochs_trained, is_duplicate
+from search.workers.events import fmt_params
 
 
 @dataclass(frozen=True)

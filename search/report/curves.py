@@ -27,8 +27,8 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import FrozenTrial, TrialState
 
 from search.report.figures import NeedsMoreTrials, integer_ticks, new_figure, save
-from search.report.trials import fmt, fmt_params
 from search.trials.record import STEPWISE_PLAN, curves, is_duplicate
+from search.workers.events import fmt_params, fmt_value
 
 MAX_DOTTED_CURVES = 500  # curves drawn with a dot per epoch; more are drawn as lines only
 MAX_LEGEND_VALUES = 5  # more distinct values than this: a colour bar instead of a legend
@@ -89,7 +89,7 @@ def param_curves_figure(param: str, trials: list[FrozenTrial], caption: str, con
     handles = []
     if discrete:
         style = {v: (f"C{i % 10}", STYLES[i % len(STYLES)]) for i, v in enumerate(distinct)}
-        handles = [Line2D([], [], color=c, linestyle=s, label=f"{param}={fmt(v)}") for v, (c, s) in style.items()]
+        handles = [Line2D([], [], color=c, linestyle=s, label=f"{param}={fmt_value(v)}") for v, (c, s) in style.items()]
     else:
         log = isinstance(dist, (FloatDistribution, IntDistribution)) and dist.log
         norm = (LogNorm if log else Normalize)(vmin=min(values), vmax=max(values))

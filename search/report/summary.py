@@ -10,9 +10,9 @@ from typing import Any
 
 from optuna.trial import FrozenTrial
 
-from search.report.trials import fmt_params
 from search.trials import record
 from search.trials.record import epochs_trained
+from search.workers.events import fmt_params
 from storage.optuna_private import fixed_params
 
 

@@ -49,18 +49,6 @@ def searched_params(study: optuna.Study, trials: list[FrozenTrial]) -> list[str]
     return names
 
 
-def fmt(v: Any) -> str:
-    if isinstance(v, bool):
-        return str(v).lower()
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-
-
-def fmt_params(params: dict[str, Any]) -> str:
-    return " ".join(f"{k}={fmt(v)}" for k, v in params.items())
-
-
 def _items(n: Any) -> str:
     return f"{n:,}" if isinstance(n, int) else "all"
 
