@@ -172,11 +172,12 @@ def record_trial(
     ONE transaction, with the trial's state checked once and the attrs written by one upsert statement (Optuna
     reads the trial and upserts once per attr: 2 statements each, 12 for an epoch's curves)."""
     with _create_scoped_session(storage.scoped_session, True) as session:
-        trial = models.TrialModel.find_or_raise_by_id(tid, session)
-        storage.check_trial_is_updatable(tid, cast(TrialState, trial.state))
-        if step is not None:
+        if step is not None:  # Optuna's own write, which checks the trial's state
             assert value is not None, "a reported step needs its value"
             storage._set_trial_intermediate_value_without_commit(session, tid, step, value)
+        else:
+            trial = models.TrialModel.find_or_raise_by_id(tid, session)
+            storage.check_trial_is_updatable(tid, cast(TrialState, trial.state))
         if not user_attrs:
             return
         dialect = {"sqlite": sqlite, "postgresql": postgresql}.get(storage.engine.name)

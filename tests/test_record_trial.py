@@ -26,4 +26,6 @@ def test_record_writes_what_report_and_set_user_attr_write(storage_url):
     study.tell(trial, 0.6)
     with pytest.raises(UpdateFinishedTrialError):  # a finished trial is not written, as with Optuna's calls
         storage.record_trial(trial._trial_id, {"late": True}, 3, 0.9)
+    with pytest.raises(UpdateFinishedTrialError):  # attrs alone, too
+        storage.record_trial(trial._trial_id, {"late": True})
     assert "late" not in storage.get_trial(trial._trial_id).user_attrs
