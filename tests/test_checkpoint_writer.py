@@ -14,8 +14,8 @@ from optuna.trial import TrialState
 
 from storage.artifacts import checkpoint_dir
 from storage.checkpoints import CheckpointStore, CheckpointWriter
-from tests.helpers import run_cli
-from tests.test_workers import ALEXSEARCH, ENV, load
+from tests.helpers import ALEXSEARCH, ENV, run_cli
+from tests.test_workers import load
 
 
 def _worker_cmd(url: str, art: Path, data: Path, *extra: str) -> list[str]:

@@ -7,8 +7,6 @@ import json
 import os
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 import optuna
 import pytest
@@ -18,8 +16,8 @@ from search.study.best_artifacts import publish_if_best
 from storage.artifacts import artifact_dir
 from storage.study import open_storage, quiet_optuna
 from tests.chromium_cdp import Chromium, chromium_path
+from tests.helpers import ALEXSEARCH
 
-ALEXSEARCH = str(Path(sys.executable).parent / "alexsearch")
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="needs chromium (apt-get install chromium)")
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,10 +23,8 @@ from search.settings import SearchConfig
 from search.space.space import load_space
 from search.study.create import create_study
 from storage.study import open_storage, quiet_optuna
-from tests.helpers import run_cli
+from tests.helpers import ALEXSEARCH, ENV, run_cli
 
-ALEXSEARCH = str(Path(sys.executable).parent / "alexsearch")
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 DATA = ["--train-size", "300", "--val-size", "200"]
 
 

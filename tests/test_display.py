@@ -4,19 +4,14 @@ no Optuna log lines, on a real 2-worker search piped to a file."""
 from __future__ import annotations
 
 import io
-import os
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from search.workers import events
 from search.workers.display import Display
-
-ALEXSEARCH = str(Path(sys.executable).parent / "alexsearch")
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+from tests.helpers import ALEXSEARCH, ENV
 
 
 class Clock:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,9 +21,7 @@ import pytest
 from optuna.trial import TrialState
 
 from storage.study import open_storage
-
-ALEXSEARCH = str(Path(sys.executable).parent / "alexsearch")
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+from tests.helpers import ALEXSEARCH, ENV
 
 
 class Run:

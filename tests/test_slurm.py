@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,11 +21,10 @@ from optuna.trial import TrialState
 from search.workers.launchers.slurm import JOB_ATTR, is_active, task_states
 from storage.artifacts import checkpoint_dir, safe_name
 from storage.study import open_storage
-from tests.helpers import digest, run_cli
+from tests.helpers import ALEXSEARCH, digest, run_cli
 
 pytestmark = pytest.mark.slow
 
-ALEXSEARCH = str(Path(sys.executable).parent / "alexsearch")
 # mlp-synth on the CPU: 400 points train an epoch in milliseconds; 40,000 take about a second, long enough to
 # stop a trial in its middle.
 QUICK = [

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import optuna
 import pytest
@@ -21,9 +18,8 @@ from search.cli import main
 from search.study.stop import STOP_ATTR, request_stop
 from search.trials.trial_config import TrialConfig
 from storage.study import open_storage
+from tests.helpers import ALEXSEARCH, ENV
 
-ALEXSEARCH = str(Path(sys.executable).parent / "alexsearch")
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 MLP = ["--task", "mlp-synth", "--device", "cpu", "--pruner", "none", "--patience", "0"]
 
 
