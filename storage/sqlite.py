@@ -21,8 +21,10 @@
 
 from __future__ import annotations
 
+import random
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +36,7 @@ from sqlalchemy.engine import Engine
 from storage.errors import StorageError
 
 BUSY_TIMEOUT_S = 120.0  # how long a writer waits for the lock; transactions last milliseconds
+WAL_TRY_TIMEOUT_S = 0.5  # one try at switching to WAL; tries repeat with a random pause until BUSY_TIMEOUT_S
 SYNCHRONOUS = "NORMAL"  # workers' commits: no fsync each (see the module docstring)
 
 _state = threading.local()  # per thread: the heartbeat thread's writes must not inherit a reader's mark
@@ -150,17 +153,41 @@ def check_not_foreign(path: Path) -> None:
 
 
 def enable_wal(path: Path) -> None:
-    """WAL is a property of the file, so setting it once here holds for every later connection."""
-    try:
-        con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
+    """WAL is a property of the file, so setting it once here holds for every later connection.
+
+    Switching a rollback-journal file to WAL needs the file to itself for a moment, and two commands started
+    together (two searches, a search and its workers) can each hold the read lock the other's switch waits for,
+    or see the switch refused: SQLite then answers with the old mode instead of an error. So each try waits
+    briefly, a busy or refused switch is tried again after a random pause (which breaks the tie), and the mode
+    is read back, until BUSY_TIMEOUT_S.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    mode, error = "", ""
+    while True:
         try:
-            con.execute("PRAGMA journal_mode=WAL")
-        finally:
-            con.close()
-    except sqlite3.Error as e:  # a read-only folder or medium: a search has to write the database
-        raise StorageError(
-            f"--storage: cannot write {path} ({e}); a search needs a database in a writable folder"
-        ) from None
+            con = sqlite3.connect(path, timeout=WAL_TRY_TIMEOUT_S)
+            try:
+                mode = str(con.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+                if mode != "wal":
+                    mode = str(con.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
+            finally:
+                con.close()
+            if mode == "wal":
+                return
+            error = f"journal mode stayed {mode}"
+        except sqlite3.Error as e:
+            if getattr(e, "sqlite_errorname", "").startswith("SQLITE_BUSY"):
+                error = str(e)
+            else:  # a read-only folder or medium: a search has to write the database
+                raise StorageError(
+                    f"--storage: cannot write {path} ({e}); a search needs a database in a writable folder"
+                ) from None
+        if time.monotonic() >= deadline:
+            raise StorageError(
+                f"--storage: cannot switch {path} to WAL ({error}) within {BUSY_TIMEOUT_S:.0f} s; "
+                "another program holds it locked"
+            )
+        time.sleep(random.uniform(0.0, WAL_TRY_TIMEOUT_S))
 
 
 def engine_kwargs() -> dict:

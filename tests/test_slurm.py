@@ -240,12 +240,16 @@ def test_scancel_of_the_array_queues_the_stopped_trials_and_the_next_submission_
     first_job = job_of(url)
     folder = checkpoint_dir(tmp_path / "art", "arr")
     slurm_cluster.wait_for(lambda: len(list(folder.glob("trial-*.pt"))) == 2, 60, "both trials to checkpoint")
+    running = {t.number for t in load(url).get_trials() if t.state == TrialState.RUNNING}
     slurm_cluster.run("scancel", first_job)
     wait_ended(slurm_cluster, first_job, tmp_path)
     trials = load(url).get_trials()
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     stopped = {t.number for t in trials if t.state == TrialState.FAIL}
-    assert len(stopped) == 2
+    finished = {t.number for t in trials if t.state == TrialState.COMPLETE}
+    # Both were training when both had a checkpoint; on a slow machine one may finish its last epoch before the
+    # scancel lands. Every other trial is stopped, and failed for retry, not lost.
+    assert stopped and stopped <= running and stopped | finished == {0, 1}, (running, stopped, finished)
     assert {t.system_attrs.get("failed_trial") for t in trials if t.state == TrialState.WAITING} == stopped
     assert set(task_states(first_job).values()) == {"CANCELLED"}
 

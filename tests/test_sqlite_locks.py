@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import sqlite3
 import threading
 import time
+from pathlib import Path
 
 import optuna
+import pytest
 import sqlalchemy
 from optuna.storages._rdb import models
 
+from storage import sqlite as sqlite_settings
+from storage.errors import StorageError
 from storage.sqlite import reading
 from storage.study import open_storage
 
@@ -108,3 +113,62 @@ def test_two_workers_claiming_one_waiting_trial_still_exclude_each_other(tmp_pat
         t.join(WAIT_S)
     assert time.monotonic() - start < WAIT_S
     assert sorted(results) == [False, True]
+
+
+def journal_mode(path) -> str:
+    con = sqlite3.connect(path)
+    try:
+        return con.execute("PRAGMA journal_mode").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_the_switch_to_wal_waits_out_a_reader_of_a_rollback_journal_file(tmp_path):
+    """Switching to WAL needs the file to itself: a command that reads the file meanwhile (another search
+    checking it) delays the switch, and the switch is tried again until it is made, not given up."""
+    path = tmp_path / "study.db"
+    sqlite3.connect(path).close()
+    reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    reader.execute("BEGIN")
+    reader.execute("SELECT name FROM sqlite_master").fetchall()  # the read lock, held
+    switched = threading.Event()
+    thread = threading.Thread(target=lambda: (sqlite_settings.enable_wal(path), switched.set()), daemon=True)
+    thread.start()
+    assert not switched.wait(1.5), "switched to WAL while another connection held a read lock"
+    reader.execute("COMMIT")
+    reader.close()
+    assert switched.wait(WAIT_S)
+    assert journal_mode(path) == "wal"
+
+
+def test_a_switch_to_wal_that_stays_blocked_ends_in_one_line(tmp_path, monkeypatch):
+    path = tmp_path / "study.db"
+    sqlite3.connect(path).close()
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT name FROM sqlite_master").fetchall()
+    monkeypatch.setattr(sqlite_settings, "BUSY_TIMEOUT_S", 1.0)
+    started = time.monotonic()
+    with pytest.raises(StorageError, match=r"^--storage: cannot switch .* to WAL \(database is locked\) within 1 s"):
+        sqlite_settings.enable_wal(path)
+    assert time.monotonic() - started < WAIT_S
+    reader.close()
+
+
+def switch_many(folder: str, files: int, barrier) -> None:
+    for i in range(files):
+        barrier.wait(timeout=60)
+        sqlite_settings.enable_wal(Path(folder) / f"{i}.db")
+
+
+def test_searches_started_together_each_switch_new_files_to_wal(tmp_path):
+    """Two processes open each of many fresh files at the same instant: both calls return, and every file is WAL."""
+    ctx = mp.get_context("spawn")
+    barrier, files = ctx.Barrier(2), 40
+    procs = [ctx.Process(target=switch_many, args=(str(tmp_path), files, barrier)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert {journal_mode(tmp_path / f"{i}.db") for i in range(files)} == {"wal"}
