@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import optuna
@@ -17,7 +18,7 @@ from search.study.note import save_study_note, study_note
 from storage.artifacts import artifact_dir, artifact_store
 from storage.study import open_storage, quiet_optuna
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 def make_study(db_url: str) -> optuna.Study:
@@ -51,19 +52,21 @@ def test_first_trial_publishes_weights_and_curve(db_url, tmp_path):
     assert best["trial"] == number and best["value"] == 0.5 and best["epochs_trained"] == 2
     metas = {m.filename: m for m in get_all_artifact_meta(study.trials[number], storage=study._storage)}
     metas.update({m.filename: m for m in get_all_artifact_meta(study)})  # the weights are a study artifact
-    assert set(metas) == {"trial-0-weights.pt", "trial-0-curve.png"}
+    assert set(metas) == {"trial-0-weights.pt", "trial-0-curve.svg"}
     assert metas["trial-0-weights.pt"].artifact_id == best["weights_id"]
     assert (
-        metas["trial-0-curve.png"].artifact_id == best["curve_id"]
-        and metas["trial-0-curve.png"].mimetype == "image/png"
+        metas["trial-0-curve.svg"].artifact_id == best["curve_id"]
+        and metas["trial-0-curve.svg"].mimetype == "image/svg+xml"
     )
     store = artifact_store(folder)
     download_artifact(artifact_store=store, artifact_id=best["weights_id"], file_path=str(tmp_path / "w.pt"))
     loaded = torch.load(tmp_path / "w.pt", weights_only=True)
     assert set(loaded) == {"weight", "bias"} and loaded["weight"].shape == (2, 3)
-    download_artifact(artifact_store=store, artifact_id=best["curve_id"], file_path=str(tmp_path / "c.png"))
-    png = (tmp_path / "c.png").read_bytes()
-    assert png.startswith(PNG_MAGIC) and len(png) > 5000  # a drawn figure, not an empty canvas
+    download_artifact(artifact_store=store, artifact_id=best["curve_id"], file_path=str(tmp_path / "c.svg"))
+    svg = ET.parse(tmp_path / "c.svg").getroot()
+    lines = svg.findall(f"{SVG}polyline")
+    assert svg.tag == f"{SVG}svg" and len(lines) == 2  # a drawn figure: train and validation curves
+    assert [len(line.get("points", "").split()) for line in lines] == [2, 2]  # one point per epoch
 
 
 def test_only_a_better_trial_replaces_the_best_and_old_weights_are_dropped(db_url, tmp_path):

@@ -97,10 +97,10 @@ def test_every_artifact_the_dashboard_lists_downloads(db_url, dashboard, browser
     statuses = browser.evaluate(tab, f"Promise.all({json.dumps(urls)}.map(u => fetch(u).then(r => r.status)))")
     print(dict(zip(names, statuses, strict=True)))
     assert "trial-4-weights.pt" in names and "trial-0-weights.pt" not in names  # only the current best's
-    assert sorted(n for n in names if n.endswith("curve.png")) == [
-        "trial-0-curve.png",
-        "trial-1-curve.png",
-        "trial-4-curve.png",
+    assert sorted(n for n in names if n.endswith("curve.svg")) == [
+        "trial-0-curve.svg",
+        "trial-1-curve.svg",
+        "trial-4-curve.svg",
     ]
     assert statuses == [200] * len(urls)
 

@@ -1,7 +1,7 @@
-"""The best trial so far, as files the dashboard serves: its weights and a learning-curve PNG.
+"""The best trial so far, as files the dashboard serves: its weights and a learning-curve SVG.
 
 Both are Optuna artifacts in the artifact store next to the database, and the study's user attr
-`best_artifacts` says which trial and artifact ids are the current best. The curve PNG (~30 KB) is an
+`best_artifacts` says which trial and artifact ids are the current best. The curve SVG (~5 KB) is an
 artifact of its trial and is never deleted. The weights (~90 MB for AlexNet) are a *study* artifact named
 `trial-N-weights.pt`, because a study's artifact list can change after a trial finishes and a trial's
 cannot: when a better trial publishes, the former best's weights are taken off the list and then deleted,
@@ -9,7 +9,7 @@ so every artifact the dashboard lists downloads.
 
 Disk bound: one weights file (the current best's), plus one per trial that is publishing right now (at
 most one per worker; a worker killed mid-publish leaves its file until the next publish sweeps it), plus
-one curve PNG per trial that was the best when it completed.
+one curve SVG per trial that was the best when it completed.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import TrialState
 
+from search.study.curve_svg import save_curve_svg
 from search.trials import record
 from storage.artifacts import artifact_store, drop_study_artifact
 from storage.optuna_private import study_system_attrs
@@ -41,29 +42,6 @@ def beats_complete_trials(study: optuna.Study, trial_number: int, value: float) 
         if t.number != trial_number and t.value is not None
     ]
     return not others or value > max(others)
-
-
-def save_curve_png(curves: dict[str, list[float]], path: Path, title: str) -> Path:
-    """Train and validation accuracy per epoch (1-based), the best validation epoch marked."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # ~1 s to import: only when a best is published
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6.4, 4.0), dpi=100)
-    FigureCanvasAgg(fig)  # Agg canvas without pyplot: no global state, safe in any thread or process
-    ax = fig.add_subplot()
-    for key, label in ((record.TRAIN_ACC, "train accuracy"), (record.VAL_ACC, "validation accuracy")):
-        values = curves.get(key) or []
-        ax.plot(range(1, len(values) + 1), values, marker="o", label=label)
-    val = curves.get(record.VAL_ACC) or []
-    if val:
-        best = max(range(len(val)), key=val.__getitem__)
-        ax.axvline(best + 1, color="grey", linestyle=":", label=f"best epoch {best + 1} ({val[best]:.4f})")
-    ax.set(xlabel="epoch", ylabel="accuracy", title=title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.subplots_adjust(left=0.11, right=0.97, bottom=0.12, top=0.92)  # fixed margins: tight_layout draws twice
-    fig.savefig(path, format="png")
-    return path
 
 
 def publish_if_best(
@@ -86,9 +64,9 @@ def publish_if_best(
     with tempfile.TemporaryDirectory(prefix="alexsearch-best-") as tmp:
         weights = Path(tmp) / weights_name(trial.number)
         torch.save({k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in model_state.items()}, weights)
-        curve = save_curve_png(
+        curve = save_curve_svg(
             curves,
-            Path(tmp) / f"trial-{trial.number}-curve.png",
+            Path(tmp) / f"trial-{trial.number}-curve.svg",
             f"{study.study_name}: trial {trial.number} (val_acc {value:.4f})",
         )
         # The curve first: if the trial was finished under us, this write fails before the big file is stored.
