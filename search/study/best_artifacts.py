@@ -35,8 +35,19 @@ _WEIGHTS_FILE = re.compile(r"trial-(\d+)-weights\.pt")
 
 
 def beats_complete_trials(study: optuna.Study, trial_number: int, value: float) -> bool:
-    """value > the value of every other COMPLETE trial (True when there is none)."""
-    others = [
+    """value > the value of every other COMPLETE trial (True when there is none).
+
+    The storage's best trial is one indexed query, where reading every COMPLETE trial grew with the study (7 ms
+    at 20 trials, paid at every completed trial). The trial publishing is still RUNNING, so it is not that best.
+    """
+    try:
+        best = study.best_trial
+    except ValueError:  # no complete trial yet
+        return True
+    if best.number != trial_number:
+        assert best.value is not None  # a complete trial's
+        return value > best.value
+    others = [  # called after the trial completed (not how a worker calls it): compare with the others
         t.value
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if t.number != trial_number and t.value is not None

@@ -32,7 +32,7 @@ from search.workers import events
 from search.workers.signals import stop_requested
 from storage import rdb
 from storage.checkpoints import CheckpointError, CheckpointWriter
-from storage.optuna_private import frozen, trial_id
+from storage.optuna_private import cached_frozen_trial, trial_id
 from storage.sqlite import deciding
 
 Log = Callable[[str], None]
@@ -130,7 +130,7 @@ class Objective:
                 **self.place,
             },
         )
-        root = record.retry_root(frozen(trial))
+        root = record.retry_root(cached_frozen_trial(trial))  # the retry mark is set when the trial is queued
         if self.checkpoints is not None:
             self.checkpoints.start_trial()
         epochs = config.train.epochs
