@@ -9,11 +9,12 @@ load that drifts during the run falls on all: the ratio of two wall times in one
 much better than either time alone. alexsearch runs twice: as a user starts it, and with --no-estimate, which
 skips the cost estimate printed before a search (a few timed training steps per batch size of the space: a
 fixed start-up cost, ~10 s for AlexNet on a 2-core CPU, ~1 s on a GPU), so the second ratio is the service's
-cost that grows with the search. Wall time is the
-whole command, interpreter start and imports included, as a user sees it. Both use the same torch threads
-(--threads, set through OMP_NUM_THREADS) and the CPU. After the runs the two studies of the first round are
-compared trial by trial (params, state, intermediate values, value): the ratio means something only if they
-are the same study.
+cost that grows with the search. Wall time is the whole command, interpreter start and imports included, as a
+user sees it. alexsearch ends with os._exit once its cleanup is done (search/process_exit.py), skipping the
+interpreter's teardown (~0.8 s with torch loaded); the plain script runs a second time with --exit-now, doing the
+same, so that the last two ratios leave that gain out. Both use the same torch threads (--threads, set through
+OMP_NUM_THREADS) and the CPU. After the runs the studies of the first round are compared trial by trial (params,
+state, intermediate values, value): the ratios mean something only if they are the same study.
 """
 
 from __future__ import annotations
@@ -32,8 +33,13 @@ import optuna
 PY = sys.executable
 
 
-ALEX, NO_ESTIMATE = "alexsearch", "alexsearch --no-estimate"
-DB = {"plain": "plain.db", ALEX: "alexsearch.db", NO_ESTIMATE: "alexsearch-no-estimate.db"}  # one study file each
+ALEX, NO_ESTIMATE, PLAIN_EXIT_NOW = "alexsearch", "alexsearch --no-estimate", "plain --exit-now"
+DB = {  # one study file each
+    "plain": "plain.db",
+    PLAIN_EXIT_NOW: "plain-exit-now.db",
+    ALEX: "alexsearch.db",
+    NO_ESTIMATE: "alexsearch-no-estimate.db",
+}
 
 
 def commands(args: argparse.Namespace, folder: Path) -> dict[str, list[str]]:
@@ -53,6 +59,7 @@ def commands(args: argparse.Namespace, folder: Path) -> dict[str, list[str]]:
 
     return {
         "plain": [PY, "-m", "bench.plain_optuna", *storage("plain"), *common],
+        PLAIN_EXIT_NOW: [PY, "-m", "bench.plain_optuna", *storage(PLAIN_EXIT_NOW), *common, "--exit-now"],
         ALEX: alexsearch(ALEX),
         NO_ESTIMATE: alexsearch(NO_ESTIMATE, "--no-estimate"),
     }
@@ -100,7 +107,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONWARNINGS": "ignore"}
-    names = ["plain", ALEX, NO_ESTIMATE]
+    names = ["plain", PLAIN_EXIT_NOW, ALEX, NO_ESTIMATE]
     times: dict[str, list[float]] = {name: [] for name in names}
     difference = None
     with tempfile.TemporaryDirectory(prefix="overhead-") as tmp:
@@ -108,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             folder = Path(tmp) / f"round-{r}"
             folder.mkdir()
             cmds = commands(args, folder)
-            for name in names[r % 3 :] + names[: r % 3]:
+            for name in names[r % len(names) :] + names[: r % len(names)]:
                 times[name].append(run_timed(cmds[name], env))
             print(
                 f"round {r + 1}: "
@@ -120,9 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             if r == 0:
                 url = {name: f"sqlite:///{folder / db}" for name, db in DB.items()}
-                difference = study_difference(url["plain"], url[ALEX]) or study_difference(
-                    url["plain"], url[NO_ESTIMATE]
-                )
+                difference = next(filter(None, (study_difference(url["plain"], url[name]) for name in names[1:])), None)
     size = f"{args.train_size or 'all'}/{args.val_size or 'default'} items"
     print(
         f"{args.task}, {args.trials} trials x {args.epochs} epochs, {size}, {args.threads} thread(s), "
@@ -130,10 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     for name in names:
         print(f"{name + ' s:':32} {', '.join(f'{t:.1f}' for t in times[name])}")
-    for name in (ALEX, NO_ESTIMATE):
-        ratios = [a / p for a, p in zip(times[name], times["plain"], strict=True)]
+    for name, base in ((ALEX, "plain"), (NO_ESTIMATE, "plain"), (ALEX, PLAIN_EXIT_NOW), (NO_ESTIMATE, PLAIN_EXIT_NOW)):
+        ratios = [a / p for a, p in zip(times[name], times[base], strict=True)]
         print(
-            f"ratio {name}/plain per round: {', '.join(f'{x:.3f}' for x in ratios)}; "
+            f"ratio {name}/{base} per round: {', '.join(f'{x:.3f}' for x in ratios)}; "
             f"median {statistics.median(ratios):.3f}"
         )
     print(

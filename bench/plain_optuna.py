@@ -14,6 +14,7 @@ check, no best-trial artifacts, no progress bar. One database write per epoch: t
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -42,6 +43,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup-epochs", type=int, default=1)
     p.add_argument("--train-size", type=int, default=None)
     p.add_argument("--val-size", type=int, default=None)
+    p.add_argument(
+        "--exit-now",
+        action="store_true",
+        help="end with os._exit after the last line, skipping the interpreter's teardown as alexsearch does",
+    )
     return p.parse_args(argv)
 
 
@@ -104,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     start = time.perf_counter()
     study.optimize(objective, n_trials=args.trials)
-    print(f"{args.trials} trials in {time.perf_counter() - start:.1f} s; best {study.best_value:.4f}")
+    print(f"{args.trials} trials in {time.perf_counter() - start:.1f} s; best {study.best_value:.4f}", flush=True)
+    if args.exit_now:
+        os._exit(0)
     return 0
 
 

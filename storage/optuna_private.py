@@ -21,6 +21,8 @@ from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 
+from storage.sqlite import reading
+
 # The system attr in which Study.enqueue_trial stores the params a WAITING trial will take.
 FIXED_PARAMS = "fixed_params"
 
@@ -96,6 +98,22 @@ def delete_artifact_attr(study: optuna.Study, artifact_id: str) -> None:
 def study_system_attrs(study: optuna.Study) -> dict[str, Any]:
     """A study's system attrs (Study has no public reader for them)."""
     return study._storage.get_study_system_attrs(study._study_id)
+
+
+def study_system_attr(storage: BaseStorage, study_id: int, key: str) -> Any:
+    """One study system attr (None when unset), read as one row. Optuna reads them all, and a study's list grows
+    with its artifacts and the dashboard note's versions: a worker that polls one flag each epoch reads one row."""
+    backend = rdb_backend(storage)
+    if backend is None:
+        return storage.get_study_system_attrs(study_id).get(key)
+    with reading(), backend.scoped_session() as session:
+        row = (
+            session.query(models.StudySystemAttributeModel.value_json)
+            .filter_by(study_id=study_id, key=key)
+            .one_or_none()
+        )
+        session.commit()  # end the read transaction now
+    return None if row is None else json.loads(row[0])
 
 
 def cached(storage: RDBStorage) -> BaseStorage:

@@ -34,6 +34,7 @@ import sqlite3
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -220,6 +221,21 @@ def _ride_out(method: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
+_OPEN: weakref.WeakSet[SteadyRDBStorage] = weakref.WeakSet()  # every storage this process opened
+
+
+def close_all() -> None:
+    """Close the pooled connections of every storage this process opened, as the interpreter's teardown would:
+    for a process that ends with os._exit. On SQLite the last connection to close copies the WAL into the
+    database file and deletes it, so that a plain copy of study.db afterwards holds every trial."""
+    for storage in list(_OPEN):
+        try:
+            storage.remove_session()
+            storage.engine.dispose()
+        except Exception:  # noqa: BLE001 - the database may be away; nothing is left to write anyway
+            pass
+
+
 class SteadyRDBStorage(RDBStorage):
     """RDBStorage that rides out outages of up to outage_timeout_s (0: fail at once, as Optuna does)."""
 
@@ -231,6 +247,7 @@ class SteadyRDBStorage(RDBStorage):
         self._outage_lock = threading.Lock()
         self._outage_since: float | None = None  # monotonic time the current outage was first seen
         self._watch_commits()
+        _OPEN.add(self)
 
     def _watch_commits(self) -> None:
         def mark_commit(_conn: Any) -> None:
@@ -251,6 +268,7 @@ class SteadyRDBStorage(RDBStorage):
         self._outage_lock = threading.Lock()
         self._outage_since = None
         self._watch_commits()
+        _OPEN.add(self)
 
     def _outage_began(self, now: float, cause: BaseException) -> None:
         with self._outage_lock:

@@ -9,6 +9,7 @@ from optuna.trial import TrialState
 from search.settings import SearchConfig
 from search.trials.record import FINISHED, finished_count, is_duplicate
 from search.workers.study_count import StudyCount
+from storage.optuna_private import study_system_attr
 from storage.study import open_storage
 
 
@@ -52,3 +53,18 @@ def test_progress_poll_of_a_study_not_made_yet_is_none(tmp_path):
     url = f"sqlite:///{tmp_path / 'x.db'}"
     open_storage(url, create=True)
     assert StudyCount(SearchConfig(storage=url, study="nope"))() is None
+
+
+def test_one_study_system_attr_reads_as_optunas_full_read_does(storage_url):
+    study = make_study(storage_url)
+    storage, sid = study._storage, study._study_id
+    storage.set_study_system_attr(sid, "flag", {"at": "now", "by": "me"})
+    storage.set_study_system_attr(sid, "cleared", None)
+    full = storage.get_study_system_attrs(sid)
+    for key in ("flag", "cleared", "never set"):
+        assert study_system_attr(storage, sid, key) == full.get(key)
+    assert study_system_attr(storage, sid, "flag") == {"at": "now", "by": "me"}
+    memory = optuna.storages.InMemoryStorage()  # not an RDBStorage: Optuna's own read
+    mid = memory.create_new_study([optuna.study.StudyDirection.MAXIMIZE], "m")
+    memory.set_study_system_attr(mid, "flag", 1)
+    assert study_system_attr(memory, mid, "flag") == 1 and study_system_attr(memory, mid, "other") is None

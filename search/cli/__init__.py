@@ -91,3 +91,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def entry() -> None:
+    """The `alexsearch` console script and `python -m search.cli`: main(), then the end of the process without
+    the interpreter's teardown (search/process_exit.py), which with torch loaded took longer than a short
+    command's own work. Tests call main() and keep their interpreter."""
+    code = main()
+    from search.process_exit import exit_cleanly
+
+    exit_cleanly(code)
+    sys.exit(code)  # a thread still runs that a plain exit waits for

@@ -1,7 +1,5 @@
 """`python -m search.cli` = `alexsearch`."""
 
-import sys
+from search.cli import entry
 
-from search.cli import main
-
-sys.exit(main())
+entry()

@@ -19,7 +19,7 @@ from typing import Any
 from optuna.storages import BaseStorage
 
 from search.trials import record
-from storage.optuna_private import study_storage
+from storage.optuna_private import study_storage, study_system_attr
 
 STOP_ATTR = record.STOP_REQUEST
 STOP_POLL_S = 5.0  # inside an epoch, the flag is read at most this often
@@ -37,7 +37,7 @@ def request_stop(storage: BaseStorage, study_name: str) -> dict[str, Any]:
 
 
 def read_stop(storage: BaseStorage, study_id: int) -> dict[str, Any] | None:
-    return storage.get_study_system_attrs(study_id).get(STOP_ATTR)
+    return study_system_attr(storage, study_id, STOP_ATTR)
 
 
 def clear_stop(storage: BaseStorage, study_name: str) -> dict[str, Any] | None:

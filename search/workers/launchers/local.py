@@ -6,13 +6,13 @@ import multiprocessing as mp
 import os
 import queue
 import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from model.device import device_name, resolve_device
 from search.errors import USAGE_ERRORS, one_line, silence_optuna_warnings, user_paths
+from search.process_exit import exit_now
 from search.settings import SearchConfig
 from search.space.space import load_space
 from search.study.create import create_study
@@ -40,19 +40,7 @@ def _child_main(settings: dict[str, Any], place: dict[str, Any], lines: Any) -> 
         code = 2
     lines.close()  # the queue's feeder thread must hand over the last lines before os._exit cuts it off
     lines.join_thread()
-    _exit_now(code)
-
-
-def _exit_now(code: int) -> None:
-    """Exit without the interpreter's teardown, which takes seconds with torch loaded (4 s measured on a busy
-    2-core machine) and would keep a stopped search waiting. Everything is written by now: the study's
-    transactions are committed, and the output streams are flushed here."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a pipe whose reader is gone (Ctrl-C on `search | tee`), a closed stream
-            pass
-    os._exit(code)
+    exit_now(code)
 
 
 @dataclass(frozen=True)
@@ -143,7 +131,7 @@ class LocalLauncher:
             for s, previous in old.items():
                 signal.signal(s, previous)
         if stop["signum"]:  # stopped: out now, not after seconds of teardown a second Ctrl-C would land in
-            _exit_now(exit_code(stop["signum"]))
+            exit_now(exit_code(stop["signum"]))
         # A negative exitcode means killed by that signal: report it as the shell would (128 + signal).
         failed = [p.exitcode if p.exitcode > 0 else 128 - p.exitcode for p in procs if p.exitcode not in (0, None)]
         return failed[0] if failed else 0
