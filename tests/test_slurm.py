@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 from search.workers.launchers.slurm import JOB_ATTR, is_active, task_states
 from storage.artifacts import checkpoint_dir, safe_name
 from storage.study import open_storage
-from tests.helpers import ALEXSEARCH, digest, run_cli
+from tests.helpers import ALEXSEARCH, CHECKPOINT_EVERY_EPOCH, FAST_HEARTBEAT, NO_EARLY_STOP, digest, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -38,18 +38,14 @@ QUICK = [
     "400",
     "--val-size",
     "100",
-    "--pruner",
-    "none",
-    "--patience",
-    "0",
-    "--heartbeat-interval",
-    "1",
-    "--grace-period",
-    "3",
-    "--checkpoint-every",  # every epoch: the test needs a checkpoint to kill or resume from
-    "0",
+    *NO_EARLY_STOP,
+    *FAST_HEARTBEAT,
+    *CHECKPOINT_EVERY_EPOCH,  # the tests need a checkpoint to kill or resume from
 ]
 SLOW_EPOCHS = ["--epochs", "6", "--train-size", "40000"]
+# Two tasks of one array start up to seconds apart, and a 6-epoch trial can be over by then: trials that must be
+# training at the same time get 20 epochs.
+OVERLAPPING_EPOCHS = ["--epochs", "20", "--train-size", "40000"]
 
 
 def env() -> dict[str, str]:
@@ -234,7 +230,7 @@ def test_requeue_mid_trial_resumes_from_the_checkpoint(slurm_cluster, tmp_path):
 
 def test_scancel_of_the_array_queues_the_stopped_trials_and_the_next_submission_finishes_them(slurm_cluster, tmp_path):
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    args = ["--workers", "2", "--trials", "2", *SLOW_EPOCHS, "--max-retry", "3"]
+    args = ["--workers", "2", "--trials", "2", *OVERLAPPING_EPOCHS, "--max-retry", "3"]
     r = search_here(tmp_path, url, *args, "--detach")
     assert r.returncode == 0, r.stderr
     first_job = job_of(url)
