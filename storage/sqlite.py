@@ -26,7 +26,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from optuna.storages._rdb import models
@@ -43,27 +43,26 @@ _state = threading.local()  # per thread: the heartbeat thread's writes must not
 
 
 @contextmanager
-def reading() -> Iterator[None]:
-    """Transactions this thread begins inside take no write lock (plain BEGIN): only for code that only reads."""
-    previous = getattr(_state, "reading", False)
-    _state.reading = True
+def _marked(flag: str) -> Iterator[None]:
+    """Set this thread's flag inside, and put back what it was after (so marks nest)."""
+    previous = getattr(_state, flag, False)
+    setattr(_state, flag, True)
     try:
         yield
     finally:
-        _state.reading = previous
+        setattr(_state, flag, previous)
 
 
-@contextmanager
-def deciding() -> Iterator[None]:
+def reading() -> AbstractContextManager[None]:
+    """Transactions this thread begins inside take no write lock (plain BEGIN): only for code that only reads."""
+    return _marked("reading")
+
+
+def deciding() -> AbstractContextManager[None]:
     """Reads this thread makes inside take the write lock after all (BEGIN IMMEDIATE), as every transaction did
     before `reading()`: for a read whose result decides a write that must not race another worker's (read the
     queue, then enqueue). It waits for writes in flight and so sees them."""
-    previous = getattr(_state, "deciding", False)
-    _state.deciding = True
-    try:
-        yield
-    finally:
-        _state.deciding = previous
+    return _marked("deciding")
 
 
 def is_reading() -> bool:

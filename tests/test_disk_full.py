@@ -23,7 +23,7 @@ from search.settings import SearchConfig
 from search.space.space import load_space
 from search.study.create import create_study
 from storage.study import open_storage, quiet_optuna
-from tests.helpers import ALEXSEARCH, ENV, run_cli
+from tests.helpers import ALEXSEARCH, CHECKPOINT_EVERY_EPOCH, ENV, FAST_HEARTBEAT, run_cli
 
 DATA = ["--train-size", "300", "--val-size", "200"]
 
@@ -69,12 +69,8 @@ def worker_argv(url: str, art: Path, *extra: str) -> list[str]:
         "2",
         "--max-retry",
         "5",
-        "--heartbeat-interval",
-        "1",
-        "--grace-period",
-        "3",
-        "--checkpoint-every",  # every epoch: the test needs a checkpoint to kill or resume from
-        "0",
+        *FAST_HEARTBEAT,
+        *CHECKPOINT_EVERY_EPOCH,  # the test needs a checkpoint to resume from
         "--device",
         "cpu",
         "--artifacts",

@@ -53,16 +53,6 @@ def _signal_stop(force: bool = False) -> bool:
     return stop_requested()
 
 
-def best_so_far(study: optuna.Study) -> tuple[int, float] | None:
-    """(number, value) of the study's best complete trial, or None."""
-    try:
-        best = study.best_trial
-    except ValueError:  # no complete trial yet
-        return None
-    assert best.value is not None  # a complete trial's
-    return best.number, best.value
-
-
 def duplicate_of(trial: optuna.Trial) -> int | None:
     """An earlier trial with the same params that finished or is running, if any.
 
@@ -164,7 +154,7 @@ class Objective:
         val = curves[record.VAL_ACC]
         self.log(events.completed(trial.number, value, val.index(value) + 1 if value in val else 0, len(val)))
         try:
-            previous = best_so_far(trial.study)
+            previous = record.best_so_far(trial.study)
         except Exception:  # noqa: BLE001 - a storage hiccup must not fail a trial that trained; no line then
             previous = (-1, math.inf)
         if previous is None or value > previous[1]:

@@ -124,6 +124,16 @@ def finished_count_in(storage: SteadyRDBStorage, study_id: int) -> int:
     return storage.count_trials(study_id, FINISHED, without_user_attr=DUPLICATE_OF)
 
 
+def best_so_far(study: optuna.Study) -> tuple[int, float] | None:
+    """(number, value) of the study's best complete trial, or None."""
+    try:
+        best = study.best_trial
+    except ValueError:  # no complete trial yet
+        return None
+    assert best.value is not None  # a complete trial's
+    return best.number, best.value
+
+
 def best_line(study: optuna.Study) -> str:
     try:
         best = study.best_trial
