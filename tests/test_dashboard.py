@@ -31,7 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 # The live search: the MLP task, with epochs of 60,000 points (about 0.6 s each on a quiet machine) so that a
 # poll can catch a running trial that has reported an epoch.
-QUICK = ["--task", "mlp-synth", "--epochs", "8", "--train-size", "60000", "--val-size", "2000", "--device", "cpu"]
+# 16 epochs of ~0.3 s: a trial runs with epochs reported for longer than optuna-dashboard's 2 s trial cache, so a
+# poll sees it. 8 epochs were enough while a new best spent ~0.6 s importing matplotlib, and then not always.
+QUICK = ["--task", "mlp-synth", "--epochs", "16", "--train-size", "60000", "--val-size", "2000", "--device", "cpu"]
 TRIALS = 3
 CHROMIUM = next(
     (

@@ -73,6 +73,8 @@ KNOWN = [
     r"progress: \d+/5 trials finished, .+",
     r"best: .+",
     r"\[w[01]\] study 'disp' in .+",
+    # a worker that starts after the other has finished the budget (trials of a fraction of a second)
+    r"\[w[01]\] study 'disp' already has 5 finished trials \(budget 5\); nothing to do",
     r"\[w[01]\] trial \d+ started on w[01] \(\S+:\d+\): \S+=.+",
     r"\[w[01]\] trial \d+ epoch \d/2: loss .+ img/s",
     r"\[w[01]\] trial \d+ (pruned|skipped|stopped): .+",
