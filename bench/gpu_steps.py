@@ -104,8 +104,8 @@ TOY = Scale(
     {"pytest": 40, "throughput": 40, "workers": 50, "checkpoint": 20, "accuracy": 25},
     150,
     300,
-    grid_budget=20.0,
-    grid_min_budget=15.0,
+    grid_budget=10.0,
+    grid_min_budget=8.0,
 )
 
 

@@ -8,14 +8,17 @@ and with it torch, is imported only by run_cli.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing as mp
 import os
 import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from multiprocessing import forkserver
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import optuna
 import pytest
@@ -87,6 +90,46 @@ def run_cli_stderr(argv: Sequence[str], capsys: pytest.CaptureFixture[str]) -> t
     capsys.readouterr()
     rc = run_cli(argv)
     return rc, capsys.readouterr().err
+
+
+@contextmanager
+def forked_processes(*preload: str) -> Iterator[Any]:
+    """A multiprocessing context whose processes a forkserver forks after importing the modules in preload once
+    (the test module whose function they run): each starts at once, instead of importing optuna, and often
+    torch, again (1-4 CPU-s a process), as the workers of `search --workers N` do. On exit, processes still
+    running are killed, and the server is stopped and reaped, so that its CPU time and its children's count."""
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(list(preload))
+    try:
+        yield ctx
+    finally:
+        for p in mp.active_children():
+            p.kill()
+            p.join()
+        stop = getattr(forkserver._forkserver, "_stop", None)  # CPython's, as search/workers/launchers/local.py
+        if stop is not None:
+            stop()
+
+
+def worker_pids(search_pid: int) -> list[int]:
+    """Pids of the workers of `search --workers N` running as search_pid: the children of its forkserver."""
+    return [pid for server in child_pids(search_pid, b"forkserver") for pid in child_pids(server)]
+
+
+def child_pids(parent: int, cmdline_has: bytes = b"") -> list[int]:
+    """Pids of parent's child processes whose command line holds cmdline_has."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if (
+                entry.name.isdigit()
+                and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent
+                and cmdline_has in (entry / "cmdline").read_bytes()
+            ):
+                pids.append(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return pids
 
 
 def wait_for(predicate: Callable[[], T], timeout_s: float, what: str, poll_s: float = 0.2) -> T:

@@ -22,7 +22,7 @@ STEPS = ("pytest", "throughput", "workers", "checkpoint", "grid", "accuracy")
 
 
 @pytest.mark.slow
-@pytest.mark.bench  # runs every benchmark step at toy scale: the largest CPU cost in the suite (about 55 s)
+@pytest.mark.bench  # runs every benchmark step at toy scale: the largest CPU cost in the suite (about 45 s)
 def test_toy_run_writes_every_step_and_lists_gpu_figures_as_not_measured(tmp_path):
     default_before = MEASURED_WORKERS_FILE.read_bytes()
     out = tmp_path / "results"

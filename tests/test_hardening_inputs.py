@@ -26,7 +26,7 @@ from search.export import ExportedConfig
 from search.trials.trial_config import TrialConfig
 from storage.artifacts import checkpoint_dir
 from storage.url import redact, redact_text
-from tests.helpers import digest, run_cli_stderr
+from tests.helpers import digest, run_cli, run_cli_stderr
 from tests.tiny_cifar import make_images, write_batch, write_tiny_cifar
 
 QUICK = [
@@ -219,9 +219,10 @@ def test_redact_hides_query_passwords_and_userinfo_everywhere():
 
 
 @pytest.mark.slow
-def test_a_run_with_a_password_url_writes_it_nowhere(tmp_path):
+def test_a_run_with_a_password_url_writes_it_nowhere(tmp_path, monkeypatch, capfd):
     """search, status, export, report and final on a SQLite URL with ?password=: no output, no file, no database
-    row holds the password."""
+    row holds the password. The commands run in this process, in tmp_path; capfd takes all they write to file
+    descriptors 1 and 2, logging and warnings included."""
     db = tmp_path / "runs" / "study.db"
     url = f"sqlite:///{db}?password={SECRET}"
     steps = [
@@ -245,18 +246,13 @@ def test_a_run_with_a_password_url_writes_it_nowhere(tmp_path):
             "1",
         ],
     ]
+    monkeypatch.chdir(tmp_path)
     output = []
     for argv in steps:
-        r = subprocess.run(
-            [sys.executable, "-m", "search.cli", *argv],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env=ENV,
-            cwd=tmp_path,
-        )
-        assert r.returncode == 0, r.stderr[-2000:]
-        output.append(r.stdout + r.stderr)
+        rc = run_cli(argv)
+        out, err = capfd.readouterr()
+        assert rc == 0, err[-2000:]
+        output.append(out + err)
     assert SECRET not in "\n".join(output)
     con = sqlite3.connect(db)
     dump = "\n".join(con.iterdump())

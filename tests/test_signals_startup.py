@@ -21,7 +21,7 @@ import pytest
 from optuna.trial import TrialState
 
 from storage.study import open_storage
-from tests.helpers import ALEXSEARCH, ENV
+from tests.helpers import ALEXSEARCH, ENV, worker_pids
 
 
 class Run:
@@ -70,19 +70,7 @@ class Run:
             self._reader.join(10)
 
     def workers(self) -> list[int]:
-        """Pids of the spawned worker processes."""
-        pids = []
-        for entry in Path("/proc").iterdir():
-            try:
-                if (
-                    entry.name.isdigit()
-                    and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == self.proc.pid
-                    and b"spawn_main" in (entry / "cmdline").read_bytes()
-                ):
-                    pids.append(int(entry.name))
-            except (OSError, IndexError, ValueError):
-                continue
-        return pids
+        return worker_pids(self.proc.pid)
 
 
 def search_args(url: str, art: Path, *extra: str) -> list[str]:

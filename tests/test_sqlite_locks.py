@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import sqlite3
 import threading
 import time
@@ -17,6 +16,7 @@ from storage import sqlite as sqlite_settings
 from storage.errors import StorageError
 from storage.sqlite import reading
 from storage.study import open_storage
+from tests.helpers import forked_processes
 
 WAIT_S = 5.0  # far under the 120 s busy timeout a lock wait would run into
 
@@ -163,12 +163,12 @@ def switch_many(folder: str, files: int, barrier) -> None:
 
 def test_searches_started_together_each_switch_new_files_to_wal(tmp_path):
     """Two processes open each of many fresh files at the same instant: both calls return, and every file is WAL."""
-    ctx = mp.get_context("spawn")
-    barrier, files = ctx.Barrier(2), 40
-    procs = [ctx.Process(target=switch_many, args=(str(tmp_path), files, barrier)) for _ in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-    assert [p.exitcode for p in procs] == [0, 0]
+    with forked_processes(__name__) as ctx:
+        barrier, files = ctx.Barrier(2), 40
+        procs = [ctx.Process(target=switch_many, args=(str(tmp_path), files, barrier)) for _ in range(2)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(120)
+        assert [p.exitcode for p in procs] == [0, 0]
     assert {journal_mode(tmp_path / f"{i}.db") for i in range(files)} == {"wal"}

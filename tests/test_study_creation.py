@@ -4,7 +4,6 @@ by a kill is completed by the next command, not refused for ever."""
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import subprocess
 from collections import Counter
 
@@ -16,7 +15,7 @@ from search.settings import SearchConfig
 from search.space.space import Space, load_space
 from search.study.create import create_study
 from storage.study import open_storage, quiet_optuna
-from tests.helpers import ALEXSEARCH, ENV, mlp_args
+from tests.helpers import ALEXSEARCH, ENV, forked_processes, mlp_args
 
 ROUNDS = 6
 
@@ -40,19 +39,19 @@ def race(url: str, epochs: int, space: Space, barrier, results) -> None:
 
 @pytest.mark.slow
 def test_of_two_creations_started_together_exactly_one_sets_the_settings(storage_url):
-    ctx = mp.get_context("spawn")
-    barrier, results = ctx.Barrier(2), ctx.Queue()
     space = load_space(None, "mlp-synth")
-    procs = [ctx.Process(target=race, args=(storage_url, epochs, space, barrier, results)) for epochs in (2, 3)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(300)
-    assert [p.exitcode for p in procs] == [0, 0]
-    outcomes: dict[int, list[tuple[int, str]]] = {}
-    while not results.empty():
-        round_, epochs, outcome = results.get()
-        outcomes.setdefault(round_, []).append((epochs, outcome))
+    with forked_processes(__name__) as ctx:
+        barrier, results = ctx.Barrier(2), ctx.Queue()
+        procs = [ctx.Process(target=race, args=(storage_url, epochs, space, barrier, results)) for epochs in (2, 3)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(300)
+        assert [p.exitcode for p in procs] == [0, 0]
+        outcomes: dict[int, list[tuple[int, str]]] = {}
+        while not results.empty():
+            round_, epochs, outcome = results.get()
+            outcomes.setdefault(round_, []).append((epochs, outcome))
     storage = open_storage(storage_url, create=False)
     try:
         for round_ in range(ROUNDS):

@@ -4,11 +4,11 @@ The multi-process tests run on SQLite and PostgreSQL through the `storage_url` f
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -29,10 +29,12 @@ from tests.helpers import (
     ENV,
     FAST_HEARTBEAT,
     NO_EARLY_STOP,
+    forked_processes,
     mlp_args,
     run_cli,
     take_enqueued,
     wait_for,
+    worker_pids,
 )
 
 
@@ -97,6 +99,30 @@ def test_four_workers_share_one_budget(storage_url, tmp_path):
     assert set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}, states
     counted = [t for t in trials if "duplicate_of" not in t.user_attrs]
     assert budget <= len(counted) <= budget + 3  # overshoot at most the other workers' running trials
+
+
+def test_the_forkserver_preload_starts_neither_cuda_nor_a_thread():
+    """Workers are forked from a process that imported search/workers/preload.py: forking is safe only if that
+    import started no CUDA (PyTorch refuses CUDA in a child forked after it) and no Python thread. Checked in a
+    fresh interpreter, as the forkserver is one; CUDA's half means something only on a GPU machine."""
+    code = (
+        "import threading, torch, search.workers.preload; print(torch.cuda.is_initialized(), threading.active_count())"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["False", "1"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_forked_workers_train_on_cuda(tmp_path):
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    argv = mlp_args("search", db, "cuda", tmp_path / "art", "--workers", "2", trials=4)
+    r = subprocess.run(
+        [ALEXSEARCH, *[a if a != "cpu" else "cuda" for a in argv]], capture_output=True, text=True, env=ENV
+    )
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert {t.state for t in load(db, "cuda").get_trials()} <= {TrialState.COMPLETE, TrialState.PRUNED}
 
 
 # The MLP task with epochs of 20,000 points (about 0.2 s each): a trial of EPOCHS epochs outlasts the 0.2 s polls
@@ -164,7 +190,7 @@ def test_sigkill_mid_trial_then_resume_from_checkpoint(storage_url, tmp_path, ca
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["sigterm-to-search", "ctrl-c-to-process-group"])
+@pytest.mark.parametrize("how", ["sigterm-to-search", "ctrl-c-to-process-group", "sigterm-to-process-group"])
 def test_stop_signal_stops_all_workers_and_leaves_nothing_running(how, tmp_path, db_url):
     art = tmp_path / "art"
     cmd = [ALEXSEARCH, *_worker_args(db_url, art, "search", "--workers", "2", epochs=50)]
@@ -178,20 +204,27 @@ def test_stop_signal_stops_all_workers_and_leaves_nothing_running(how, tmp_path,
             180,
             "both workers to checkpoint an epoch",
         )
+        workers = worker_pids(search.pid)
+        assert len(workers) == 2
         sent = time.monotonic()
         if how == "sigterm-to-search":
             search.send_signal(signal.SIGTERM)
-        else:  # a terminal's Ctrl-C: SIGINT to every process of the group, workers included
+        elif how == "ctrl-c-to-process-group":  # a terminal's Ctrl-C: SIGINT to every process of the group
             os.killpg(search.pid, signal.SIGINT)
+        else:  # what `timeout`, `kill -- -PGID` and a Slurm job's end send: the forkserver gets it too
+            os.killpg(search.pid, signal.SIGTERM)
         search.wait(timeout=30)
         took = time.monotonic() - sent
+        # search waited for its workers: none is left when it exits
+        running = [pid for pid in workers if Path(f"/proc/{pid}").exists()]
     finally:
         if search.poll() is None:
             search.kill()
     err = search.stderr.read()
     assert took < 15, f"workers took {took:.1f} s to stop"
+    assert not running, err[-3000:]
     assert "Traceback" not in err, err[-3000:]  # a requested stop is not an error
-    assert search.returncode == 128 + (signal.SIGTERM if how == "sigterm-to-search" else signal.SIGINT)
+    assert search.returncode == 128 + (signal.SIGINT if how == "ctrl-c-to-process-group" else signal.SIGTERM)
     trials = load(db_url, "crash").get_trials()
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     failed = [t for t in trials if t.state == TrialState.FAIL]
@@ -204,21 +237,21 @@ def test_stop_signal_stops_all_workers_and_leaves_nothing_running(how, tmp_path,
 
 @pytest.mark.slow
 def test_each_enqueued_trial_runs_exactly_once(storage_url, tmp_path):
-    ctx = mp.get_context("spawn")
     names, logs = [f"once-{round_}" for round_ in range(3)], [tmp_path / f"log-{round_}.txt" for round_ in range(3)]
     studies = [optuna.create_study(study_name=name, storage=open_storage(storage_url, create=True)) for name in names]
     for study in studies:
         for k in range(20):
             study.enqueue_trial({"k": k})
-    # Six processes race on each round's queue in turn, starting each round together (a barrier).
-    barrier = ctx.Barrier(6)
-    args = (storage_url, names, [str(log) for log in logs], 0.05, barrier)
-    procs = [ctx.Process(target=take_enqueued, args=args) for _ in range(6)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(300)
-    assert all(p.exitcode == 0 for p in procs)
+    with forked_processes("tests.helpers") as ctx:
+        # Six processes race on each round's queue in turn, starting each round together (a barrier).
+        barrier = ctx.Barrier(6)
+        args = (storage_url, names, [str(log) for log in logs], 0.05, barrier)
+        procs = [ctx.Process(target=take_enqueued, args=args) for _ in range(6)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(300)
+        assert all(p.exitcode == 0 for p in procs)
     for round_, (study, log) in enumerate(zip(studies, logs, strict=True)):
         runs = Counter(int(line.split()[0]) for line in log.read_text().splitlines())
         assert runs == Counter(range(20)), f"round {round_}: {runs}"
