@@ -1,7 +1,7 @@
 """What the CLI reports as the user's mistake (one line, exit 2), and the Optuna warnings users should not see.
 
 Everything else that escapes a command is a bug: the CLI prints its traceback and exits 1. Below the CLI and
-the workers: spawned workers report errors the same way the CLI does.
+the workers: launched workers report errors the same way the CLI does.
 """
 
 from __future__ import annotations

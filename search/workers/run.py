@@ -46,7 +46,7 @@ GAVE_UP_EXIT = 1  # the worker stopped because its environment failed (full disk
 class WorkerPlace:
     index: int = 0  # distinct per worker: offsets the sampler seed
     gpu: str | None = None  # CUDA device id made the only visible one, before CUDA starts
-    ignore_sigint: bool = False  # spawned workers: Ctrl-C reaches the whole process group; the parent forwards it
+    ignore_sigint: bool = False  # launched workers: Ctrl-C reaches the whole process group; the parent forwards it
     threads: int | None = None  # torch CPU threads
     prefix: str = ""  # put before each log line, e.g. "[w2] "
     progress_bar: bool = True  # show the study's progress too (bar or progress lines), not only event lines

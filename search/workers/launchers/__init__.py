@@ -1,1 +1,1 @@
-"""Ways to start N workers on one study: local.py (spawned processes on this machine)."""
+"""Ways to start N workers on one study: local.py (processes on this machine, forked by a forkserver)."""

@@ -60,7 +60,7 @@ def _child_main(settings: dict[str, Any], place: dict[str, Any], lines: Any) -> 
 
 @dataclass(frozen=True)
 class LocalLauncher:
-    """Spawned processes on this machine; with GPUs, worker i sees only GPU gpu_ids[i % len(gpu_ids)]."""
+    """Worker processes on this machine; with GPUs, worker i sees only GPU gpu_ids[i % len(gpu_ids)]."""
 
     gpu_ids: list[str] = field(default_factory=list)  # CUDA device ids; empty: CPU workers
     threads: int | None = None  # torch CPU threads per worker (None: torch's default)
@@ -68,7 +68,7 @@ class LocalLauncher:
     debug: bool = False  # let Optuna's own log lines through
 
     def launch(self, settings: SearchConfig, workers: int) -> int:
-        """Spawn `workers` processes on the study and show their lines and the study's progress; stop them all
+        """Start `workers` processes on the study and show their lines and the study's progress; stop them all
         on SIGINT/SIGTERM."""
         gpu_ids, threads, deadline, debug = self.gpu_ids, self.threads, self.deadline, self.debug
         survive_closed_pipes()  # the stop below must reach the workers even when our output has no reader
