@@ -21,19 +21,19 @@ import pytest
 from optuna.trial import TrialState
 
 from storage.study import open_storage
-from tests.helpers import ALEXSEARCH, ENV, worker_pids
+from tests.helpers import ALEXSEARCH, ENV, child_pids, worker_pids
 
 
 class Run:
     """`alexsearch ARGS` in its own process group (as in a terminal), its output collected as it comes."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, env: dict[str, str] = ENV) -> None:
         self.proc = subprocess.Popen(
             [ALEXSEARCH, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env=ENV,
+            env=env,
             start_new_session=True,
         )
         self.lines: list[str] = []
@@ -132,6 +132,25 @@ def test_ctrl_c_while_spawned_workers_import_is_quiet(db_url, tmp_path):
     assert "Traceback" not in run.output and "KeyboardInterrupt" not in run.output, run.output[-3000:]
     assert rc == 128 + signal.SIGINT, run.output[-3000:]
     assert not [t for t in trials(db_url) if t.state == TrialState.RUNNING]
+
+
+@pytest.mark.slow
+def test_sigterm_while_the_forkserver_imports_reaches_every_worker(db_url, tmp_path):
+    """search blocks the stop signals in the thread that starts the workers, not in its other threads (OpenBLAS's,
+    which OMP_NUM_THREADS unset leaves running), so a SIGTERM can be taken while the forkserver still imports and
+    no worker exists: it must reach each worker once started. A lost stop would let them train for minutes."""
+    env = {k: v for k, v in ENV.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    long_trials = ("--trials", "4", "--epochs", "200", "--pruner", "none", "--patience", "0")
+    run = Run(*search_args(db_url, tmp_path / "art", "--workers", "2", *long_trials, "--train-size", "20000"), env=env)
+    run.wait_for(lambda: child_pids(run.proc.pid, b"forkserver") and not run.workers(), 150, "the forkserver to start")
+    os.kill(run.proc.pid, signal.SIGTERM)
+    rc = run.finish(45)
+    assert rc == 128 + signal.SIGTERM, run.output[-3000:]
+    assert "Traceback" not in run.output, run.output[-3000:]
+    after = trials(db_url)
+    assert not [t for t in after if t.state == TrialState.RUNNING]
+    failed = {t.number for t in after if t.state == TrialState.FAIL}
+    assert {t.system_attrs.get("failed_trial") for t in after if t.state == TrialState.WAITING} == failed
 
 
 @pytest.mark.slow

@@ -14,12 +14,12 @@ import queue
 import signal
 import time
 from dataclasses import dataclass, field
-from multiprocessing import forkserver
+from multiprocessing import forkserver, resource_tracker
 from typing import Any
 
 from model.device import device_name, resolve_device
 from search.errors import USAGE_ERRORS, one_line, silence_optuna_warnings, user_paths
-from search.process_exit import exit_now
+from search.process_exit import exit_cleanly, exit_now
 from search.settings import SearchConfig
 from search.space.space import load_space
 from search.study.create import create_study
@@ -84,22 +84,40 @@ class LocalLauncher:
         lines = ctx.Queue()  # every worker line, whole: one put per line, so lines never interleave
         procs: list[Any] = []
         stop = {"signum": 0, "signals": 0}
+        # One token per stop signal not yet forwarded. Each is popped once (list.pop is one step for a signal
+        # handler, which runs between two of the main thread's steps) and sent to every worker then: no stop is
+        # sent twice, and none is lost while the workers start (procs not yet complete).
+        unsent: list[int] = []
+        starting = [True]
+
+        def forward_unsent() -> None:
+            while True:
+                try:
+                    unsent.pop()
+                except IndexError:
+                    return
+                for p in procs:
+                    if p.pid is not None and p.exitcode is None:
+                        os.kill(p.pid, signal.SIGTERM)
 
         def on_signal(signum: int, _frame: Any) -> None:
             # The first signal asks each worker to stop its trial at the next training step; a second one (a
             # user who wants out now) is forwarded too, and a worker that gets a second stop raises at once.
             stop["signum"] = stop["signum"] or signum
             stop["signals"] += 1
-            for p in procs:
-                if p.pid is not None and p.exitcode is None:
-                    os.kill(p.pid, signal.SIGTERM)
+            unsent.append(signum)
+            if not starting[0]:
+                forward_unsent()
 
         old = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
-        # The stop signals are blocked, not ignored, while the workers start: one that comes meanwhile waits and
-        # reaches on_signal after the last start, which forwards it to every worker. The forkserver, started by
-        # the first start(), keeps them blocked for good, so that a Ctrl-C or a SIGTERM to the whole process
-        # group (`timeout`, a Slurm job's end, `kill -- -PGID`) cannot end it and leave the parent blind to its
-        # workers' exits; its children, the workers, unblock them once their handlers are set (_child_main).
+        # The forkserver, started by the first start(), must keep the stop signals blocked for good, so that a
+        # Ctrl-C or a SIGTERM to the whole process group (`timeout`, a Slurm job's end, `kill -- -PGID`) cannot end
+        # it and leave this process blind to its workers' exits. It inherits the mask of the thread that starts it,
+        # blocked here; its children, the workers, inherit it too and unblock once their handlers are set
+        # (_child_main). This process's other threads (OpenBLAS's, CUDA's) still take signals, so on_signal may
+        # run during the starts: it only queues its stop until all have started. The resource tracker is
+        # started first because its start unblocks both signals in the calling thread.
+        resource_tracker.ensure_running()
         held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
             for i in range(workers):
@@ -120,6 +138,8 @@ class LocalLauncher:
                 procs.append(p)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
+            starting[0] = False
+            forward_unsent()  # the stops that came while the workers started reach every worker now
         poller = StudyCount(settings)
         display = Display(settings.trials, poller, workers=workers, epochs=settings.epochs)
         try:
@@ -139,15 +159,18 @@ class LocalLauncher:
                 if p.is_alive():
                     p.kill()
                 p.join()
-            _stop_forkserver()
             _show(lines, display, wait_s=0.0)
             if poller.study is not None and not stop["signum"]:
                 display.line(best_line(poller.study))
         finally:
             display.close(final_count=not stop["signum"])
+            if not any(p.is_alive() for p in procs):  # else it ends with this process, after its workers
+                _stop_forkserver()
             for s, previous in old.items():
                 signal.signal(s, previous)
         if stop["signum"]:  # stopped: out now, not after seconds of teardown a second Ctrl-C would land in
+            # exit_cleanly runs the atexit handlers, where multiprocessing removes the forkserver's socket folder
+            exit_cleanly(exit_code(stop["signum"]))
             exit_now(exit_code(stop["signum"]))
         # A negative exitcode means killed by that signal: report it as the shell would (128 + signal).
         failed = [p.exitcode if p.exitcode > 0 else 128 - p.exitcode for p in procs if p.exitcode not in (0, None)]
