@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import optuna
@@ -14,7 +15,8 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from storage import sqlite as sqlite_settings
 from storage.defaults import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, MAX_RETRY  # noqa: F401 - re-exported
 from storage.errors import StorageError
-from storage.rdb import SteadyRDBStorage
+from storage.rdb import BACKOFF_FIRST_S, BACKOFF_MAX_S, SteadyRDBStorage, outage_cause
+from storage.rdb import first_line as rdb_first_line
 from storage.url import parse_url, redact, redact_text, sqlite_path
 
 SCHEMA_RACE_RETRIES = 5
@@ -29,13 +31,21 @@ class Heartbeat:
 
 
 def open_storage(
-    url: str, *, create: bool, heartbeat: Heartbeat | None = None, outage_timeout_s: float = 0.0
+    url: str,
+    *,
+    create: bool,
+    heartbeat: Heartbeat | None = None,
+    outage_timeout_s: float = 0.0,
+    on_outage: Callable[[str], None] | None = None,
 ) -> SteadyRDBStorage:
     """A SteadyRDBStorage (an RDBStorage) for url.
 
     create=False is for read-only commands: the database must already exist and hold Optuna's
     tables, and nothing is created or written by opening it. outage_timeout_s > 0: storage calls
     ride out a database server that cannot be reached for up to that long (storage/rdb.py).
+    on_outage: the opening itself rides out such a server too, saying so through on_outage; only for a caller
+    that knows the database is there (a worker that `search` started after it created the study), since a wrong
+    host or port looks the same as a server that is down, and a command given one must fail at once.
     """
     parsed = parse_url(url)
     path = sqlite_path(parsed)
@@ -76,8 +86,12 @@ def open_storage(
         # Checked before RDBStorage, which on a database without Optuna's tables fails inside its own session.
         if path is None and not create and not _server_has_tables(url, kwargs):
             raise StorageError(f"--storage: {redact(url)} holds no Optuna study")
-        storage = _create_rdb_storage(
-            engine_url, kwargs, skip_table_creation=not create, outage_timeout_s=outage_timeout_s, **hb
+        storage = _ride_out_opening(
+            lambda: _create_rdb_storage(
+                engine_url, kwargs, skip_table_creation=not create, outage_timeout_s=outage_timeout_s, **hb
+            ),
+            outage_timeout_s if on_outage is not None else 0.0,
+            on_outage,
         )
     except sqlalchemy.exc.OperationalError as e:
         raise StorageError(f"--storage: cannot open {redact(url)}: {_first_line(e.orig or e, url)}") from None
@@ -89,6 +103,32 @@ def open_storage(
     if path is not None and create:
         sqlite_settings.use_immediate_transactions(storage.engine)
     return storage
+
+
+def _ride_out_opening(
+    open_it: Callable[[], SteadyRDBStorage], timeout_s: float, say: Callable[[str], None] | None
+) -> SteadyRDBStorage:
+    """open_it(), tried again with storage/rdb.py's backoff while the server cannot be reached, for up to
+    timeout_s (0: once); one line through say when the outage is first seen and one when it ends."""
+    began = None
+    wait = BACKOFF_FIRST_S
+    while True:
+        try:
+            storage = open_it()
+        except sqlalchemy.exc.DBAPIError as e:
+            cause = outage_cause(e)
+            now = time.monotonic()
+            if cause is None or timeout_s <= 0 or say is None or (began is not None and now - began >= timeout_s):
+                raise
+            if began is None:
+                began = now
+                say(f"database unreachable ({rdb_first_line(cause)}); retrying for up to {timeout_s:.0f} s")
+            time.sleep(min(wait, max(0.0, began + timeout_s - now)))
+            wait = min(2 * wait, BACKOFF_MAX_S)
+            continue
+        if began is not None and say is not None:
+            say(f"database back after {time.monotonic() - began:.0f} s; going on")
+        return storage
 
 
 def _first_line(e: BaseException, url: str) -> str:

@@ -20,7 +20,7 @@ import pytest
 from optuna.trial import TrialState
 
 from storage.study import open_storage
-from tests.helpers import ALEXSEARCH, ENV, NO_EARLY_STOP, mlp_args
+from tests.helpers import ALEXSEARCH, ENV, NO_EARLY_STOP, child_pids, mlp_args, wait_for
 from tests.pg_server import PgServer, find_pg_bin, missing_reason
 
 TRIALS = 10
@@ -92,9 +92,8 @@ def run_with_fault(server: PgServer, tmp_path: Path, fault) -> tuple[subprocess.
         r.start()
     try:
         deadline = time.monotonic() + 120
-        # The middle of the search: 2 of 10 trials done, and both workers training. A worker still starting
-        # when the server goes away cannot open the study (opening is not ridden out: a known gap); with trials
-        # this short one worker could finish 2 trials before the other had started.
+        # The middle of the search: 2 of 10 trials done, and both workers training (with trials this short one
+        # worker could finish 2 trials before the other had started; an outage at the start is the last test's).
         both_up = False
         while finished(server, database) < 2 or not both_up:
             assert proc.poll() is None, "the search ended before the fault"
@@ -148,3 +147,39 @@ def test_search_rides_out_a_30_s_outage(own_pg, tmp_path):
     proc, url, out, err = run_with_fault(own_pg, tmp_path, outage)
     check_exactly_once(proc, url, out + err)
     assert time.monotonic() - started > 30
+
+
+@pytest.mark.slow
+def test_workers_that_open_the_study_while_the_server_is_down_wait_for_it(own_pg, tmp_path):
+    """search has created the study when the server goes down, and its workers open the study during the outage
+    (while the forkserver imports torch, seconds): each waits for the server instead of exiting on "cannot open".
+    A command given a server that is not there still fails at once: tests/test_postgres.py."""
+    database = own_pg.create_database("startdown")
+    url = own_pg.url(database)
+    proc = search(url, tmp_path)
+    out: dict[str, str] = {}
+    readers = [
+        threading.Thread(target=lambda k=k, f=f: out.__setitem__(k, f.read()), daemon=True)
+        for k, f in (("out", proc.stdout), ("err", proc.stderr))
+    ]
+    for r in readers:
+        r.start()
+    try:
+        wait_for(lambda: child_pids(proc.pid, b"forkserver"), 120, "search to create the study and start the workers")
+        own_pg.stop_server()
+        time.sleep(5)
+        own_pg.start_server()
+        proc.wait(timeout=150)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+    for r in readers:
+        r.join(10)
+    text = out.get("out", "") + out.get("err", "")
+    check_exactly_once(proc, url, text)
+    lines = text.splitlines()
+    for w in ("[w0] ", "[w1] "):  # the wait came before the worker had opened the study
+        waited = [i for i, line in enumerate(lines) if line.startswith(w + "database unreachable")]
+        opened = [i for i, line in enumerate(lines) if line.startswith(w + "study 'outage'")]
+        assert waited and opened and waited[0] < opened[0], text[-3000:]

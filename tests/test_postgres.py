@@ -25,7 +25,7 @@ from search.cli import build_parser, main
 from search.space.space import load_space
 from search.workers.loop import run_trials
 from storage.study import Heartbeat, load_study, open_storage, quiet_optuna
-from tests.helpers import digest_url, run_cli
+from tests.helpers import digest_url, mlp_args, run_cli
 from tests.pg_server import PgServer
 
 FAST_TASK = "mlp-synth"  # a small MLP on generated points: a trial takes well under a second
@@ -199,7 +199,7 @@ def test_read_only_command_on_unknown_study_changes_nothing(command, pg_study, t
     assert digest_url(pg_study) == before
 
 
-def test_missing_database_or_server_is_one_line_and_creates_nothing(pg_server, capsys):
+def test_missing_database_or_server_is_one_line_and_creates_nothing(pg_server, capsys, tmp_path):
     capsys.readouterr()
     assert run_cli(["status", "--storage", pg_server.url("no_such_db")], timeout_s=60) == 2
     err = one_line_error(capsys)
@@ -209,6 +209,10 @@ def test_missing_database_or_server_is_one_line_and_creates_nothing(pg_server, c
     nothing_on_port_1 = "postgresql+psycopg://postgres@127.0.0.1:1/x"
     assert run_cli(["status", "--storage", nothing_on_port_1], timeout_s=60) == 2
     assert "cannot open" in one_line_error(capsys)
+    for command in ("search", "worker"):  # no waiting for a server that may be a typo (only search's workers wait)
+        started = time.monotonic()
+        assert run_cli(mlp_args(command, nothing_on_port_1, "x", tmp_path / "art")) == 2  # a thread has no signals
+        assert "cannot open" in one_line_error(capsys) and time.monotonic() - started < 30
 
 
 def test_connections_dropped_between_storage_calls_are_replaced(pg_server, pg_url):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import optuna
 
 from model.errors import ConfigError
@@ -24,6 +26,7 @@ def create_study(
     sampler_seed: int,
     heartbeat: Heartbeat | None = None,
     device_label: str = "unknown",
+    on_outage: Callable[[str], None] | None = None,
 ) -> optuna.Study:
     """Create the study, or load it to resume; the sampler seed also moves on with the trials already run,
     so a resumed study does not propose its first configs again.
@@ -32,10 +35,16 @@ def create_study(
     together, exactly one writes them and the others are checked against them, so a second command with
     other settings is refused. A study left without settings (a kill right after Optuna created it) is
     claimed by the next command; one left with only some of them (older versions wrote them one by one)
-    gets the missing ones.
+    gets the missing ones. on_outage: a server that cannot be reached at the opening is waited for too (up to
+    --db-outage-timeout), with its lines said through on_outage; only for a study known to exist
+    (storage.study.open_storage).
     """
     storage = open_storage(
-        settings.storage, create=True, heartbeat=heartbeat, outage_timeout_s=settings.db_outage_timeout
+        settings.storage,
+        create=True,
+        heartbeat=heartbeat,
+        outage_timeout_s=settings.db_outage_timeout,
+        on_outage=on_outage,
     )
     study = optuna.create_study(
         study_name=settings.study,

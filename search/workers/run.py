@@ -52,6 +52,9 @@ class WorkerPlace:
     progress_bar: bool = True  # show the study's progress too (bar or progress lines), not only event lines
     deadline: float | None = None  # time.time() after which no new trial starts (search --timeout)
     debug: bool = False  # let Optuna's own log lines through
+    # Started by `search` after it created the study: a database server that cannot be reached at the opening is
+    # an outage to wait out (--db-outage-timeout), not a wrong URL to report at once.
+    study_exists: bool = False
 
 
 def heartbeat_of(settings: SearchConfig) -> Heartbeat:
@@ -114,7 +117,12 @@ def _run(
     device = resolve_device(settings.device)
     data = space.task.load_search_data(settings.data)
     study = create_study(
-        settings, space, settings.seed + 1000 * place.index, heartbeat_of(settings), device_label=device_name(device)
+        settings,
+        space,
+        settings.seed + 1000 * place.index,
+        heartbeat_of(settings),
+        device_label=device_name(device),
+        on_outage=log if place.study_exists else None,
     )
     opened["study"] = study
     backend = rdb_backend(study_storage(study))

@@ -130,6 +130,7 @@ class LocalLauncher:
                     ignore_sigint=True,
                     deadline=deadline,
                     debug=debug,
+                    study_exists=True,
                 )
                 p = ctx.Process(
                     target=_child_main, args=(settings.to_dict(), place.__dict__, lines), name=f"alexsearch-w{i}"
