@@ -20,7 +20,7 @@ import pytest
 from optuna.trial import TrialState
 
 from storage.study import open_storage
-from tests.helpers import ALEXSEARCH, ENV, NO_EARLY_STOP, child_pids, mlp_args, wait_for
+from tests.helpers import ALEXSEARCH, ENV, NO_EARLY_STOP, child_pids, mlp_args, run_cli, wait_for
 from tests.pg_server import PgServer, find_pg_bin, missing_reason
 
 TRIALS = 10
@@ -183,3 +183,37 @@ def test_workers_that_open_the_study_while_the_server_is_down_wait_for_it(own_pg
         waited = [i for i, line in enumerate(lines) if line.startswith(w + "database unreachable")]
         opened = [i for i, line in enumerate(lines) if line.startswith(w + "study 'outage'")]
         assert waited and opened and waited[0] < opened[0], text[-3000:]
+
+
+@pytest.mark.slow
+def test_worker_wait_for_database_waits_for_a_server_down_at_its_start(own_pg, tmp_path):
+    """`worker --wait-for-database` (what a Slurm array task runs) on an existing study whose server is down when
+    it starts: it says so, waits, and runs its trials once the server is back."""
+    url = own_pg.url(own_pg.create_database("workerdown"))
+    art = tmp_path / "art"
+    assert run_cli(mlp_args("search", url, "w", art, trials=1)) == 0  # the study exists
+    own_pg.stop_server()
+    lines: list[str] = []
+    try:
+        worker = subprocess.Popen(
+            [ALEXSEARCH, *mlp_args("worker", url, "w", art, "--wait-for-database", "--lines-only", trials=3)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=ENV,
+        )
+        reader = threading.Thread(target=lambda: lines.extend(worker.stdout or ()), daemon=True)
+        reader.start()
+        wait_for(lambda: any("database unreachable" in line for line in lines), 120, "the worker to wait")
+    finally:
+        own_pg.start_server()
+    assert worker.wait(timeout=120) == 0, "".join(lines)[-3000:]
+    reader.join(10)
+    text = "".join(lines)
+    assert "database back after" in text and "Traceback" not in text, text[-3000:]
+    storage = open_storage(url, create=False)
+    try:
+        states = [t.state for t in optuna.load_study(study_name="w", storage=storage).get_trials()]
+    finally:
+        storage.engine.dispose()
+    assert len(states) == 3 and set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}  # 1 by search, 2 by it

@@ -28,6 +28,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="print only the event lines, no progress bar or progress lines (for a watcher that reads "
         "this worker's log)",
     )
+    p.add_argument(
+        "--wait-for-database",
+        action="store_true",
+        help="wait (up to --db-outage-timeout) for a database server that cannot be reached at start, as the "
+        "workers of `search` do; for workers a launcher starts on an existing study (a Slurm array task). "
+        "Without it such a server is an error at once: a wrong host or port looks the same",
+    )
     p.set_defaults(run=run)
 
 
@@ -39,5 +46,12 @@ def run(args: argparse.Namespace) -> int:
     settings, _ = settings_from_args(args)
     index = args.worker_index if args.worker_index is not None else os.getpid()
     return run_worker(
-        settings, WorkerPlace(index=index, deadline=deadline, debug=args.debug, progress_bar=not args.lines_only)
+        settings,
+        WorkerPlace(
+            index=index,
+            deadline=deadline,
+            debug=args.debug,
+            progress_bar=not args.lines_only,
+            study_exists=args.wait_for_database,
+        ),
     )

@@ -326,7 +326,7 @@ def sbatch_script(job: ArrayJob) -> str:
     device = device_for_task(settings.device, s.gpus_per_worker)
     argv = alexsearch_command() + ["worker"] + worker_args(settings.replace(device=device), job.storage_in_script())
     index = "$SLURM_ARRAY_TASK_ID" if per_task == 1 else f"$((SLURM_ARRAY_TASK_ID * {per_task} + k))"
-    command = wrap_command([*argv, "--lines-only", "--worker-index", index])
+    command = wrap_command([*argv, "--lines-only", "--wait-for-database", "--worker-index", index])
     gpu_note = (
         f"{plural(s.gpus_per_worker, 'GPU')} each"
         + (f", worker k on GPU k mod {s.gpus_per_worker}" if s.gpus_per_worker > 1 and per_task > 1 else "")
