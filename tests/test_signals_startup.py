@@ -1,6 +1,7 @@
 """Signals at awkward moments (issue 14, class 11): Ctrl-C during start-up, a second Ctrl-C, a paused worker.
 
-- Ctrl-C while `alexsearch` or its spawned workers are still importing torch prints one line, no traceback.
+- Ctrl-C while `alexsearch` is still importing torch, or while its workers start, prints one line, no
+  traceback; a SIGTERM while the workers' forkserver imports torch reaches every worker once started.
 - A second Ctrl-C stops `search --workers 2` at once, even while the workers are in a long evaluation that
   the first stop waits for (14.9 s was measured before).
 - A worker paused (SIGSTOP) past the grace period is declared dead and its trial retried by the other worker;
@@ -126,7 +127,7 @@ def test_ctrl_c_while_spawned_workers_import_is_quiet(db_url, tmp_path):
         )
     )
     run.wait_for(lambda: len(run.workers()) == 2, 150, "the workers to start")  # after the study is created
-    time.sleep(0.5)  # they are importing torch now
+    time.sleep(0.5)  # they are starting: opening the study (torch came imported with the fork)
     run.ctrl_c()
     rc = run.finish(60)
     assert "Traceback" not in run.output and "KeyboardInterrupt" not in run.output, run.output[-3000:]
