@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -9,6 +10,22 @@ from urllib.parse import unquote
 
 from storage.defaults import DEFAULT_STORAGE  # noqa: F401 - re-exported
 from storage.errors import StorageError
+
+FROM_ENV = "env:"  # --storage env:NAME: the URL is the value of environment variable NAME
+
+
+def url_from_env(text: str) -> str:
+    """text as it is, or for env:NAME the value of environment variable NAME. A URL with a password given that
+    way shows in no process list: any user can read a command line (ps), only its own user and root a process's
+    environment. ValueError when NAME is not set."""
+    if not text.startswith(FROM_ENV):
+        return text
+    name = text.removeprefix(FROM_ENV)
+    value = os.environ.get(name, "") if name else ""
+    if not value:
+        raise ValueError(f"{text!r}: environment variable {name!r} is not set (or is empty)")
+    return value
+
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL

@@ -206,6 +206,21 @@ def test_final_never_quotes_the_password(tmp_path, capsys):
     assert SECRET not in err
 
 
+def test_storage_from_the_environment_keeps_the_url_out_of_the_command_line(tmp_path, monkeypatch, capsys):
+    """--storage env:NAME (what the Slurm script gives each worker when the URL holds a password): the URL comes
+    from the environment; a name that is not set is one line naming --storage, exit 2."""
+    db = tmp_path / "study.db"
+    assert run_cli(["search", "--storage", f"sqlite:///{db}", *QUICK]) == 0
+    monkeypatch.setenv("STUDY_DB_URL", f"sqlite:///{db}")
+    capsys.readouterr()
+    assert run_cli(["status", "--storage", "env:STUDY_DB_URL"]) == 0
+    assert "study mlp-synth: 1 trials" in capsys.readouterr().out
+    for reference in ("env:NOT_SET_ANYWHERE", "env:"):
+        code, err = run_cli_stderr(["status", "--storage", reference], capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        assert "--storage" in err and "is not set" in err
+
+
 def test_redact_hides_query_passwords_and_userinfo_everywhere():
     assert redact(f"sqlite:///x.db?password={SECRET}") == "sqlite:///x.db?password=***"
     assert (

@@ -209,7 +209,7 @@ def test_a_password_never_lands_in_the_script():
     job = ArrayJob(settings, SlurmConfig(), 2)
     script = sbatch_script(job)
     assert "s3cret" not in script
-    assert f'--storage "${STORAGE_ENV}"' in script and job.submit_env() == {STORAGE_ENV: settings.storage}
+    assert f"--storage env:{STORAGE_ENV}" in script and job.submit_env() == {STORAGE_ENV: settings.storage}
 
 
 @pytest.mark.parametrize(

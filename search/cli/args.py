@@ -12,6 +12,7 @@ import typing
 
 from model.data_config import DataConfig
 from search.settings import MAX_SEED, SearchConfig, check_study_name
+from storage.url import url_from_env
 
 DEFAULTS = SearchConfig()  # one place for a default: the config dataclasses
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
@@ -76,11 +77,23 @@ def study_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(e).removeprefix("--study: ")) from None
 
 
+STORAGE_HELP = "; env:NAME reads it from environment variable NAME, so a password shows in no command line"
+
+
+def storage_url(text: str) -> str:
+    """--storage: a SQLAlchemy URL as given, or env:NAME for the URL in environment variable NAME."""
+    try:
+        return url_from_env(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def add_storage_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--storage",
+        type=storage_url,
         default=DEFAULTS.storage,
-        help=f"SQLAlchemy URL of the study database (default: {DEFAULTS.storage})",
+        help=f"SQLAlchemy URL of the study database (default: {DEFAULTS.storage}){STORAGE_HELP}",
     )
     p.add_argument(
         "--study",

@@ -8,7 +8,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from search.cli.args import positive_int, seed_int, study_name
+from search.cli.args import STORAGE_HELP, positive_int, seed_int, storage_url, study_name
 
 HELP = "retrain an exported config on all training images and evaluate the test set once per seed"
 
@@ -38,9 +38,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--storage",
+        type=storage_url,
         default=None,
         help="record the result on the study in this storage (default: the storage in the config's "
-        "provenance; needed when its URL had a password)",
+        f"provenance; needed when its URL had a password){STORAGE_HELP}",
     )
     p.add_argument(
         "--study", type=study_name, default=None, help="record the result on this study (default: the config's study)"

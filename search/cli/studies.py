@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from search.cli.args import STORAGE_HELP, storage_url
 from storage.defaults import DEFAULT_STORAGE
 
 HELP = "list the studies in a storage: trials by state, best val_acc, final test accuracy, stop requests"
@@ -12,7 +13,10 @@ HELP = "list the studies in a storage: trials by state, best val_acc, final test
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("studies", help=HELP, description=HELP)
     p.add_argument(
-        "--storage", default=DEFAULT_STORAGE, help=f"SQLAlchemy URL of the study database (default: {DEFAULT_STORAGE})"
+        "--storage",
+        type=storage_url,
+        default=DEFAULT_STORAGE,
+        help=f"SQLAlchemy URL of the study database (default: {DEFAULT_STORAGE}){STORAGE_HELP}",
     )
     p.set_defaults(run=run)
 

@@ -31,7 +31,7 @@ from typing import Any
 from model.config import ConfigError, JsonConfig
 from search.errors import UsageError
 from search.settings import SearchConfig
-from storage.url import redact
+from storage.url import FROM_ENV, redact
 
 SIGNAL_BEFORE_S = 120  # USR1 this long before the time limit: one training step + the retry's database writes
 JOB_NAME_CHARS = 40  # of the study name in the job name (squeue shows the first few anyway)
@@ -242,8 +242,9 @@ class ArrayJob:
         return "alexsearch-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", self.settings.study)[:JOB_NAME_CHARS]
 
     def storage_in_script(self) -> str:
-        """The URL, or a reference to STORAGE_ENV when it holds a password (kept out of a readable file)."""
-        return f"${STORAGE_ENV}" if self.hides_storage() else self.settings.storage
+        """The URL, or env:STORAGE_ENV when it holds a password: the worker reads it from its environment, so it
+        shows neither in a readable file nor in the node's process list."""
+        return f"{FROM_ENV}{STORAGE_ENV}" if self.hides_storage() else self.settings.storage
 
     def hides_storage(self) -> bool:
         return redact(self.settings.storage) != self.settings.storage
