@@ -193,6 +193,21 @@ def test_two_task_array_fills_the_study_and_each_trial_names_its_job(slurm_clust
     )
 
 
+def test_a_password_url_reaches_the_workers_only_through_their_environment(slurm_cluster, tmp_path, pg_url):
+    """A URL with a password is in neither the script nor a worker's command line (`ps` shows every user's): the
+    workers get --storage env:ALEXSEARCH_STORAGE, which sbatch carries into the job. The test server trusts
+    localhost, so it ignores the password; the study is reached only if the URL got through."""
+    url = pg_url.replace("://postgres@", "://postgres:s3cretPW@", 1)
+    assert url != pg_url
+    r = search(tmp_path, url, "--workers", "1", "--trials", "1")
+    assert r.returncode == 0, r.stdout + r.stderr + logs(tmp_path)[-3000:]
+    script = (tmp_path / "art" / "slurm" / f"{safe_name('arr')}-array.sh").read_text()
+    assert "s3cretPW" not in script and "--storage env:ALEXSEARCH_STORAGE" in script
+    assert "s3cretPW" not in r.stdout + r.stderr + logs(tmp_path)
+    assert len(finished(load(url))) == 1
+    wait_ended(slurm_cluster, job_of(url), tmp_path)
+
+
 def test_requeue_mid_trial_resumes_from_the_checkpoint(slurm_cluster, tmp_path):
     url = f"sqlite:///{tmp_path / 'study.db'}"
     started = time.monotonic()
