@@ -24,6 +24,25 @@ POOL_RECYCLE_S = 1800  # reconnect before servers and firewalls drop idle connec
 
 
 @dataclass(frozen=True)
+class ServerWait:
+    """How an opening waits for a database server that cannot be reached: its two lines go to say, and it gives
+    up (OpeningStopped) once stop() is true, e.g. when the worker has been asked to stop."""
+
+    say: Callable[[str], None]
+    stop: Callable[[], bool] = lambda: False
+
+
+class OpeningStopped(StorageError):
+    """A stop was asked for while the opening waited for the database server."""
+
+
+# Connection failures that waiting does not mend: the server answered, and said no. psycopg gives connection-time
+# errors no SQLSTATE, so storage/rdb.py's outage_cause counts them as the server being away; a wrong password or
+# a missing pg_hba.conf line would then keep a worker waiting for --db-outage-timeout.
+REFUSED_FOR_GOOD = ("authentication failed", "password", "pg_hba.conf", "does not exist")
+
+
+@dataclass(frozen=True)
 class Heartbeat:
     interval_s: int = HEARTBEAT_INTERVAL_S
     grace_period_s: int = GRACE_PERIOD_S
@@ -36,16 +55,16 @@ def open_storage(
     create: bool,
     heartbeat: Heartbeat | None = None,
     outage_timeout_s: float = 0.0,
-    on_outage: Callable[[str], None] | None = None,
+    wait_for_server: ServerWait | None = None,
 ) -> SteadyRDBStorage:
     """A SteadyRDBStorage (an RDBStorage) for url.
 
     create=False is for read-only commands: the database must already exist and hold Optuna's
     tables, and nothing is created or written by opening it. outage_timeout_s > 0: storage calls
     ride out a database server that cannot be reached for up to that long (storage/rdb.py).
-    on_outage: the opening itself rides out such a server too, saying so through on_outage; only for a caller
-    that knows the database is there (a worker that `search` started after it created the study), since a wrong
-    host or port looks the same as a server that is down, and a command given one must fail at once.
+    wait_for_server: the opening itself rides out such a server too (up to outage_timeout_s), as it says; only
+    for a caller that knows the database is there (a worker that `search` started after it created the study),
+    since a wrong host or port looks the same as a server that is down, and a command given one must fail at once.
     """
     parsed = parse_url(url)
     path = sqlite_path(parsed)
@@ -90,9 +109,14 @@ def open_storage(
             lambda: _create_rdb_storage(
                 engine_url, kwargs, skip_table_creation=not create, outage_timeout_s=outage_timeout_s, **hb
             ),
-            outage_timeout_s if on_outage is not None else 0.0,
-            on_outage,
+            outage_timeout_s,
+            wait_for_server,
         )
+    except optuna.exceptions.StorageInternalError as e:  # Optuna wraps errors of its own sessions
+        if not isinstance(e.__cause__, sqlalchemy.exc.OperationalError):
+            raise
+        why = _first_line(e.__cause__.orig or e.__cause__, url)
+        raise StorageError(f"--storage: cannot open {redact(url)}: {why}") from None
     except sqlalchemy.exc.OperationalError as e:
         raise StorageError(f"--storage: cannot open {redact(url)}: {_first_line(e.orig or e, url)}") from None
     except RuntimeError as e:  # Optuna's schema check: a database from another Optuna version
@@ -106,28 +130,40 @@ def open_storage(
 
 
 def _ride_out_opening(
-    open_it: Callable[[], SteadyRDBStorage], timeout_s: float, say: Callable[[str], None] | None
+    open_it: Callable[[], SteadyRDBStorage], timeout_s: float, wait: ServerWait | None
 ) -> SteadyRDBStorage:
     """open_it(), tried again with storage/rdb.py's backoff while the server cannot be reached, for up to
-    timeout_s (0: once); one line through say when the outage is first seen and one when it ends."""
+    timeout_s; once only without wait. Says one line when the outage is first seen and one when it ends."""
     began = None
-    wait = BACKOFF_FIRST_S
+    pause = BACKOFF_FIRST_S
     while True:
         try:
             storage = open_it()
-        except sqlalchemy.exc.DBAPIError as e:
+        except (sqlalchemy.exc.DBAPIError, optuna.exceptions.StorageInternalError) as e:
             cause = outage_cause(e)
             now = time.monotonic()
-            if cause is None or timeout_s <= 0 or say is None or (began is not None and now - began >= timeout_s):
+            if (
+                wait is None
+                or timeout_s <= 0
+                or cause is None
+                or any(text in str(getattr(cause, "orig", cause)).lower() for text in REFUSED_FOR_GOOD)
+                or (began is not None and now - began >= timeout_s)
+            ):
                 raise
             if began is None:
                 began = now
-                say(f"database unreachable ({rdb_first_line(cause)}); retrying for up to {timeout_s:.0f} s")
-            time.sleep(min(wait, max(0.0, began + timeout_s - now)))
-            wait = min(2 * wait, BACKOFF_MAX_S)
+                wait.say(f"database unreachable ({rdb_first_line(cause)}); retrying for up to {timeout_s:.0f} s")
+            until = now + min(pause, max(0.0, began + timeout_s - now))
+            while time.monotonic() < until:  # in short naps: a stop asked for meanwhile ends the wait
+                if wait.stop():
+                    raise OpeningStopped("--storage: stopped while waiting for the database server") from None
+                time.sleep(min(0.2, max(0.0, until - time.monotonic())))
+            pause = min(2 * pause, BACKOFF_MAX_S)
             continue
-        if began is not None and say is not None:
-            say(f"database back after {time.monotonic() - began:.0f} s; going on")
+        if wait is not None:
+            storage.say = wait.say  # its outage lines later on, as this worker's too
+            if began is not None:
+                wait.say(f"database back after {time.monotonic() - began:.0f} s; going on")
         return storage
 
 

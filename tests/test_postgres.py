@@ -24,7 +24,8 @@ import sqlalchemy
 from search.cli import build_parser, main
 from search.space.space import load_space
 from search.workers.loop import run_trials
-from storage.study import Heartbeat, load_study, open_storage, quiet_optuna
+from storage.errors import StorageError
+from storage.study import Heartbeat, OpeningStopped, ServerWait, load_study, open_storage, quiet_optuna
 from tests.helpers import digest_url, mlp_args, run_cli
 from tests.pg_server import PgServer
 
@@ -213,6 +214,39 @@ def test_missing_database_or_server_is_one_line_and_creates_nothing(pg_server, c
         started = time.monotonic()
         assert run_cli(mlp_args(command, nothing_on_port_1, "x", tmp_path / "art")) == 2  # a thread has no signals
         assert "cannot open" in one_line_error(capsys) and time.monotonic() - started < 30
+
+
+NOTHING_ON_PORT_1 = "postgresql+psycopg://postgres@127.0.0.1:1/x"
+
+
+def test_a_waiting_opening_says_so_gives_up_at_its_timeout_and_stops_when_asked():
+    """open_storage(wait_for_server=...), as search's workers open the study: connection refused is waited for,
+    with one line, until the outage timeout; a stop asked for meanwhile ends the wait at once."""
+    said: list[str] = []
+    started = time.monotonic()
+    with pytest.raises(StorageError, match="cannot open"):
+        open_storage(NOTHING_ON_PORT_1, create=True, outage_timeout_s=1.5, wait_for_server=ServerWait(said.append))
+    assert 1.5 <= time.monotonic() - started < 10
+    assert len(said) == 1 and said[0].startswith("database unreachable (") and "retrying for up to 2 s" in said[0]
+    said.clear()
+    started = time.monotonic()
+    with pytest.raises(OpeningStopped):
+        open_storage(
+            NOTHING_ON_PORT_1, create=True, outage_timeout_s=60, wait_for_server=ServerWait(said.append, lambda: True)
+        )
+    assert time.monotonic() - started < 5 and len(said) == 1
+
+
+def test_a_server_that_refuses_the_connection_is_not_waited_for(pg_server):
+    """A missing database (or a wrong password, a missing pg_hba.conf line): the server answered, and waiting for
+    --db-outage-timeout would not change its answer."""
+    said: list[str] = []
+    started = time.monotonic()
+    with pytest.raises(StorageError, match='database "no_such_db" does not exist'):
+        open_storage(
+            pg_server.url("no_such_db"), create=True, outage_timeout_s=60, wait_for_server=ServerWait(said.append)
+        )
+    assert time.monotonic() - started < 10 and not said
 
 
 def test_connections_dropped_between_storage_calls_are_replaced(pg_server, pg_url):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import optuna
 
 from model.errors import ConfigError
@@ -14,7 +12,7 @@ from search.space.space import Space
 from search.study.note import save_study_note, study_note
 from search.trials import record
 from storage.optuna_private import insert_study_user_attrs, study_id
-from storage.study import Heartbeat, open_storage
+from storage.study import Heartbeat, ServerWait, open_storage
 from storage.url import redact
 
 SETTINGS_KEYS = (record.SEARCH_CONFIG, record.SPACE)  # written together, once, by the process that creates the study
@@ -26,7 +24,7 @@ def create_study(
     sampler_seed: int,
     heartbeat: Heartbeat | None = None,
     device_label: str = "unknown",
-    on_outage: Callable[[str], None] | None = None,
+    wait_for_server: ServerWait | None = None,
 ) -> optuna.Study:
     """Create the study, or load it to resume; the sampler seed also moves on with the trials already run,
     so a resumed study does not propose its first configs again.
@@ -35,16 +33,15 @@ def create_study(
     together, exactly one writes them and the others are checked against them, so a second command with
     other settings is refused. A study left without settings (a kill right after Optuna created it) is
     claimed by the next command; one left with only some of them (older versions wrote them one by one)
-    gets the missing ones. on_outage: a server that cannot be reached at the opening is waited for too (up to
-    --db-outage-timeout), with its lines said through on_outage; only for a study known to exist
-    (storage.study.open_storage).
+    gets the missing ones. wait_for_server: a server that cannot be reached at the opening is waited for too (up
+    to --db-outage-timeout); only for a study known to exist (storage.study.open_storage).
     """
     storage = open_storage(
         settings.storage,
         create=True,
         heartbeat=heartbeat,
         outage_timeout_s=settings.db_outage_timeout,
-        on_outage=on_outage,
+        wait_for_server=wait_for_server,
     )
     study = optuna.create_study(
         study_name=settings.study,

@@ -36,7 +36,7 @@ from storage.checkpoints import CheckpointStore, CheckpointWriter
 from storage.heartbeat import reap_stale_trials, retry
 from storage.optuna_private import rdb_backend, study_storage, trial_id
 from storage.rdb import SteadyRDBStorage
-from storage.study import Heartbeat, quiet_optuna
+from storage.study import Heartbeat, OpeningStopped, ServerWait, quiet_optuna
 from storage.url import redact
 
 GAVE_UP_EXIT = 1  # the worker stopped because its environment failed (full disk, database gone)
@@ -116,14 +116,18 @@ def _run(
     space = load_space(settings.space, settings.task)
     device = resolve_device(settings.device)
     data = space.task.load_search_data(settings.data)
-    study = create_study(
-        settings,
-        space,
-        settings.seed + 1000 * place.index,
-        heartbeat_of(settings),
-        device_label=device_name(device),
-        on_outage=log if place.study_exists else None,
-    )
+    try:
+        study = create_study(
+            settings,
+            space,
+            settings.seed + 1000 * place.index,
+            heartbeat_of(settings),
+            device_label=device_name(device),
+            wait_for_server=ServerWait(log, stop_requested) if place.study_exists else None,
+        )
+    except OpeningStopped:
+        log("stopped while waiting for the database; no trial was started")
+        return exit_code(requested_signal())
     opened["study"] = study
     backend = rdb_backend(study_storage(study))
     if isinstance(backend, SteadyRDBStorage):  # its outage lines (storage/rdb.py), with this worker's prefix

@@ -143,7 +143,7 @@ def alexsearch_command() -> list[str]:
 
 def worker_args(settings: SearchConfig, storage: str | None = None) -> list[str]:
     """`alexsearch worker` options that give a worker exactly these settings (see tests: they round-trip
-    through the worker's own parser). storage replaces the URL, e.g. with "$ALEXSEARCH_STORAGE"."""
+    through the worker's own parser). storage replaces the URL, e.g. with "env:ALEXSEARCH_STORAGE"."""
     data = settings.data
     if data.split_seed != type(data)().split_seed:
         raise UsageError(
