@@ -88,6 +88,10 @@ BACKOFF_MAX_S = 10.0
 # PostgreSQL SQLSTATEs that mean "the server is not there right now": class 08 (connection exception),
 # and admin_shutdown, crash_shutdown, cannot_connect_now (starting up or shutting down).
 _OUTAGE_SQLSTATES = ("57P01", "57P02", "57P03")
+# Connection failures that waiting does not mend: the server answered, and said no. psycopg gives connection-time
+# errors no SQLSTATE, so without these a wrong password or a missing pg_hba.conf line would count as the server
+# being away, and a worker would wait for it for the whole outage timeout.
+_REFUSED_FOR_GOOD = ("authentication failed", "password", "pg_hba.conf", "does not exist")
 # Free space a SQLite database's disk must have before a trial starts: the write-ahead log grows by one 4 KiB
 # page per page written until a checkpoint, and a trial writes some dozens per epoch.
 MIN_FREE_BYTES = 1_000_000
@@ -147,9 +151,24 @@ def outage_cause(e: BaseException) -> BaseException | None:
     sqlstate: Any = getattr(cause.orig, "sqlstate", False)  # psycopg: None for client-side connection failures
     if sqlstate is False:  # not a server database (SQLite): nothing to wait for
         return None
+    if sqlstate is None and any(text in str(cause.orig).lower() for text in _REFUSED_FOR_GOOD):
+        return None
     if sqlstate is None or sqlstate.startswith("08") or sqlstate in _OUTAGE_SQLSTATES:
         return cause
     return None
+
+
+def say_on_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def unreachable_line(cause: BaseException, timeout_s: float) -> str:
+    """What a process says when an outage begins; back_line when it ends."""
+    return f"database unreachable ({first_line(cause)}); retrying for up to {timeout_s:.0f} s"
+
+
+def back_line(seconds: float) -> str:
+    return f"database back after {seconds:.0f} s; going on"
 
 
 def disk_full(e: BaseException) -> bool:
@@ -242,7 +261,7 @@ class SteadyRDBStorage(RDBStorage):
     def __init__(self, *args: Any, outage_timeout_s: float = 0.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.outage_timeout_s = outage_timeout_s
-        self.say: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
+        self.say: Callable[[str], None] = say_on_stderr
         self._calls = _CallState()
         self._outage_lock = threading.Lock()
         self._outage_since: float | None = None  # monotonic time the current outage was first seen
@@ -263,7 +282,7 @@ class SteadyRDBStorage(RDBStorage):
 
     def __setstate__(self, state: dict[Any, Any]) -> None:
         super().__setstate__(state)
-        self.say = lambda line: print(line, file=sys.stderr, flush=True)
+        self.say = say_on_stderr
         self._calls = _CallState()
         self._outage_lock = threading.Lock()
         self._outage_since = None
@@ -274,14 +293,12 @@ class SteadyRDBStorage(RDBStorage):
         with self._outage_lock:
             if self._outage_since is None:
                 self._outage_since = now
-                self.say(
-                    f"database unreachable ({first_line(cause)}); retrying for up to {self.outage_timeout_s:.0f} s"
-                )
+                self.say(unreachable_line(cause, self.outage_timeout_s))
 
     def _outage_ended_maybe(self) -> None:
         with self._outage_lock:
             if self._outage_since is not None:
-                self.say(f"database back after {time.monotonic() - self._outage_since:.0f} s; going on")
+                self.say(back_line(time.monotonic() - self._outage_since))
                 self._outage_since = None
 
     def _create_new_trial(self, study_id: int, template_trial: Any = None) -> Any:

@@ -15,31 +15,23 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from storage import sqlite as sqlite_settings
 from storage.defaults import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, MAX_RETRY  # noqa: F401 - re-exported
 from storage.errors import StorageError
-from storage.rdb import BACKOFF_FIRST_S, BACKOFF_MAX_S, SteadyRDBStorage, outage_cause
-from storage.rdb import first_line as rdb_first_line
+from storage.rdb import (
+    BACKOFF_FIRST_S,
+    BACKOFF_MAX_S,
+    SteadyRDBStorage,
+    back_line,
+    outage_cause,
+    say_on_stderr,
+    unreachable_line,
+)
 from storage.url import parse_url, redact, redact_text, sqlite_path
 
 SCHEMA_RACE_RETRIES = 5
 POOL_RECYCLE_S = 1800  # reconnect before servers and firewalls drop idle connections (~1 h seen)
 
 
-@dataclass(frozen=True)
-class ServerWait:
-    """How an opening waits for a database server that cannot be reached: its two lines go to say, and it gives
-    up (OpeningStopped) once stop() is true, e.g. when the worker has been asked to stop."""
-
-    say: Callable[[str], None]
-    stop: Callable[[], bool] = lambda: False
-
-
 class OpeningStopped(StorageError):
     """A stop was asked for while the opening waited for the database server."""
-
-
-# Connection failures that waiting does not mend: the server answered, and said no. psycopg gives connection-time
-# errors no SQLSTATE, so storage/rdb.py's outage_cause counts them as the server being away; a wrong password or
-# a missing pg_hba.conf line would then keep a worker waiting for --db-outage-timeout.
-REFUSED_FOR_GOOD = ("authentication failed", "password", "pg_hba.conf", "does not exist")
 
 
 @dataclass(frozen=True)
@@ -55,16 +47,18 @@ def open_storage(
     create: bool,
     heartbeat: Heartbeat | None = None,
     outage_timeout_s: float = 0.0,
-    wait_for_server: ServerWait | None = None,
+    say: Callable[[str], None] = say_on_stderr,
+    wait_for_server: Callable[[], bool] | None = None,
 ) -> SteadyRDBStorage:
     """A SteadyRDBStorage (an RDBStorage) for url.
 
     create=False is for read-only commands: the database must already exist and hold Optuna's
     tables, and nothing is created or written by opening it. outage_timeout_s > 0: storage calls
     ride out a database server that cannot be reached for up to that long (storage/rdb.py).
-    wait_for_server: the opening itself rides out such a server too (up to outage_timeout_s), as it says; only
-    for a caller that knows the database is there (a worker that `search` started after it created the study),
-    since a wrong host or port looks the same as a server that is down, and a command given one must fail at once.
+    say: where the storage's outage lines go (a worker's prefixed log). wait_for_server: the opening itself rides
+    out such a server too (up to outage_timeout_s), until wait_for_server() says stop (OpeningStopped); only for
+    a caller that knows the database is there (a worker that `search` started after it created the study), since
+    a wrong host or port looks the same as a server that is down, and a command given one must fail at once.
     """
     parsed = parse_url(url)
     path = sqlite_path(parsed)
@@ -109,9 +103,11 @@ def open_storage(
             lambda: _create_rdb_storage(
                 engine_url, kwargs, skip_table_creation=not create, outage_timeout_s=outage_timeout_s, **hb
             ),
-            outage_timeout_s,
-            wait_for_server,
+            outage_timeout_s if wait_for_server is not None else 0.0,
+            say,
+            wait_for_server or (lambda: False),
         )
+        storage.say = say
     except optuna.exceptions.StorageInternalError as e:  # Optuna wraps errors of its own sessions
         if not isinstance(e.__cause__, sqlalchemy.exc.OperationalError):
             raise
@@ -130,10 +126,10 @@ def open_storage(
 
 
 def _ride_out_opening(
-    open_it: Callable[[], SteadyRDBStorage], timeout_s: float, wait: ServerWait | None
+    open_it: Callable[[], SteadyRDBStorage], timeout_s: float, say: Callable[[str], None], stop: Callable[[], bool]
 ) -> SteadyRDBStorage:
     """open_it(), tried again with storage/rdb.py's backoff while the server cannot be reached, for up to
-    timeout_s; once only without wait. Says one line when the outage is first seen and one when it ends."""
+    timeout_s (0: once), until stop() is true. Says one line when the outage is first seen and one when it ends."""
     began = None
     pause = BACKOFF_FIRST_S
     while True:
@@ -142,28 +138,20 @@ def _ride_out_opening(
         except (sqlalchemy.exc.DBAPIError, optuna.exceptions.StorageInternalError) as e:
             cause = outage_cause(e)
             now = time.monotonic()
-            if (
-                wait is None
-                or timeout_s <= 0
-                or cause is None
-                or any(text in str(getattr(cause, "orig", cause)).lower() for text in REFUSED_FOR_GOOD)
-                or (began is not None and now - began >= timeout_s)
-            ):
+            if cause is None or timeout_s <= 0 or (began is not None and now - began >= timeout_s):
                 raise
             if began is None:
                 began = now
-                wait.say(f"database unreachable ({rdb_first_line(cause)}); retrying for up to {timeout_s:.0f} s")
+                say(unreachable_line(cause, timeout_s))
             until = now + min(pause, max(0.0, began + timeout_s - now))
             while time.monotonic() < until:  # in short naps: a stop asked for meanwhile ends the wait
-                if wait.stop():
+                if stop():
                     raise OpeningStopped("--storage: stopped while waiting for the database server") from None
                 time.sleep(min(0.2, max(0.0, until - time.monotonic())))
             pause = min(2 * pause, BACKOFF_MAX_S)
             continue
-        if wait is not None:
-            storage.say = wait.say  # its outage lines later on, as this worker's too
-            if began is not None:
-                wait.say(f"database back after {time.monotonic() - began:.0f} s; going on")
+        if began is not None:
+            say(back_line(time.monotonic() - began))
         return storage
 
 

@@ -79,8 +79,34 @@ def search(url: str, tmp_path: Path) -> subprocess.Popen:
     )
 
 
-def run_with_fault(server: PgServer, tmp_path: Path, fault) -> tuple[subprocess.Popen, str, str, str]:
-    database = server.create_database("outage")
+def mid_search(server: PgServer, database: str, proc: subprocess.Popen) -> None:
+    """Return in the middle of the search: 2 of 10 trials done, and both workers training (with trials this short
+    one worker could finish 2 trials before the other had started)."""
+    deadline = time.monotonic() + 120
+    both_up = False
+    while finished(server, database) < 2 or not both_up:
+        assert proc.poll() is None, "the search ended before the fault"
+        assert time.monotonic() < deadline, "not 2 trials finished with both workers up in 120 s"
+        both_up = both_up or running(server, database) == 2
+        time.sleep(0.05)
+
+
+def outage_of(server: PgServer, seconds: float):
+    """A fault: the server stopped for that long, then started again."""
+
+    def outage() -> None:
+        server.stop_server()
+        time.sleep(seconds)
+        server.start_server()
+
+    return outage
+
+
+def run_with_fault(
+    server: PgServer, tmp_path: Path, fault, when=mid_search, prefix: str = "outage"
+) -> tuple[subprocess.Popen, str, str, str]:
+    """A 2-worker search on a fresh database; fault() once when(server, database, proc) has returned."""
+    database = server.create_database(prefix)
     url = server.url(database)
     proc = search(url, tmp_path)
     out: dict[str, str] = {}
@@ -91,15 +117,7 @@ def run_with_fault(server: PgServer, tmp_path: Path, fault) -> tuple[subprocess.
     for r in readers:
         r.start()
     try:
-        deadline = time.monotonic() + 120
-        # The middle of the search: 2 of 10 trials done, and both workers training (with trials this short one
-        # worker could finish 2 trials before the other had started; an outage at the start is the last test's).
-        both_up = False
-        while finished(server, database) < 2 or not both_up:
-            assert proc.poll() is None, "the search ended before the fault"
-            assert time.monotonic() < deadline, "not 2 trials finished with both workers up in 120 s"
-            both_up = both_up or running(server, database) == 2
-            time.sleep(0.05)
+        when(server, database, proc)
         fault()
         proc.wait(timeout=150)
     finally:
@@ -138,13 +156,8 @@ def test_search_rides_out_a_server_restart(own_pg, tmp_path):
 
 @pytest.mark.slow
 def test_search_rides_out_a_30_s_outage(own_pg, tmp_path):
-    def outage() -> None:
-        own_pg.stop_server()
-        time.sleep(30)
-        own_pg.start_server()
-
     started = time.monotonic()
-    proc, url, out, err = run_with_fault(own_pg, tmp_path, outage)
+    proc, url, out, err = run_with_fault(own_pg, tmp_path, outage_of(own_pg, 30))
     check_exactly_once(proc, url, out + err)
     assert time.monotonic() - started > 30
 
@@ -154,29 +167,14 @@ def test_workers_that_open_the_study_while_the_server_is_down_wait_for_it(own_pg
     """search has created the study when the server goes down, and its workers open the study during the outage
     (while the forkserver imports torch, seconds): each waits for the server instead of exiting on "cannot open".
     A command given a server that is not there still fails at once: tests/test_postgres.py."""
-    database = own_pg.create_database("startdown")
-    url = own_pg.url(database)
-    proc = search(url, tmp_path)
-    out: dict[str, str] = {}
-    readers = [
-        threading.Thread(target=lambda k=k, f=f: out.__setitem__(k, f.read()), daemon=True)
-        for k, f in (("out", proc.stdout), ("err", proc.stderr))
-    ]
-    for r in readers:
-        r.start()
-    try:
+
+    def workers_starting(_server: PgServer, _database: str, proc: subprocess.Popen) -> None:
         wait_for(lambda: child_pids(proc.pid, b"forkserver"), 120, "search to create the study and start the workers")
-        own_pg.stop_server()
-        time.sleep(5)
-        own_pg.start_server()
-        proc.wait(timeout=150)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, 9)
-            proc.wait()
-    for r in readers:
-        r.join(10)
-    text = out.get("out", "") + out.get("err", "")
+
+    proc, url, out, err = run_with_fault(
+        own_pg, tmp_path, outage_of(own_pg, 5), when=workers_starting, prefix="startdown"
+    )
+    text = out + err
     check_exactly_once(proc, url, text)
     lines = text.splitlines()
     for w in ("[w0] ", "[w1] "):  # the wait came before the worker had opened the study

@@ -25,7 +25,7 @@ from search.cli import build_parser, main
 from search.space.space import load_space
 from search.workers.loop import run_trials
 from storage.errors import StorageError
-from storage.study import Heartbeat, OpeningStopped, ServerWait, load_study, open_storage, quiet_optuna
+from storage.study import Heartbeat, OpeningStopped, load_study, open_storage, quiet_optuna
 from tests.helpers import digest_url, mlp_args, run_cli
 from tests.pg_server import PgServer
 
@@ -225,15 +225,15 @@ def test_a_waiting_opening_says_so_gives_up_at_its_timeout_and_stops_when_asked(
     said: list[str] = []
     started = time.monotonic()
     with pytest.raises(StorageError, match="cannot open"):
-        open_storage(NOTHING_ON_PORT_1, create=True, outage_timeout_s=1.5, wait_for_server=ServerWait(said.append))
+        open_storage(
+            NOTHING_ON_PORT_1, create=True, outage_timeout_s=1.5, say=said.append, wait_for_server=lambda: False
+        )
     assert 1.5 <= time.monotonic() - started < 10
     assert len(said) == 1 and said[0].startswith("database unreachable (") and "retrying for up to 2 s" in said[0]
     said.clear()
     started = time.monotonic()
     with pytest.raises(OpeningStopped):
-        open_storage(
-            NOTHING_ON_PORT_1, create=True, outage_timeout_s=60, wait_for_server=ServerWait(said.append, lambda: True)
-        )
+        open_storage(NOTHING_ON_PORT_1, create=True, outage_timeout_s=60, say=said.append, wait_for_server=lambda: True)
     assert time.monotonic() - started < 5 and len(said) == 1
 
 
@@ -244,7 +244,11 @@ def test_a_server_that_refuses_the_connection_is_not_waited_for(pg_server):
     started = time.monotonic()
     with pytest.raises(StorageError, match='database "no_such_db" does not exist'):
         open_storage(
-            pg_server.url("no_such_db"), create=True, outage_timeout_s=60, wait_for_server=ServerWait(said.append)
+            pg_server.url("no_such_db"),
+            create=True,
+            outage_timeout_s=60,
+            say=said.append,
+            wait_for_server=lambda: False,
         )
     assert time.monotonic() - started < 10 and not said
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import optuna
 
 from model.errors import ConfigError
@@ -12,7 +14,8 @@ from search.space.space import Space
 from search.study.note import save_study_note, study_note
 from search.trials import record
 from storage.optuna_private import insert_study_user_attrs, study_id
-from storage.study import Heartbeat, ServerWait, open_storage
+from storage.rdb import say_on_stderr
+from storage.study import Heartbeat, open_storage
 from storage.url import redact
 
 SETTINGS_KEYS = (record.SEARCH_CONFIG, record.SPACE)  # written together, once, by the process that creates the study
@@ -24,7 +27,8 @@ def create_study(
     sampler_seed: int,
     heartbeat: Heartbeat | None = None,
     device_label: str = "unknown",
-    wait_for_server: ServerWait | None = None,
+    say: Callable[[str], None] = say_on_stderr,
+    wait_for_server: Callable[[], bool] | None = None,
 ) -> optuna.Study:
     """Create the study, or load it to resume; the sampler seed also moves on with the trials already run,
     so a resumed study does not propose its first configs again.
@@ -33,14 +37,16 @@ def create_study(
     together, exactly one writes them and the others are checked against them, so a second command with
     other settings is refused. A study left without settings (a kill right after Optuna created it) is
     claimed by the next command; one left with only some of them (older versions wrote them one by one)
-    gets the missing ones. wait_for_server: a server that cannot be reached at the opening is waited for too (up
-    to --db-outage-timeout); only for a study known to exist (storage.study.open_storage).
+    gets the missing ones. say, wait_for_server: the storage's outage lines, and whether a server that cannot
+    be reached at the opening is waited for too, until wait_for_server() says stop; only for a study known to
+    exist (storage.study.open_storage).
     """
     storage = open_storage(
         settings.storage,
         create=True,
         heartbeat=heartbeat,
         outage_timeout_s=settings.db_outage_timeout,
+        say=say,
         wait_for_server=wait_for_server,
     )
     study = optuna.create_study(

@@ -34,9 +34,8 @@ from search.workers.signals import exit_code, install_stop_handlers, requested_s
 from storage.artifacts import artifact_dir, checkpoint_dir
 from storage.checkpoints import CheckpointStore, CheckpointWriter
 from storage.heartbeat import reap_stale_trials, retry
-from storage.optuna_private import rdb_backend, study_storage, trial_id
-from storage.rdb import SteadyRDBStorage
-from storage.study import Heartbeat, OpeningStopped, ServerWait, quiet_optuna
+from storage.optuna_private import study_storage, trial_id
+from storage.study import Heartbeat, OpeningStopped, quiet_optuna
 from storage.url import redact
 
 GAVE_UP_EXIT = 1  # the worker stopped because its environment failed (full disk, database gone)
@@ -123,15 +122,13 @@ def _run(
             settings.seed + 1000 * place.index,
             heartbeat_of(settings),
             device_label=device_name(device),
-            wait_for_server=ServerWait(log, stop_requested) if place.study_exists else None,
+            say=log,  # the storage's outage lines, with this worker's prefix
+            wait_for_server=stop_requested if place.study_exists else None,
         )
     except OpeningStopped:
         log("stopped while waiting for the database; no trial was started")
         return exit_code(requested_signal())
     opened["study"] = study
-    backend = rdb_backend(study_storage(study))
-    if isinstance(backend, SteadyRDBStorage):  # its outage lines (storage/rdb.py), with this worker's prefix
-        backend.say = log
     if record.DATA_SIZE not in study.user_attrs:  # for the report's captions: what "all" meant in items
         study.set_user_attr(record.DATA_SIZE, {"train": len(data.train), "val": len(data.eval)})
     reaped = reap_stale_trials(study, settings.grace_period, settings.max_retry)
